@@ -1,0 +1,148 @@
+// Creating tensors, and process-wide settings (seed, threads, devices, memory).
+import { native } from './native.js';
+import { Tensor } from './tensor.js';
+import { dtypeCode, dtypeOfTypedArray, bytesPerElement, type DType } from './dtype.js';
+import { rethrow } from './errors.js';
+import * as ops from './ops.js';
+
+export interface Options {
+  dtype?: DType;
+  device?: string;
+}
+
+const code = (o: Options, d: DType = 'float32') => dtypeCode(o.dtype ?? d);
+
+function shapeOfNested(v: unknown): number[] {
+  const s: number[] = [];
+  let cur = v;
+  while (Array.isArray(cur)) {
+    s.push(cur.length);
+    cur = cur[0];
+  }
+  return s;
+}
+
+function onDevice(t: Tensor, device?: string): Tensor {
+  if (!device || device === 'cpu') return t;
+  const moved = t.to(device);
+  t.dispose();
+  return moved;
+}
+
+/** A tensor copied from a typed array with the given shape (dtype follows the array unless given). */
+export function fromTypedArray(data: ArrayBufferView, shape: number[], dtype?: DType, device?: string): Tensor {
+  const d = dtype ?? dtypeOfTypedArray(data);
+  const numel = shape.reduce((a, b) => a * b, 1);
+  if (numel * bytesPerElement(d) !== data.byteLength)
+    throw new RangeError(`fromTypedArray: ${data.byteLength} bytes do not fit shape [${shape}] of ${d}`);
+  try {
+    return onDevice(new Tensor(native.fromBuffer(data, shape, dtypeCode(d))), device);
+  } catch (e) {
+    rethrow(e, 'fromTypedArray');
+  }
+}
+
+/** A tensor from a number, nested arrays of numbers/booleans, or a typed array (1-D). */
+export function tensor(data: number | boolean | unknown[] | ArrayBufferView, opts: Options = {}): Tensor {
+  if (ArrayBuffer.isView(data)) {
+    const ta = data as ArrayBufferView & { length: number };
+    const t = fromTypedArray(ta, [ta.length]);
+    if (opts.dtype && opts.dtype !== t.dtype) {
+      const c = t.to(opts.dtype);
+      t.dispose();
+      return onDevice(c, opts.device);
+    }
+    return onDevice(t, opts.device);
+  }
+  const shape = typeof data === 'object' ? shapeOfNested(data) : [];
+  const flat = typeof data === 'object' ? (data as unknown[]).flat(Infinity) : [data];
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (flat.length !== n) throw new RangeError(`tensor: ragged nested array (expected ${n} elements, got ${flat.length})`);
+  const dtype = opts.dtype ?? (typeof flat[0] === 'boolean' ? 'bool' : 'float32');
+  let t: Tensor;
+  switch (dtype) {
+    case 'float64': t = fromTypedArray(Float64Array.from(flat as number[]), shape); break;
+    case 'int64': t = fromTypedArray(BigInt64Array.from(flat as number[], (v) => BigInt(Math.trunc(Number(v)))), shape); break;
+    case 'int32': t = fromTypedArray(Int32Array.from(flat as number[]), shape); break;
+    case 'uint8': t = fromTypedArray(Uint8Array.from(flat as number[]), shape); break;
+    case 'bool': t = fromTypedArray(Uint8Array.from(flat as number[], (v) => (v ? 1 : 0)), shape, 'bool'); break;
+    default: {
+      const f = fromTypedArray(Float32Array.from(flat as number[], Number), shape);
+      if (dtype === 'float32') t = f;
+      else {
+        t = f.to(dtype);
+        f.dispose();
+      }
+    }
+  }
+  return onDevice(t, opts.device);
+}
+
+export const zeros = (shape: number[], o: Options = {}) => ops.zeros(shape, code(o), null, o.device);
+export const ones = (shape: number[], o: Options = {}) => ops.ones(shape, code(o), null, o.device);
+export const full = (shape: number[], value: number | boolean, o: Options = {}) => ops.full(shape, value, code(o), null, o.device);
+export const empty = (shape: number[], o: Options = {}) => ops.empty(shape, code(o), null, o.device);
+export const arange = (start: number, end?: number, step = 1, o: Options = {}) =>
+  end === undefined ? ops.arange(0, start, step, code(o, 'int64'), null, o.device) : ops.arange(start, end, step, code(o, Number.isInteger(start) && Number.isInteger(end) && Number.isInteger(step) ? 'int64' : 'float32'), null, o.device);
+/** Uniform on [0, 1). */
+export const rand = (shape: number[], o: Options = {}) => ops.rand(shape, code(o), null, o.device);
+/** Standard normal. */
+export const randn = (shape: number[], o: Options = {}) => ops.randn(shape, code(o), null, o.device);
+/** Integers uniform on [low, high). */
+export const randint = (low: number, high: number, shape: number[], o: Options = {}) => ops.randint(low, high, shape, code(o, 'int64'), null, o.device);
+export const randperm = (n: number, o: Options = {}) => ops.randperm(n, code(o, 'int64'), null, o.device);
+export const zerosLike = (x: Tensor) => ops.zerosLike(x);
+export const onesLike = (x: Tensor) => ops.onesLike(x);
+export const randLike = (x: Tensor) => ops.randLike(x);
+export const randnLike = (x: Tensor) => ops.randnLike(x);
+export const cat = (xs: Tensor[], dim = 0) => ops.cat(xs, dim);
+export const stack = (xs: Tensor[], dim = 0) => ops.stack(xs, dim);
+export const where = (cond: Tensor, a: Tensor, b: Tensor) => ops.where(cond, a, b);
+
+/** Seeds libtorch's CPU (and CUDA) default generators. */
+export function manualSeed(seed: number): void {
+  native.manualSeed(seed);
+}
+/** The CPU generator's state (a uint8 tensor), for checkpoints. */
+export function getRngState(): Tensor {
+  return new Tensor(native.getRngState());
+}
+export function setRngState(state: Tensor): void {
+  try {
+    native.setRngState(state.handle);
+  } catch (e) {
+    rethrow(e, 'setRngState');
+  }
+}
+
+/** Intra-op threads for libtorch (default: all physical cores). */
+export function setNumThreads(n: number): void {
+  try {
+    native.setNumThreads(n);
+  } catch (e) {
+    rethrow(e, 'setNumThreads');
+  }
+}
+export function getNumThreads(): number {
+  return native.getNumThreads();
+}
+
+export const cuda = {
+  isAvailable: (): boolean => native.cudaIsAvailable(),
+  deviceCount: (): number => native.cudaDeviceCount(),
+};
+
+/** Live native tensors (wrapped and not yet disposed or finalized). */
+export function liveTensors(): number {
+  return native.liveTensors();
+}
+export const memory = {
+  stats: () => native.memoryStats(),
+  emptyCache: () => native.emptyCache(),
+  setCacheLimit: (bytes: number) => native.setCacheLimit(bytes),
+  resetPeak: () => native.resetPeakMemory(),
+  finalized: () => native.finalizedTensors(),
+};
+export function version(): { torch: string; parallel: string; config: string } {
+  return native.version();
+}

@@ -1,0 +1,10 @@
+// freeadv's tensor API over libtorch. All calls must come from the main JavaScript thread.
+export { Tensor, sharesStorage, type Scalar } from './tensor.js';
+export { scope, openScope, keep, unkeep, Scope, scopeDepth } from './scope.js';
+export { TorchError, TensorDisposedError } from './errors.js';
+export { type DType, isFloating, bytesPerElement, type TypedArray } from './dtype.js';
+export * from './factory.js';
+export * as autograd from './autograd.js';
+export { noGrad, inferenceMode, withGradEnabled, isGradEnabled } from './autograd.js';
+export * as ops from './ops.js';
+export { def, defInplace } from './call.js';

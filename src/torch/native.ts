@@ -1,0 +1,84 @@
+// Loads the native addon (build/Release/freeadv.node) and describes its functions. Nothing above src/torch
+// imports this file: the rest of freeadv talks to libtorch only through the typed Tensor API.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** An opaque handle owning one libtorch tensor. */
+export type Handle = { readonly __handle: unique symbol };
+
+export interface MemoryStats {
+  /** Bytes handed out by the caching CPU allocator and not yet freed. */
+  allocated: number;
+  /** Bytes held in the allocator's free lists, ready for reuse. */
+  cached: number;
+  /** Highest `allocated` since start or the last resetPeakMemory(). */
+  peak: number;
+  hits: number;
+  misses: number;
+  /** The most bytes the free lists may hold. */
+  cap: number;
+}
+
+export interface Native {
+  resolve(name: string, overload: string): [id: number, argNames: string[], nreturns: number];
+  call(id: number, ...args: unknown[]): unknown;
+  callVoid(id: number, ...args: unknown[]): void;
+  dispose(h: Handle): void;
+  isDisposed(h: Handle): boolean;
+  fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: number): Handle;
+  toBuffer(h: Handle): ArrayBuffer;
+  intoBuffer(h: Handle, dst: ArrayBufferView): void;
+  shape(h: Handle): number[];
+  strides(h: Handle): number[];
+  dtype(h: Handle): number;
+  device(h: Handle): string;
+  numel(h: Handle): number;
+  dim(h: Handle): number;
+  isContiguous(h: Handle, memoryFormat?: number): boolean;
+  item(h: Handle): number;
+  sameStorage(a: Handle, b: Handle): boolean;
+  requiresGrad(h: Handle): boolean;
+  setRequiresGrad(h: Handle, on: boolean): void;
+  isLeaf(h: Handle): boolean;
+  getGrad(h: Handle): Handle | undefined;
+  setGrad(h: Handle, g: Handle | undefined): void;
+  backward(outputs: Handle[], grads: (Handle | undefined)[] | undefined, retainGraph: boolean, createGraph: boolean): void;
+  grad(outputs: Handle[], inputs: Handle[], grads: (Handle | undefined)[] | undefined, retain: boolean, create: boolean, allowUnused: boolean): (Handle | null)[];
+  isGradEnabled(): boolean;
+  setGradEnabled(on: boolean): void;
+  enterInferenceMode(): number;
+  exitInferenceMode(): number;
+  isInferenceMode(): boolean;
+  manualSeed(seed: number): void;
+  getRngState(): Handle;
+  setRngState(h: Handle): void;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  cudaIsAvailable(): boolean;
+  cudaDeviceCount(): number;
+  liveTensors(): number;
+  finalizedTensors(): number;
+  memoryStats(): MemoryStats;
+  emptyCache(): void;
+  setCacheLimit(bytes: number): void;
+  resetPeakMemory(): void;
+  version(): { torch: string; parallel: string; config: string };
+}
+
+function findAddon(): string {
+  // dist/src/torch/native.js and src/torch/native.ts both sit three or two levels below the package root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const p = join(dir, 'build', 'Release', 'freeadv.node');
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new Error(
+    'freeadv: the native addon build/Release/freeadv.node is missing; run `npm run build:native` ' +
+      '(needs Debian\'s libtorch-dev, or LIBTORCH=<dir>)',
+  );
+}
+
+export const native: Native = createRequire(import.meta.url)(findAddon()) as Native;
