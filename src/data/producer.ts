@@ -1,0 +1,130 @@
+// Batch production shared by the loader's worker thread and its in-thread fallback: epoch order, batch
+// slicing, augmentation and float conversion for in-memory uint8 data, and per-batch decoding for lazy
+// ImageFolder data.
+import { availableParallelism } from 'node:os';
+import { padCropFlipParams, padCropFlipToFloat, toFloat } from './augment.js';
+import { DataError } from './errors.js';
+import { hashSeed, permutation, Rng, STREAM_AUGMENT } from './prng.js';
+import type { LazyImageDataset } from './imagefolder.js';
+import { mapLimit } from './util.js';
+
+export type LastBatch = 'keep' | 'drop';
+
+/** Uint8 images in memory (N×C×H×W) with labels. */
+export interface MemorySource {
+  kind: 'memory';
+  images: Uint8Array;
+  labels: Int32Array;
+  n: number;
+  c: number;
+  h: number;
+  w: number;
+}
+
+export type Source = MemorySource | LazyImageDataset;
+
+export interface LoaderConfig {
+  batchSize: number;
+  shuffle: boolean;
+  seed: number;
+  lastBatch: LastBatch;
+  /** Training augmentation: pad+crop+flip for in-memory data, RandomResizedCrop+flip for lazy ImageFolders. */
+  augment: boolean;
+  /** Zero padding of the pad+crop augmentation (default 4). */
+  pad: number;
+  /** Horizontal flips (default true) in the in-memory augmentation. */
+  flip: boolean;
+  /** Decodes in flight per batch for lazy data. */
+  decodeConcurrency: number;
+}
+
+export interface Batch {
+  /** N×C×H×W floats in [0,1]. */
+  x: Float32Array;
+  shape: [number, number, number, number];
+  y: Int32Array;
+  /** Dataset indices of the batch's samples. */
+  indices: Int32Array;
+  /** The batch's position in its epoch. */
+  batch: number;
+  epoch: number;
+  /** Samples of this batch left out because they could not be decoded (lazy data with skipBad). */
+  skipped: number;
+}
+
+export function numBatches(n: number, batchSize: number, lastBatch: LastBatch): number {
+  return lastBatch === 'drop' ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+}
+
+export function epochOrder(n: number, cfg: Pick<LoaderConfig, 'shuffle' | 'seed'>, epoch: number): Int32Array {
+  if (cfg.shuffle) return permutation(n, cfg.seed, epoch);
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  return p;
+}
+
+/** The augmentation stream of one sample in one epoch: independent of batch size, order and resumption. */
+export function sampleRng(seed: number, epoch: number, index: number): Rng {
+  return new Rng(hashSeed(seed, epoch, index, STREAM_AUGMENT));
+}
+
+export function defaultConfig(partial: Partial<LoaderConfig> & { batchSize: number }): LoaderConfig {
+  if (!Number.isInteger(partial.batchSize) || partial.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${partial.batchSize}`);
+  return {
+    shuffle: true, seed: 0, lastBatch: 'keep', augment: false, pad: 4, flip: true,
+    decodeConcurrency: Math.max(2, availableParallelism()),
+    ...partial,
+  };
+}
+
+/** Produces batch b of an epoch whose sample order is `order`. */
+export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, order: Int32Array, b: number): Promise<Batch> {
+  const start = b * cfg.batchSize;
+  const end = Math.min(order.length, start + cfg.batchSize);
+  const idx = order.subarray(start, end);
+  const { c, h, w } = src;
+  const per = c * h * w;
+  if (src.kind === 'memory') {
+    const n = idx.length;
+    const x = new Float32Array(n * per);
+    const y = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const k = idx[i]!;
+      y[i] = src.labels[k]!;
+      if (cfg.augment) {
+        const p = padCropFlipParams(sampleRng(cfg.seed, epoch, k), cfg.pad);
+        if (!cfg.flip) p.flip = false;
+        padCropFlipToFloat(src.images, k * per, c, h, w, p, cfg.pad, x, i * per);
+      } else {
+        toFloat(src.images, k * per, per, x, i * per);
+      }
+    }
+    return { x, shape: [n, c, h, w], y, indices: Int32Array.from(idx), batch: b, epoch, skipped: 0 };
+  }
+  // Lazy ImageFolder: decode this batch's files now.
+  const { decodeEval, decodeTrain } = await import('./imagefolder.js');
+  const u8 = new Uint8Array(idx.length * per);
+  const ok = await mapLimit(Array.from(idx), cfg.decodeConcurrency, async (k, i) => {
+    try {
+      if (cfg.augment) await decodeTrain(src.files[k]!, src.size, sampleRng(cfg.seed, epoch, k), u8, i * per, { scale: src.scale, ratio: src.ratio });
+      else await decodeEval(src.files[k]!, src.size, src.resize, u8, i * per);
+      return true;
+    } catch (e) {
+      if (src.skipBad && e instanceof DataError) return false;
+      throw e;
+    }
+  });
+  const kept = ok.reduce((s, v) => s + (v ? 1 : 0), 0);
+  const x = new Float32Array(kept * per);
+  const y = new Int32Array(kept);
+  const indices = new Int32Array(kept);
+  let j = 0;
+  ok.forEach((good, i) => {
+    if (!good) return;
+    toFloat(u8, i * per, per, x, j * per);
+    y[j] = src.labels[idx[i]!]!;
+    indices[j] = idx[i]!;
+    j++;
+  });
+  return { x, shape: [kept, c, h, w], y, indices, batch: b, epoch, skipped: idx.length - kept };
+}

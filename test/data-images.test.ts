@@ -1,0 +1,269 @@
+// ImageFolder (PNG/JPEG via sharp, transforms, bad input, lazy loading) and CIFAR-10 as JPEG ImageFolder
+// with its decoded-pixel cache.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, basename, dirname } from 'node:path';
+import sharp from 'sharp';
+import {
+  DataError, loadDataset, openImageFolder, decodeTrain, decodeImage, randomResizedCropParams, Rng, Loader, activeWorkers,
+  CIFAR10_CLASSES, NORMALIZATION, readCacheHeader, type Batch,
+} from '../src/data/index.js';
+
+let tmp: string;
+before(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'freeadv-img-'));
+});
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** HWC RGB pixels with a per-image pattern. */
+function rgb(w: number, h: number, seed: number): Buffer {
+  const b = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let c = 0; c < 3; c++) b[(y * w + x) * 3 + c] = (x * 13 + y * 7 + c * 80 + seed * 29) & 255;
+  return b;
+}
+function chw(hwc: Buffer, w: number, h: number, channels = 3): Uint8Array {
+  const out = new Uint8Array(3 * w * h);
+  for (let i = 0; i < w * h; i++) for (let c = 0; c < 3; c++) out[c * w * h + i] = hwc[i * channels + (channels < 3 ? 0 : c)]!;
+  return out;
+}
+async function writeImage(file: string, hwc: Buffer, w: number, h: number, channels: 1 | 3 | 4 = 3): Promise<void> {
+  mkdirSync(dirname(file), { recursive: true });
+  const img = sharp(hwc, { raw: { width: w, height: h, channels } });
+  await (file.toLowerCase().endsWith('.png') ? img.png() : img.jpeg({ quality: 95 })).toFile(file);
+}
+async function rejectsData(p: Promise<unknown> | (() => unknown), file: string, re: RegExp) {
+  const fn = typeof p === 'function' ? async () => p() : () => p;
+  await assert.rejects(fn, (e: unknown) => {
+    assert.ok(e instanceof DataError, `expected DataError, got ${String(e)}`);
+    assert.ok(e.message.includes(file), `message "${e.message}" should name ${file}`);
+    assert.match(e.message, re);
+    return true;
+  });
+}
+async function collect(it: AsyncIterable<Batch>): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of it) out.push(b);
+  return out;
+}
+
+describe('ImageFolder', () => {
+  let root: string;
+  const expected: { label: number; pix: Uint8Array }[] = [];
+  before(async () => {
+    // Classes on disk in unsorted creation order; labels must follow sorted names: ant=0, cat=1, dog=2.
+    root = join(tmp, 'if');
+    const spec: [string, string, 1 | 3 | 4][] = [['dog', 'b.png', 3], ['dog', 'a.png', 4], ['cat', 'x.png', 1], ['ant', 'sub/z.PNG', 3], ['ant', 'y.png', 3]];
+    let seed = 0;
+    for (const [cls, name, ch] of spec) {
+      const base = rgb(12, 12, seed++);
+      const hwc = Buffer.alloc(12 * 12 * ch);
+      for (let i = 0; i < 144; i++) for (let c = 0; c < ch; c++) hwc[i * ch + c] = c < 3 ? base[i * 3 + c]! : 200;
+      await writeImage(join(root, 'train', cls, name), hwc, 12, 12, ch);
+      expected.push({ label: ['ant', 'cat', 'dog'].indexOf(cls), pix: chw(hwc, 12, 12, ch) });
+    }
+    writeFileSync(join(root, 'train', 'cat', 'notes.txt'), 'ignored');
+  });
+
+  test('PNG pixels and sorted-class labels round-trip exactly (grey replicated, alpha dropped)', async () => {
+    const ds = await loadDataset({ name: 'imagefolder', dataDir: root, split: 'train', size: 12, resize: 12, eager: true });
+    assert.equal(ds.kind, 'memory');
+    assert.deepEqual(ds.classNames, ['ant', 'cat', 'dog']);
+    assert.deepEqual([ds.n, ds.c, ds.h, ds.w, ds.numClasses], [5, 3, 12, 12, 3]);
+    assert.deepEqual(ds.mean, [...NORMALIZATION.imagenet.mean]);
+    // File order: ant/sub/z.PNG, ant/y.png, cat/x.png, dog/a.png, dog/b.png.
+    const order = [3, 4, 2, 1, 0];
+    assert.deepEqual(Array.from(ds.labels), order.map((i) => expected[i]!.label));
+    order.forEach((src, k) => assert.deepEqual(ds.images.subarray(k * 432, (k + 1) * 432), expected[src]!.pix, `image ${k}`));
+  });
+
+  test('lazy dataset + loader (eval) gives the same pixels; train transform is seeded and in range', async () => {
+    const lazy = await loadDataset({ name: 'imagefolder', dataDir: root, split: 'train', size: 12, resize: 12 });
+    assert.equal(lazy.kind, 'lazy');
+    const [b] = await collect(new Loader(lazy, { batchSize: 8, shuffle: false }).epoch(0));
+    assert.deepEqual(b!.shape, [5, 3, 12, 12]);
+    const order = [3, 4, 2, 1, 0];
+    order.forEach((src, k) => assert.deepEqual(b!.x.subarray(k * 432, (k + 1) * 432), Float32Array.from(expected[src]!.pix, (v) => v / 255)));
+    const tr = { batchSize: 2, seed: 4, augment: true } as const;
+    const a1 = await collect(new Loader(lazy, tr).epoch(1));
+    const a2 = await collect(new Loader(lazy, { ...tr, worker: false }).epoch(1));
+    assert.deepEqual(a1.map((x) => Array.from(x.x)), a2.map((x) => Array.from(x.x)));
+    assert.deepEqual(a1.map((x) => x.shape[0]), [2, 2, 1]);
+    assert.ok(a1.every((x) => x.x.every((v) => v >= 0 && v <= 1)));
+    assert.equal(activeWorkers(), 0);
+  });
+
+  test('eval transform: Resize(short side) + CenterCrop at the right offsets', async () => {
+    const hwc = rgb(40, 20, 5);
+    const file = join(tmp, 'geom', 'c', 'wide.png');
+    await writeImage(file, hwc, 40, 20);
+    // resize == short side: no resampling; centre crop 10x10 at left 15, top 5.
+    const ds = await loadDataset({ name: 'imagefolder', dataDir: join(tmp, 'geom'), split: 'test', size: 10, resize: 20, eager: true });
+    const full = chw(hwc, 40, 20);
+    for (let c = 0; c < 3; c++) for (let y = 0; y < 10; y++) for (let x = 0; x < 10; x++) {
+      assert.equal(ds.images[c * 100 + y * 10 + x], full[c * 800 + (y + 5) * 40 + (x + 15)]);
+    }
+    // A real resize: 40x20 → short side 16 → 32x16, crop 16 at left 8.
+    const r = await loadDataset({ name: 'imagefolder', dataDir: join(tmp, 'geom'), split: 'test', size: 16, resize: 16, eager: true });
+    const want = await sharp(file).resize(32, 16, { fit: 'fill', kernel: 'linear' }).extract({ left: 8, top: 0, width: 16, height: 16 }).raw().toBuffer();
+    assert.deepEqual(r.images, chw(want, 16, 16));
+  });
+
+  test('train transform: RandomResizedCrop box + flip as drawn from the seeded stream', async () => {
+    const file = join(tmp, 'geom', 'c', 'wide.png');
+    for (const seed of [1, 2, 3, 4]) {
+      const r = new Rng(seed);
+      const box = randomResizedCropParams(40, 20, r);
+      const flip = r.next() < 0.5;
+      assert.ok(box.left >= 0 && box.top >= 0 && box.left + box.width <= 40 && box.top + box.height <= 20);
+      const area = (box.width * box.height) / 800;
+      assert.ok(area >= 0.05 && area <= 1.0, `area ${area}`);
+      let img = sharp(file).extract(box).resize(8, 8, { fit: 'fill', kernel: 'linear' });
+      if (flip) img = img.flop();
+      const want = chw(await img.raw().toBuffer(), 8, 8);
+      const got = new Uint8Array(192);
+      await decodeTrain(file, 8, new Rng(seed), got);
+      assert.deepEqual(got, want, `seed ${seed} box ${JSON.stringify(box)} flip ${flip}`);
+    }
+    // Statistics of the crop parameters on a 224-ish image.
+    const r = new Rng(9);
+    for (let i = 0; i < 500; i++) {
+      const b = randomResizedCropParams(300, 200, r);
+      const ar = b.width / b.height, area = (b.width * b.height) / 60000;
+      assert.ok(area <= 1 && area >= 0.07, `area ${area}`);
+      assert.ok(ar >= 0.7 && ar <= 1.45, `ratio ${ar}`);
+    }
+  });
+
+  test('JPEG decodes close to the written pixels', async () => {
+    const w = 16, h = 16;
+    const hwc = Buffer.alloc(w * h * 3);
+    for (let i = 0; i < w * h; i++) for (let c = 0; c < 3; c++) hwc[i * 3 + c] = 60 + c * 40 + (i % w) * 3;
+    const file = join(tmp, 'jpg', 'k', 'smooth.jpg');
+    await writeImage(file, hwc, w, h);
+    const d = await decodeImage(file);
+    const want = chw(hwc, w, h);
+    let err = 0;
+    for (let i = 0; i < want.length; i++) err += Math.abs(d.data[i]! - want[i]!);
+    assert.ok(err / want.length < 3, `mean abs error ${err / want.length}`);
+  });
+
+  test('bad input: missing folder, no class folders, empty class, undecodable image (and skipBad)', async () => {
+    const missing = join(tmp, 'missing');
+    await rejectsData(loadDataset({ name: 'imagefolder', dataDir: missing, split: 'train' }), missing, /does not exist/);
+    const flat = join(tmp, 'flat');
+    mkdirSync(flat);
+    writeFileSync(join(flat, 'a.png'), '');
+    await rejectsData(() => openImageFolder(flat), flat, /no class sub-folders/);
+    const emptyCls = join(tmp, 'emptycls');
+    await writeImage(join(emptyCls, 'a', '1.png'), rgb(8, 8, 1), 8, 8);
+    mkdirSync(join(emptyCls, 'b'));
+    await rejectsData(() => openImageFolder(emptyCls), join(emptyCls, 'b'), /class folder 'b' has no images/);
+    const bad = join(tmp, 'bad');
+    for (let i = 0; i < 3; i++) await writeImage(join(bad, 'a', `${i}.png`), rgb(8, 8, i), 8, 8);
+    const junk = join(bad, 'a', '1x.jpg');
+    writeFileSync(junk, Buffer.from('this is not a jpeg'));
+    const trunc = join(bad, 'a', '2x.png');
+    const good = await sharp(rgb(8, 8, 3), { raw: { width: 8, height: 8, channels: 3 } }).png().toBuffer();
+    writeFileSync(trunc, good.subarray(0, good.length - 30));
+    await rejectsData(loadDataset({ name: 'imagefolder', dataDir: bad, split: 'train', size: 8, resize: 8, eager: true }), junk, /cannot decode image/);
+    const ds = await loadDataset({ name: 'imagefolder', dataDir: bad, split: 'train', size: 8, resize: 8, eager: true, skipBad: true });
+    assert.equal(ds.n, 3);
+    assert.deepEqual(ds.skipped!.map((s) => basename(s.file)).sort(), ['1x.jpg', '2x.png']);
+    // Lazy: the loader throws a DataError naming the file, or with skipBad drops and counts the images.
+    const lazy = await loadDataset({ name: 'imagefolder', dataDir: bad, split: 'train', size: 8, resize: 8 });
+    await rejectsData(collect(new Loader(lazy, { batchSize: 5, shuffle: false }).epoch(0)), junk, /cannot decode image/);
+    assert.equal(activeWorkers(), 0);
+    const skipping = new Loader({ ...lazy, skipBad: true }, { batchSize: 5, shuffle: false });
+    const bs = await collect(skipping.epoch(0));
+    assert.deepEqual(bs.map((b) => b.shape[0]), [3]);
+    assert.equal(skipping.stats().skipped, 2);
+  });
+});
+
+const ARCHIVE = '/work/shared/data/cifar10-jpg.tar.gz';
+describe('CIFAR-10 as JPEG ImageFolder', { skip: existsSync(ARCHIVE) ? false : `${ARCHIVE} not present` }, () => {
+  let dir: string;
+  before(() => {
+    dir = join(tmp, 'cifar10-jpg');
+    mkdirSync(dir);
+    // A small subset: 20 train and 10 test images per class.
+    execFileSync('tar', ['xzf', ARCHIVE, '-C', dir, '--wildcards', 'train/*/000?.jpg', 'train/*/001?.jpg', 'test/*/000?.jpg']);
+  });
+
+  test('loads the subset with labels in CIFAR-10 order, caches, reuses, invalidates', async (t) => {
+    const t0 = performance.now();
+    const a = await loadDataset({ name: 'cifar10', dataDir: dir, split: 'train' });
+    const t1 = performance.now();
+    assert.equal(a.format, 'cifar-jpg');
+    assert.deepEqual([a.n, a.c, a.h, a.w, a.numClasses], [200, 3, 32, 32, 10]);
+    assert.deepEqual(a.classNames, [...CIFAR10_CLASSES]);
+    assert.equal(a.cache!.status, 'built');
+    assert.equal(a.cache!.decoded, 200);
+    assert.equal(a.cache!.path, join(dir, '.freeadv-cifar10-train.u8cache'));
+    const counts = new Array(10).fill(0);
+    for (const l of a.labels) counts[l]++;
+    assert.deepEqual(counts, new Array(10).fill(20));
+    // Files are grouped by class in CIFAR-10 order: image k is train/<CIFAR10_CLASSES[label]>/<k%20 as 4 digits>.jpg.
+    for (const k of [0, 25, 199]) {
+      const cls = CIFAR10_CLASSES[a.labels[k]!]!;
+      const d = await decodeImage(join(dir, 'train', cls, `${String(k % 20).padStart(4, '0')}.jpg`));
+      assert.deepEqual(a.images.subarray(k * 3072, (k + 1) * 3072), d.data);
+    }
+    let lo = 255, hi = 0, sum = 0;
+    for (const v of a.images) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+      sum += v;
+    }
+    const mean = sum / a.images.length / 255;
+    assert.ok(lo <= 10 && hi >= 245 && mean > 0.3 && mean < 0.65, `range ${lo}..${hi}, mean ${mean}`);
+
+    const b = await loadDataset({ name: 'cifar10', dataDir: dir, split: 'train' });
+    const t2 = performance.now();
+    assert.equal(b.cache!.status, 'hit');
+    assert.equal(b.cache!.decoded, 0);
+    assert.deepEqual(Buffer.from(b.images), Buffer.from(a.images));
+    assert.deepEqual(b.labels, a.labels);
+    t.diagnostic(`200 JPEGs: decode+cache ${(t1 - t0).toFixed(0)} ms, cached load ${(t2 - t1).toFixed(0)} ms`);
+
+    const te = await loadDataset({ name: 'cifar10', dataDir: dir, split: 'test' });
+    assert.equal(te.n, 100);
+    assert.equal(te.cache!.status, 'built');
+
+    // Change one file (content and mtime): the fingerprint changes and the cache is rebuilt.
+    const victim = join(dir, 'train', 'cat', '0012.jpg');
+    copyFileSync(join(dir, 'train', 'ship', '0015.jpg'), victim);
+    const future = new Date(Date.now() + 5000);
+    utimesSync(victim, future, future);
+    const c = await loadDataset({ name: 'cifar10', dataDir: dir, split: 'train' });
+    assert.equal(c.cache!.status, 'built');
+    assert.equal(c.cache!.decoded, 200);
+    assert.notEqual(c.cache!.fingerprint, a.cache!.fingerprint);
+    assert.equal(readCacheHeader(c.cache!.path!).fingerprint, c.cache!.fingerprint);
+    const k = 3 * 20 + 12; // cat/0012.jpg
+    assert.equal(c.labels[k], 3);
+    assert.deepEqual(c.images.subarray(k * 3072, (k + 1) * 3072), c.images.subarray((8 * 20 + 15) * 3072, (8 * 20 + 16) * 3072));
+    assert.notDeepEqual(c.images.subarray(k * 3072, (k + 1) * 3072), a.images.subarray(k * 3072, (k + 1) * 3072));
+    const d = await loadDataset({ name: 'cifar10', dataDir: dir, split: 'train' });
+    assert.equal(d.cache!.status, 'hit');
+
+    // A cache folder given explicitly; and the loader runs on the cached data.
+    const cacheDir = join(tmp, 'cache');
+    const e = await loadDataset({ name: 'cifar10', dataDir: dir, split: 'test', cacheDir });
+    assert.equal(e.cache!.status, 'built');
+    assert.equal(dirname(e.cache!.path!), cacheDir);
+    const batches = await collect(new Loader(e, { batchSize: 32, augment: true, seed: 1 }).epoch(0));
+    assert.deepEqual(batches.map((x) => x.shape[0]), [32, 32, 32, 4]);
+  });
+
+  test('class folders that are not CIFAR-10 names give a clear error', async () => {
+    const bad = join(tmp, 'cifar-bad');
+    cpSync(join(dir, 'test'), join(bad, 'test'), { recursive: true });
+    renameSync(join(bad, 'test', 'airplane'), join(bad, 'test', 'plane'));
+    await rejectsData(loadDataset({ name: 'cifar10', dataDir: bad, split: 'test' }), join(bad, 'test'), /missing: airplane; unexpected: plane/);
+    assert.equal(readdirSync(join(bad, 'test')).length, 10);
+  });
+});

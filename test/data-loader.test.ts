@@ -1,0 +1,253 @@
+// Loader: seeded order, resumption, last-batch policies, augmentation pixels, worker/inline equivalence,
+// worker clean-up, wait statistics; and the progress display.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  Loader, activeWorkers, permutation, Rng, hashSeed, padCropFlipParams, padCropFlipToFloat, sampleRng, numBatches,
+  Progress, formatDuration, type Batch,
+} from '../src/data/index.js';
+
+/** A small in-memory dataset whose pixel values encode (image, channel, y, x). */
+function synth(n: number, c = 3, h = 8, w = 8) {
+  const images = new Uint8Array(n * c * h * w);
+  for (let i = 0; i < images.length; i++) images[i] = (i * 7 + (i >> 8)) & 255;
+  const labels = Int32Array.from({ length: n }, (_, i) => i % 10);
+  return { images, labels, n, c, h, w };
+}
+
+async function collect(it: AsyncIterable<Batch>): Promise<Batch[]> {
+  const out: Batch[] = [];
+  for await (const b of it) out.push(b);
+  return out;
+}
+
+describe('PRNG', () => {
+  test('deterministic, seed- and epoch-dependent permutations', () => {
+    const a = permutation(1000, 42, 3), b = permutation(1000, 42, 3);
+    assert.deepEqual(a, b);
+    assert.notDeepEqual(a, permutation(1000, 42, 4));
+    assert.notDeepEqual(a, permutation(1000, 43, 3));
+    assert.deepEqual(Array.from(a).sort((x, y) => x - y), Array.from({ length: 1000 }, (_, i) => i));
+    assert.notEqual(hashSeed(1, 2), hashSeed(2, 1));
+  });
+  test('uniform-looking floats and ints', () => {
+    const r = new Rng(7);
+    let s = 0;
+    const hist = new Array(9).fill(0);
+    for (let i = 0; i < 20000; i++) {
+      const u = r.next();
+      assert.ok(u >= 0 && u < 1);
+      s += u;
+      hist[r.int(0, 8)]++;
+    }
+    assert.ok(Math.abs(s / 20000 - 0.5) < 0.01);
+    for (const c of hist) assert.ok(Math.abs(c - 20000 / 9) < 200, `histogram ${hist}`);
+  });
+});
+
+describe('Loader', () => {
+  const ds = synth(50);
+
+  test('same seed + epoch → same batches (worker), different epoch → different order', async () => {
+    const l1 = new Loader(ds, { batchSize: 8, seed: 5, augment: true });
+    const l2 = new Loader(ds, { batchSize: 8, seed: 5, augment: true });
+    const a = await collect(l1.epoch(2)), b = await collect(l2.epoch(2));
+    assert.equal(a.length, 7);
+    for (let i = 0; i < a.length; i++) {
+      assert.deepEqual(a[i]!.indices, b[i]!.indices);
+      assert.deepEqual(a[i]!.x, b[i]!.x);
+      assert.deepEqual(a[i]!.y, b[i]!.y);
+    }
+    const all = a.flatMap((x) => Array.from(x.indices));
+    assert.deepEqual(all, Array.from(l1.order(2)));
+    assert.deepEqual([...all].sort((x, y) => x - y), Array.from({ length: 50 }, (_, i) => i));
+    const c = await collect(l1.epoch(3));
+    assert.notDeepEqual(c.flatMap((x) => Array.from(x.indices)), all);
+    assert.equal(activeWorkers(), 0);
+  });
+
+  test('worker and in-thread production give identical batches', async () => {
+    const opts = { batchSize: 16, seed: 9, augment: true } as const;
+    const a = await collect(new Loader(ds, opts).epoch(1));
+    const b = await collect(new Loader(ds, { ...opts, worker: false }).epoch(1));
+    assert.deepEqual(a.map((x) => Array.from(x.x)), b.map((x) => Array.from(x.x)));
+    assert.deepEqual(a.map((x) => x.shape), b.map((x) => x.shape));
+  });
+
+  test('resume at batch k equals the tail of a full epoch', async () => {
+    for (const worker of [true, false]) {
+      const l = new Loader(ds, { batchSize: 7, seed: 11, augment: true, worker });
+      const full = await collect(l.epoch(4));
+      for (const k of [0, 3, 7, 8]) {
+        const tail = await collect(l.epoch(4, { startBatch: k }));
+        assert.equal(tail.length, full.length - k);
+        tail.forEach((t, i) => {
+          assert.equal(t.batch, k + i);
+          assert.deepEqual(t.indices, full[k + i]!.indices);
+          assert.deepEqual(t.x, full[k + i]!.x);
+        });
+      }
+      assert.throws(() => l.epoch(0, { startBatch: 9 }), RangeError);
+    }
+  });
+
+  test("last batch policies 'keep' and 'drop'", async () => {
+    const keep = new Loader(ds, { batchSize: 16, lastBatch: 'keep', shuffle: false });
+    const drop = new Loader(ds, { batchSize: 16, lastBatch: 'drop', shuffle: false });
+    assert.equal(keep.length, 4);
+    assert.equal(drop.length, 3);
+    assert.equal(drop.samplesPerEpoch, 48);
+    const k = await collect(keep.epoch(0)), d = await collect(drop.epoch(0));
+    assert.deepEqual(k.map((b) => b.shape[0]), [16, 16, 16, 2]);
+    assert.deepEqual(d.map((b) => b.shape[0]), [16, 16, 16]);
+    assert.deepEqual(Array.from(k[3]!.indices), [48, 49]);
+    assert.equal(k[3]!.x.length, 2 * 3 * 8 * 8);
+    assert.equal(numBatches(48, 16, 'keep'), 3);
+    assert.throws(() => new Loader(ds, { batchSize: 0 }), RangeError);
+  });
+
+  test('no augmentation: x is the uint8 pixels / 255, NCHW, labels follow', async () => {
+    const [b] = await collect(new Loader(ds, { batchSize: 50, shuffle: false }).epoch(0));
+    assert.deepEqual(b!.shape, [50, 3, 8, 8]);
+    for (let i = 0; i < ds.images.length; i++) assert.equal(b!.x[i], Math.fround(ds.images[i]! / 255));
+    assert.deepEqual(b!.y, ds.labels);
+  });
+
+  test('pad+crop+flip produces the expected pixels on a known image', () => {
+    // 1 channel 4x4 image with values 1..16.
+    const img = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
+    const out = new Float32Array(16);
+    const px = (o: Float32Array) => Array.from(o, (v) => Math.round(v * 255));
+    // Centre crop (offsets == pad), no flip: identity.
+    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 2, oy: 2, flip: false }, 2, out, 0);
+    assert.deepEqual(px(out), Array.from(img));
+    // ox=0, oy=0: shifted right/down by 2, zeros on top and left.
+    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 0, oy: 0, flip: false }, 2, out, 0);
+    assert.deepEqual(px(out), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 5, 6]);
+    // ox=3, oy=2 → shifted left by 1; then flipped.
+    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 3, oy: 2, flip: false }, 2, out, 0);
+    assert.deepEqual(px(out), [2, 3, 4, 0, 6, 7, 8, 0, 10, 11, 12, 0, 14, 15, 16, 0]);
+    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 3, oy: 2, flip: true }, 2, out, 0);
+    assert.deepEqual(px(out), [0, 4, 3, 2, 0, 8, 7, 6, 0, 12, 11, 10, 0, 16, 15, 14]);
+    // oy=4 (bottom-most): shifted up by 2, flipped with centre x.
+    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 2, oy: 4, flip: true }, 2, out, 0);
+    assert.deepEqual(px(out), [12, 11, 10, 9, 16, 15, 14, 13, 0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+
+  test('loader augmentation = pad 4 + crop + flip with the per-sample seeded parameters', async () => {
+    const small = synth(6, 3, 32, 32);
+    const l = new Loader(small, { batchSize: 6, seed: 3, augment: true, shuffle: false });
+    const [b] = await collect(l.epoch(1));
+    const per = 3 * 32 * 32;
+    let flips = 0, shifted = 0;
+    for (let i = 0; i < 6; i++) {
+      const p = padCropFlipParams(sampleRng(3, 1, i), 4);
+      assert.ok(p.ox >= 0 && p.ox <= 8 && p.oy >= 0 && p.oy <= 8);
+      flips += p.flip ? 1 : 0;
+      shifted += p.ox !== 4 || p.oy !== 4 ? 1 : 0;
+      const want = new Float32Array(per);
+      padCropFlipToFloat(small.images, i * per, 3, 32, 32, p, 4, want, 0);
+      assert.deepEqual(b!.x.subarray(i * per, (i + 1) * per), want);
+    }
+    assert.ok(shifted > 0);
+    // Across many samples both flip outcomes occur and every offset in [0, 8] is drawn.
+    const seen = new Set<number>();
+    let f = 0;
+    for (let k = 0; k < 2000; k++) {
+      const p = padCropFlipParams(sampleRng(3, 1, k), 4);
+      seen.add(p.ox);
+      f += p.flip ? 1 : 0;
+    }
+    assert.equal(seen.size, 9);
+    assert.ok(f > 900 && f < 1100);
+  });
+
+  test('breaking out of an epoch terminates its worker; an error in the consumer too', async () => {
+    const l = new Loader(synth(400), { batchSize: 4, prefetch: 3 });
+    let n = 0;
+    for await (const _ of l.epoch(0)) {
+      assert.equal(activeWorkers(), 1);
+      if (++n === 2) break;
+    }
+    assert.equal(activeWorkers(), 0);
+    await assert.rejects(async () => {
+      for await (const _ of l.epoch(1)) throw new Error('boom');
+    }, /boom/);
+    assert.equal(activeWorkers(), 0);
+    // An iterator abandoned mid-way is ended by close().
+    const it = l.epoch(2);
+    await it.next();
+    assert.equal(activeWorkers(), 1);
+    await l.close();
+    assert.equal(activeWorkers(), 0);
+    assert.deepEqual(await it.next(), { done: true, value: undefined });
+  });
+
+  test('stats: batches, producer time, and little consumer wait once the worker runs ahead', async (t) => {
+    const big = synth(2048, 3, 32, 32);
+    const busy = (ms: number) => {
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms) { /* a synchronous "training step" on the main thread */ }
+    };
+    const l = new Loader(big, { batchSize: 128, augment: true, prefetch: 4 });
+    let count = 0;
+    let first: { waitMs: number; producedMs: number } | undefined;
+    for await (const b of l.epoch(0)) {
+      count += b.shape[0];
+      first ??= l.stats();
+      busy(15);
+    }
+    const s = l.stats();
+    assert.equal(count, 2048);
+    assert.equal(s.batches, 16);
+    assert.ok(s.producedMs > 0 && first);
+    // After the first batch (worker start-up), a 128x3x32x32 batch is produced in a few ms, less than
+    // the 15 ms step, so the worker runs ahead and the consumer barely waits.
+    const steadyWait = s.waitMs - first.waitMs, steadyProduced = s.producedMs - first.producedMs;
+    t.diagnostic(`first batch wait ${first.waitMs.toFixed(1)} ms; then 15 batches: wait ${steadyWait.toFixed(1)} ms, produced ${steadyProduced.toFixed(1)} ms`);
+    assert.ok(steadyWait < 0.5 * steadyProduced + 20, `wait ${steadyWait.toFixed(1)} ms vs produced ${steadyProduced.toFixed(1)} ms`);
+    l.resetStats();
+    assert.deepEqual(l.stats(), { batches: 0, waitMs: 0, producedMs: 0, skipped: 0 });
+  });
+});
+
+describe('Progress', () => {
+  function fake(isTTY: boolean) {
+    const out: string[] = [];
+    return { out, stream: { isTTY, write: (s: string) => out.push(s) } };
+  }
+  test('TTY: one \\r line with bar, counts, rate, ETA; newline at the end', () => {
+    let t = 0;
+    const { out, stream } = fake(true);
+    const p = new Progress({ total: 4, label: 'epoch 1', stream, now: () => t, intervalMs: 0 });
+    t = 1000;
+    p.tick(100);
+    assert.match(out.at(-1)!, /^\repoch 1 \[#{6}-{18}\] 1\/4 {2}100 img\/s {2}ETA 00:03/);
+    t = 2000;
+    p.tick(100);
+    t = 3000;
+    p.tick(100);
+    t = 4000;
+    p.tick(100);
+    assert.ok(out.at(-1)!.startsWith('\r') && out.at(-1)!.endsWith('\n'));
+    assert.match(out.at(-1)!, /4\/4 {2}100 img\/s {2}00:04 total/);
+    assert.ok(out.slice(0, -1).every((s) => !s.includes('\n')));
+    p.finish();
+    assert.equal(out.length, 4);
+  });
+  test('non-TTY: plain lines at most every interval', () => {
+    let t = 0;
+    const { out, stream } = fake(false);
+    const p = new Progress({ total: 100, stream, now: () => t, intervalMs: 10_000 });
+    for (let i = 0; i < 100; i++) {
+      t += 500;
+      p.tick(10);
+    }
+    // Lines at t=0.5 s, 10.5 s, 20.5 s, 30.5 s, 40.5 s and the final one.
+    assert.equal(out.length, 6);
+    assert.ok(out.every((s) => s.endsWith('\n') && !s.includes('\r')));
+    assert.match(out[1]!, /^21\/100 \(21%\) {2}20\.0 img\/s {2}ETA 00:40/);
+    assert.match(out.at(-1)!, /100\/100 \(100%\).*00:50 total/);
+    assert.equal(formatDuration(3725), '1:02:05');
+  });
+});
