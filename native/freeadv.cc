@@ -281,6 +281,7 @@ struct ArgSpec {
   bool optional;
   std::string name;
   c10::optional<c10::IValue> def;
+  int32_t n = 0;  // fixed list length (int[2]): a single number is repeated, as TorchScript does
 };
 
 struct OpEntry {
@@ -343,7 +344,7 @@ int64_t toInt(Napi::Env env, const Napi::Value& v, const std::string& what) {
   typeError(env, what + ": expected an integer");
 }
 
-std::vector<int64_t> toIntVec(Napi::Env env, const Napi::Value& v, const std::string& what) {
+std::vector<int64_t> toIntVec(Napi::Env env, const Napi::Value& v, const std::string& what, int32_t n = 1) {
   std::vector<int64_t> out;
   if (v.IsArray()) {
     auto a = v.As<Napi::Array>();
@@ -351,7 +352,7 @@ std::vector<int64_t> toIntVec(Napi::Env env, const Napi::Value& v, const std::st
     out.reserve(n);
     for (uint32_t i = 0; i < n; i++) out.push_back(toInt(env, a.Get(i), what));
   } else {
-    out.push_back(toInt(env, v, what));  // a single int broadcasts, e.g. stride=2
+    out.assign(std::max<int32_t>(n, 1), toInt(env, v, what));  // a single int broadcasts, e.g. stride=2
   }
   return out;
 }
@@ -384,7 +385,7 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& v, const ArgSpec& a) {
       return ts;
     }
     case Kind::Int: return toInt(env, v, a.name);
-    case Kind::IntList: return c10::IValue(toIntVec(env, v, a.name));
+    case Kind::IntList: return c10::IValue(toIntVec(env, v, a.name, a.n));
     case Kind::Float:
       if (!v.IsNumber()) typeError(env, "argument '" + a.name + "': expected a number");
       return v.As<Napi::Number>().DoubleValue();
@@ -473,6 +474,7 @@ EXPORT(resolve) {
       t = t->castRaw<c10::OptionalType>()->getElementType();
     }
     ArgSpec spec{kindOf(t), optional, arg.name(), arg.default_value()};
+    if (arg.N()) spec.n = *arg.N();
     if (spec.kind == Kind::Unsupported && !spec.def.has_value() && !optional)
       throw torchError(env, "operator " + e.name + " has an argument '" + arg.name() +
                                 "' of unsupported type " + arg.type()->str());
