@@ -1,0 +1,2 @@
+export { Module, StateDictError } from './module.js';
+export * from './layers.js';

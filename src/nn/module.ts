@@ -1,0 +1,163 @@
+// Module: the base of every layer and model. Parameters, buffers and sub-modules are registered under names,
+// and hierarchical names are PyTorch's ('layer1.0.conv1.weight', 'bn1.running_mean'), so that state dicts move
+// between freeadv and PyTorch unchanged. A module owns its tensors: they are kept out of every scope and freed
+// by dispose().
+import { Tensor, keep, noGrad, type DType } from '../torch/index.js';
+
+export class StateDictError extends Error {
+  override name = 'StateDictError';
+  constructor(
+    message: string,
+    readonly missing: string[] = [],
+    readonly unexpected: string[] = [],
+    readonly mismatched: string[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export abstract class Module {
+  training = true;
+  private readonly params = new Map<string, Tensor | undefined>();
+  private readonly buffers = new Map<string, { t: Tensor; persistent: boolean }>();
+  private readonly children = new Map<string, Module>();
+
+  abstract forward(x: Tensor): Tensor;
+
+  /** Same as forward (reads like PyTorch's module(x)). */
+  call(x: Tensor): Tensor {
+    return this.forward(x);
+  }
+
+  protected param(name: string, t: Tensor | undefined): Tensor {
+    if (t) keep(t).requiresGrad_(true);
+    this.params.set(name, t);
+    return t as Tensor;
+  }
+  /** A buffer: state that is not trained (running statistics). Non-persistent buffers stay out of state dicts. */
+  protected buffer(name: string, t: Tensor, persistent = true): Tensor {
+    this.buffers.set(name, { t: keep(t), persistent });
+    return t;
+  }
+  protected module<M extends Module>(name: string, m: M): M {
+    this.children.set(name, m);
+    return m;
+  }
+  /** Replaces the tensor behind a registered buffer (used by layers that update buffers out of place). */
+  protected setBuffer(name: string, t: Tensor): void {
+    const b = this.buffers.get(name);
+    if (!b) throw new Error(`no buffer '${name}'`);
+    if (b.t !== t) b.t.dispose();
+    b.t = keep(t);
+  }
+  protected getBuffer(name: string): Tensor {
+    return this.buffers.get(name)!.t;
+  }
+
+  namedChildren(): [string, Module][] {
+    return [...this.children];
+  }
+  *namedModules(prefix = ''): Generator<[string, Module]> {
+    yield [prefix, this];
+    for (const [n, m] of this.children) yield* m.namedModules(prefix ? `${prefix}.${n}` : n);
+  }
+  namedParameters(prefix = ''): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [p, m] of this.namedModules(prefix))
+      for (const [n, t] of m.params) if (t) out.push([p ? `${p}.${n}` : n, t]);
+    return out;
+  }
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+  namedBuffers(prefix = '', persistentOnly = false): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [p, m] of this.namedModules(prefix))
+      for (const [n, b] of m.buffers) if (!persistentOnly || b.persistent) out.push([p ? `${p}.${n}` : n, b.t]);
+    return out;
+  }
+  /** Number of trainable parameter elements. */
+  numParameters(): number {
+    return this.parameters().reduce((a, t) => a + t.numel, 0);
+  }
+
+  /** Parameters and persistent buffers by PyTorch name. The tensors are the module's own (not copies). */
+  stateDict(): Record<string, Tensor> {
+    const sd: Record<string, Tensor> = {};
+    for (const [p, m] of this.namedModules()) {
+      for (const [n, t] of m.params) if (t) sd[p ? `${p}.${n}` : n] = t;
+      for (const [n, b] of m.buffers) if (b.persistent) sd[p ? `${p}.${n}` : n] = b.t;
+    }
+    return sd;
+  }
+
+  /**
+   * Copies values from a state dict into this module's tensors. Strict (default): every key must match in
+   * name and shape, and the error names every missing, unexpected and mis-shaped key.
+   */
+  loadStateDict(sd: Record<string, Tensor>, opts: { strict?: boolean } = {}): void {
+    const strict = opts.strict ?? true;
+    const own = this.stateDict();
+    const missing = Object.keys(own).filter((k) => !(k in sd));
+    const unexpected = Object.keys(sd).filter((k) => !(k in own));
+    const mismatched: string[] = [];
+    for (const [k, t] of Object.entries(own)) {
+      const s = sd[k];
+      if (s && s.shape.join(',') !== t.shape.join(','))
+        mismatched.push(`${k}: checkpoint [${s.shape}] vs model [${t.shape}]`);
+    }
+    if (mismatched.length || (strict && (missing.length || unexpected.length))) {
+      const parts = [];
+      if (missing.length) parts.push(`missing keys: ${missing.join(', ')}`);
+      if (unexpected.length) parts.push(`unexpected keys: ${unexpected.join(', ')}`);
+      if (mismatched.length) parts.push(`shape mismatches: ${mismatched.join('; ')}`);
+      throw new StateDictError(`state dict does not fit the model (${parts.join('; ')})`, missing, unexpected, mismatched);
+    }
+    noGrad(() => {
+      for (const [k, t] of Object.entries(own)) {
+        const s = sd[k];
+        if (s) t.copy_(s);
+      }
+    });
+  }
+
+  train(on = true): this {
+    for (const [, m] of this.namedModules()) m.training = on;
+    return this;
+  }
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Moves (or casts) every parameter and buffer; floating dtypes only change floating tensors. */
+  to(target: string | DType): this {
+    const isDevice = /^(cpu|cuda)/.test(target);
+    for (const [, m] of this.namedModules()) {
+      for (const [n, t] of m.params) {
+        if (!t || (!isDevice && !t.dtype.startsWith('float') && t.dtype !== 'bfloat16')) continue;
+        const moved = noGrad(() => t.to(target));
+        t.dispose();
+        m.params.set(n, keep(moved).requiresGrad_(true));
+      }
+      for (const [n, b] of m.buffers) {
+        if (!isDevice && !b.t.dtype.startsWith('float') && b.t.dtype !== 'bfloat16') continue;
+        const moved = noGrad(() => b.t.to(target));
+        b.t.dispose();
+        m.buffers.set(n, { t: keep(moved), persistent: b.persistent });
+      }
+    }
+    return this;
+  }
+  /** A registered parameter (layers read them here, so that to() can replace them). */
+  protected getParam(name: string): Tensor | undefined {
+    return this.params.get(name);
+  }
+
+  /** Frees every tensor the module owns. */
+  dispose(): void {
+    for (const [, m] of this.namedModules()) {
+      for (const t of m.params.values()) t?.dispose();
+      for (const b of m.buffers.values()) b.t.dispose();
+    }
+  }
+}
