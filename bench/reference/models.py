@@ -1,0 +1,133 @@
+"""Reference models; module / state-dict names match freeadv's."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+FMNIST = ((0.2860,), (0.3530,))
+CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616))
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.norm = Normalize(*FMNIST)
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.fc1 = nn.Linear(32 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(self.norm(x))), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class MadryCNN(nn.Module):  # normalised with the Fashion-MNIST stats, like small-cnn
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.norm = Normalize(*FMNIST)
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.fc1 = nn.Linear(7 * 7 * 64, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(self.norm(x))), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class PreActBlock(nn.Module):  # locuslab/fast_adversarial preact_resnet.py
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.norm = Normalize(*CIFAR10)
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        planes, layers = 64, []
+        for i, (p, s) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)]):
+            blocks = [PreActBlock(planes, p, s), PreActBlock(p, p, 1)]
+            planes = p
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = self.conv1(self.norm(x))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.relu(self.bn(out))
+        out = F.avg_pool2d(out, 4).flatten(1)
+        return self.linear(out)
+
+
+class BasicBlock(nn.Module):  # post-activation CIFAR ResNet block (He et al.)
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
+                                          nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNetCifarSmall(nn.Module):
+    """~12.4M MACs (~25 MFLOP)/image: conv 3->16, stages of one BasicBlock at 16/32/64 ch, GAP, fc."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.norm = Normalize(*CIFAR10)
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.layer1 = nn.Sequential(BasicBlock(16, 16, 1))
+        self.layer2 = nn.Sequential(BasicBlock(16, 32, 2))
+        self.layer3 = nn.Sequential(BasicBlock(32, 64, 2))
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(self.norm(x))))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+MODELS = {"small-cnn": SmallCNN, "madry-cnn": MadryCNN,
+          "preact-resnet18": PreActResNet18, "resnet-cifar-small": ResNetCifarSmall}
+INPUT_SHAPE = {"small-cnn": (1, 28, 28), "madry-cnn": (1, 28, 28),
+               "preact-resnet18": (3, 32, 32), "resnet-cifar-small": (3, 32, 32)}
+
+
+def build(name, num_classes=10):
+    return MODELS[name](num_classes)

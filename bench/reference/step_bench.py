@@ -1,0 +1,67 @@
+"""Time one training step on random data: free (fwd, bwd, SGD-momentum step, delta update) or natural."""
+import argparse
+import json
+import resource
+import time
+
+import torch
+import torch.nn.functional as F
+
+import models
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="small-cnn", choices=list(models.MODELS))
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--input-shape", default=None, help="C,H,W (default: the model's)")
+    ap.add_argument("--kind", choices=["free", "natural"], default="free")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--eps", type=float, default=8 / 255)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    shape = tuple(int(s) for s in a.input_shape.split(",")) if a.input_shape else models.INPUT_SHAPE[a.model]
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = models.build(a.model, 10).to(memory_format=fmt).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.rand(a.batch, *shape).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (a.batch,))
+    delta = torch.zeros_like(x)
+
+    def step():
+        nonlocal delta
+        if a.kind == "free":
+            d = delta.clone().requires_grad_(True)
+            inp = torch.clamp(x + d, 0, 1)
+        else:
+            inp = x
+        loss = F.cross_entropy(model(inp), y)
+        opt.zero_grad()
+        loss.backward()
+        if a.kind == "free":
+            delta = (delta + a.eps * d.grad.sign()).clamp(-a.eps, a.eps)
+        opt.step()
+
+    for _ in range(a.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    dt = (time.perf_counter() - t0) / a.steps
+    print(json.dumps({
+        "model": a.model, "kind": a.kind, "batch": a.batch, "threads": a.threads,
+        "input_shape": list(shape), "channels_last": a.channels_last, "steps": a.steps,
+        "images_per_second": round(a.batch / dt, 1), "ms_per_step": round(dt * 1000, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "torch": torch.__version__,
+    }))
+
+
+if __name__ == "__main__":
+    main()

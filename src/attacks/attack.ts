@@ -1,0 +1,40 @@
+// The common shape of an attack (torchattacks-style): built from a model and its settings, called on a batch
+// (x, y) of images in [0, 1], it returns adversarial images inside the ε-ball and [0, 1]. The model is put in
+// eval mode for the attack (BatchNorm statistics must not move) and its previous mode is restored.
+import { Tensor, autograd, scope, withGradEnabled } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import type { ThreatModel } from './threat.js';
+
+export abstract class Attack {
+  constructor(readonly model: Module, readonly threat: ThreatModel) {}
+
+  abstract readonly name: string;
+
+  /** The attack itself; runs with the model in eval mode. */
+  protected abstract perturb(x: Tensor, y: Tensor): Tensor;
+
+  /** Adversarial examples for (x, y). */
+  run(x: Tensor, y: Tensor): Tensor {
+    const wasTraining = this.model.training;
+    this.model.eval();
+    try {
+      return withGradEnabled(true, () => scope(() => this.perturb(x.detach(), y)));
+    } finally {
+      this.model.train(wasTraining);
+    }
+  }
+
+  /** The gradient of sum(loss) w.r.t. the input, and the logits at x (both detached). */
+  protected inputGrad(x: Tensor, y: Tensor, loss: (logits: Tensor, y: Tensor) => Tensor): { g: Tensor; logits: Tensor; loss: Tensor } {
+    const xr = x.detach().requiresGrad_();
+    const logits = this.model.forward(xr);
+    const l = loss(logits, y);
+    const [g] = autograd.grad(l.sum(), [xr]);
+    return { g: g!, logits: logits.detach(), loss: l.detach() };
+  }
+}
+
+/** Per-example: true where the model's prediction is correct. */
+export function correct(logits: Tensor, y: Tensor): Tensor {
+  return logits.argmax(1).eq(y);
+}

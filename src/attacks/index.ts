@@ -1,0 +1,6 @@
+export { Attack, correct } from './attack.js';
+export { FGSM } from './fgsm.js';
+export { PGD, type PGDOptions } from './pgd.js';
+export { APGD } from './apgd.js';
+export { Linf, L2, threatModel, type ThreatModel } from './threat.js';
+export { ceLoss, cwLoss, dlrLoss, lossFn, type LossName } from './losses.js';

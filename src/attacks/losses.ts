@@ -1,0 +1,38 @@
+// Attack losses on logits, one value per example (attacks maximise them).
+import { Tensor, ops } from '../torch/index.js';
+
+export type LossName = 'ce' | 'cw' | 'dlr';
+
+/** Cross-entropy per example. */
+export function ceLoss(logits: Tensor, y: Tensor): Tensor {
+  return ops.crossEntropy(logits, y, null, 0);
+}
+
+/** Largest logit other than the true class's. */
+function maxOther(logits: Tensor, y: Tensor): Tensor {
+  const onehot = ops.oneHot(y, logits.size(1)).gt(0);
+  return logits.maskedFill(onehot, -1e9).amax(1);
+}
+
+/** Carlini–Wagner margin: max_{i≠y} z_i − z_y (positive once misclassified). */
+export function cwLoss(logits: Tensor, y: Tensor): Tensor {
+  const zy = logits.gather(1, y.unsqueeze(1)).squeeze(1);
+  return maxOther(logits, y).sub(zy);
+}
+
+/** Difference of logits ratio (Croce & Hein 2020): scale-invariant margin. */
+export function dlrLoss(logits: Tensor, y: Tensor): Tensor {
+  const [sorted] = logits.sort(1, true);
+  const zy = logits.gather(1, y.unsqueeze(1)).squeeze(1);
+  const denom = sorted.select(1, 0).sub(sorted.select(1, 2)).add(1e-12);
+  return maxOther(logits, y).sub(zy).div(denom);
+}
+
+export function lossFn(name: LossName): (logits: Tensor, y: Tensor) => Tensor {
+  switch (name) {
+    case 'ce': return ceLoss;
+    case 'cw': return cwLoss;
+    case 'dlr': return dlrLoss;
+    default: throw new RangeError(`unknown attack loss '${String(name)}' (known: ce, cw, dlr)`);
+  }
+}

@@ -1,0 +1,117 @@
+// Robustness evaluation as the paper and RobustBench report it: clean accuracy, accuracy under each attack,
+// and the worst case over all attacks per example; followed by AutoAttack-style sanity checks that warn when
+// the evaluation is likely fooled (gradient masking, noise beating the attack, non-monotone attack strength,
+// probability outputs).
+import { Tensor, noGrad, scope, autograd, randnLike } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import { correct, ceLoss } from '../attacks/index.js';
+import { makeAttack, parseAttackName, type AttackSettings } from './attacks.js';
+
+export interface Batch {
+  x: Tensor;
+  y: Tensor;
+}
+
+export interface EvalResult {
+  clean_accuracy: number;
+  robust_accuracy: Record<string, number>;
+  eps: number;
+  examples: number;
+  attacks: string[];
+  warnings: string[];
+  seconds: number;
+}
+
+export interface EvalOptions extends AttackSettings {
+  attacks: string[];
+  /** Called after each batch with examples done so far. */
+  onBatch?: (done: number) => void;
+  /** Skip the sanity checks. */
+  noChecks?: boolean;
+}
+
+/** Evaluates `model` on batches (consumed once). Disposes nothing it did not create. */
+export async function evaluate(model: Module, batches: AsyncIterable<Batch> | Iterable<Batch>, opts: EvalOptions): Promise<EvalResult> {
+  for (const a of opts.attacks) parseAttackName(a); // validate before any work
+  const t0 = performance.now();
+  const wasTraining = model.training;
+  model.eval();
+  const attacks = opts.attacks.map((a) => makeAttack(a, model, opts));
+  let n = 0;
+  let clean = 0;
+  let worst = 0;
+  let noise = 0;
+  let zeroGrad = 0;
+  let probLike = 0;
+  const robust: Record<string, number> = Object.fromEntries(opts.attacks.map((a) => [a, 0]));
+  try {
+    for await (const { x, y } of batches as AsyncIterable<Batch>) {
+      scope(() => {
+        const b = x.size(0);
+        const logits = noGrad(() => model.forward(x));
+        const ok = correct(logits, y);
+        clean += ok.sum().item();
+        let all = ok;
+        for (const atk of attacks) {
+          const adv = atk.run(x, y);
+          const okA = noGrad(() => correct(model.forward(adv), y)).logicalAnd(ok);
+          robust[atk.name] = robust[atk.name]! + okA.sum().item();
+          all = all.logicalAnd(okA);
+        }
+        worst += all.sum().item();
+        if (!opts.noChecks) {
+          // random sign noise of size ε
+          const xn = x.add(randnLike(x).sign().mul(opts.eps)).clamp(0, 1);
+          noise += noGrad(() => correct(model.forward(xn), y)).sum().item();
+          // zero input gradients
+          const xr = x.detach().requiresGrad_();
+          const out = model.forward(xr);
+          const [g] = autograd.grad(ceLoss(out, y).sum(), [xr]);
+          zeroGrad += g!.abs().flatten(1).amax(1).eq(0).sum().item();
+          // outputs that look like probabilities
+          const inUnit = logits.min().item() >= 0 && logits.max().item() <= 1;
+          if (inUnit && logits.sum(1).sub(1).abs().max().item() < 1e-3) probLike += b;
+        }
+        n += b;
+      });
+      opts.onBatch?.(n);
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  const acc = (c: number) => (n ? c / n : 0);
+  const result: EvalResult = {
+    clean_accuracy: acc(clean),
+    robust_accuracy: { ...Object.fromEntries(Object.entries(robust).map(([k, v]) => [k, acc(v)])), worst_case: acc(worst) },
+    eps: opts.eps,
+    examples: n,
+    attacks: opts.attacks,
+    warnings: [],
+    seconds: (performance.now() - t0) / 1000,
+  };
+  if (!opts.noChecks && n > 0) result.warnings = sanityChecks(result, acc(noise), zeroGrad / n, probLike / n);
+  return result;
+}
+
+function sanityChecks(r: EvalResult, noiseAcc: number, zeroGradShare: number, probShare: number): string[] {
+  const w: string[] = [];
+  if (zeroGradShare > 0.1)
+    w.push(`${(zeroGradShare * 100).toFixed(1)}% of examples have an all-zero input gradient: gradient masking likely, gradient attacks may be fooled`);
+  if (probShare > 0.5) w.push('the model outputs look like probabilities (rows in [0,1] summing to 1), not logits: cross-entropy attacks are weakened; remove the final softmax');
+  for (const [name, a] of Object.entries(r.robust_accuracy)) {
+    if (name === 'worst_case' || r.eps === 0) continue;
+    if (noiseAcc < a - 0.005)
+      w.push(`random noise of size ε lowers accuracy more (${pct(noiseAcc)}) than ${name} (${pct(a)}): the attack is not working`);
+  }
+  const pgds = Object.entries(r.robust_accuracy)
+    .map(([name, a]) => ({ name, a, p: /^(pgd|cw)-(\d+)$/.exec(name) }))
+    .filter((e) => e.p)
+    .map((e) => ({ ...e, kind: e.p![1], steps: Number(e.p![2]) }));
+  for (const s of pgds)
+    for (const t of pgds)
+      if (s.kind === t.kind && t.steps > s.steps && t.a > s.a + 0.005)
+        w.push(`robust accuracy rises with more attack steps (${s.name}: ${pct(s.a)}, ${t.name}: ${pct(t.a)}): the attack is not converging`);
+  return w;
+}
+
+const pct = (v: number) => `${(v * 100).toFixed(2)}%`;
