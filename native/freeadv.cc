@@ -63,8 +63,10 @@ class CachingCPUAllocator final : public c10::Allocator {
     void* base = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = free_.find(size);
-      if (it != free_.end() && !it->second.empty()) {
+      auto it = size < kSmall ? free_.end() : free_.find(size);
+      if (size < kSmall) {
+        // small blocks go straight to malloc (not counted as hits or misses)
+      } else if (it != free_.end() && !it->second.empty()) {
         base = it->second.back();
         it->second.pop_back();
         cached_ -= size;

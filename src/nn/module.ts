@@ -2,7 +2,7 @@
 // and hierarchical names are PyTorch's ('layer1.0.conv1.weight', 'bn1.running_mean'), so that state dicts move
 // between freeadv and PyTorch unchanged. A module owns its tensors: they are kept out of every scope and freed
 // by dispose().
-import { Tensor, keep, noGrad, type DType } from '../torch/index.js';
+import { Tensor, keep, noGrad, isFloating, type DType } from '../torch/index.js';
 
 export class StateDictError extends Error {
   override name = 'StateDictError';
@@ -129,19 +129,31 @@ export abstract class Module {
     return this.train(false);
   }
 
-  /** Moves (or casts) every parameter and buffer; floating dtypes only change floating tensors. */
+  /** Moves (or casts) every parameter and buffer; a dtype cast changes floating tensors only. */
   to(target: string | DType): this {
     const isDevice = /^(cpu|cuda)/.test(target);
+    return this.mapTensors((t) => (isDevice || isFloating(t.dtype) ? t.to(target) : undefined));
+  }
+
+  /** Stores 4-D weights in channels-last (NHWC) order: faster oneDNN convolutions with NHWC inputs. */
+  channelsLast(): this {
+    return this.mapTensors((t) => (t.ndim === 4 ? t.contiguous('channelsLast') : undefined));
+  }
+
+  /** Replaces every parameter and buffer by f(tensor) (unless f returns undefined), keeping requires-grad. */
+  private mapTensors(f: (t: Tensor) => Tensor | undefined): this {
     for (const [, m] of this.namedModules()) {
       for (const [n, t] of m.params) {
-        if (!t || (!isDevice && !t.dtype.startsWith('float') && t.dtype !== 'bfloat16')) continue;
-        const moved = noGrad(() => t.to(target));
+        if (!t) continue;
+        const moved = noGrad(() => f(t));
+        if (!moved || moved === t) continue;
         t.dispose();
-        m.params.set(n, keep(moved).requiresGrad_(true));
+        m.params.set(n, keep(moved.detach()).requiresGrad_(true));
+        moved.dispose();
       }
       for (const [n, b] of m.buffers) {
-        if (!isDevice && !b.t.dtype.startsWith('float') && b.t.dtype !== 'bfloat16') continue;
-        const moved = noGrad(() => b.t.to(target));
+        const moved = noGrad(() => f(b.t));
+        if (!moved || moved === b.t) continue;
         b.t.dispose();
         m.buffers.set(n, { t: keep(moved), persistent: b.persistent });
       }

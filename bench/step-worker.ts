@@ -1,0 +1,66 @@
+// Times one training step of freeadv on random data, in its own process (so that peak RSS is its own):
+// free (forward, backward, SGD-momentum step, δ ← clip(δ + ε·sign(g), −ε, ε)) or natural. The twin of
+// bench/reference/step_bench.py; prints one JSON line.
+import { parseArgs } from 'node:util';
+import * as T from '../src/torch/index.js';
+import { createModel } from '../src/models/index.js';
+import { SGD } from '../src/optim/index.js';
+
+const { values: a } = parseArgs({
+  options: {
+    model: { type: 'string', default: 'small-cnn' },
+    batch: { type: 'string', default: '128' },
+    threads: { type: 'string', default: '2' },
+    kind: { type: 'string', default: 'free' },
+    'channels-last': { type: 'boolean', default: false },
+    eps: { type: 'string', default: String(8 / 255) },
+    warmup: { type: 'string', default: '3' },
+    steps: { type: 'string', default: '20' },
+    seed: { type: 'string', default: '0' },
+  },
+});
+const B = Number(a.batch);
+const eps = Number(a.eps);
+T.setNumThreads(Number(a.threads));
+T.manualSeed(Number(a.seed));
+const grey = ['small-cnn', 'madry-cnn'].includes(a.model!);
+const [c, s] = grey ? [1, 28] : [3, 32];
+const model = createModel(a.model!, { numClasses: 10, inChannels: c, size: s, mean: Array(c).fill(0.5), std: Array(c).fill(0.25) }).train();
+const cl = a['channels-last']!;
+if (cl) model.channelsLast();
+const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
+const x0 = T.rand([B, c, s, s]);
+const x = (cl ? x0.channelsLast() : x0).keep();
+const y = T.randint(0, 10, [B]).keep();
+const delta = T.zerosLike(x).keep();
+
+function step(): void {
+  T.scope(() => {
+    let inp = x;
+    let d: T.Tensor | undefined;
+    if (a.kind === 'free') {
+      d = delta.clone().requiresGrad_();
+      inp = x.add(d).clamp(0, 1);
+    }
+    const loss = T.ops.crossEntropy(model.forward(inp), y);
+    opt.zeroGrad();
+    loss.backward();
+    if (d) T.noGrad(() => delta.add_(d!.grad!.sign(), eps).clamp_(-eps, eps));
+    opt.step();
+  });
+}
+
+for (let i = 0; i < Number(a.warmup); i++) step();
+const live0 = T.liveTensors();
+const t0 = performance.now();
+const n = Number(a.steps);
+for (let i = 0; i < n; i++) step();
+const dt = (performance.now() - t0) / n / 1000;
+console.log(
+  JSON.stringify({
+    model: a.model, kind: a.kind, batch: B, threads: T.getNumThreads(), input_shape: [c, s, s], channels_last: cl, steps: n,
+    images_per_second: Math.round((B / dt) * 10) / 10, ms_per_step: Math.round(dt * 1e6) / 1e3,
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 102.4) / 10,
+    live_tensors_delta: T.liveTensors() - live0,
+  }),
+);
