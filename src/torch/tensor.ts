@@ -241,6 +241,12 @@ export class Tensor {
   tanh(): Tensor {
     return ops.tanh(this);
   }
+  sin(): Tensor {
+    return ops.sin(this);
+  }
+  cos(): Tensor {
+    return ops.cos(this);
+  }
   sigmoid(): Tensor {
     return ops.sigmoid(this);
   }
