@@ -1,7 +1,7 @@
 // The common shape of an attack (torchattacks-style): built from a model and its settings, called on a batch
 // (x, y) of images in [0, 1], it returns adversarial images inside the ε-ball and [0, 1]. The model is put in
 // eval mode for the attack (BatchNorm statistics must not move) and its previous mode is restored.
-import { Tensor, autograd, scope, withGradEnabled } from '../torch/index.js';
+import { Tensor, autograd, scope, withGradEnabled, zerosLike } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import type { ThreatModel } from './threat.js';
 
@@ -29,8 +29,9 @@ export abstract class Attack {
     const xr = x.detach().requiresGrad_();
     const logits = this.model.forward(xr);
     const l = loss(logits, y);
-    const [g] = autograd.grad(l.sum(), [xr]);
-    return { g: g!, logits: logits.detach(), loss: l.detach() };
+    // a model whose output does not depend on x differentiably (masking) has no gradient: treat it as zero
+    const [g] = l.requiresGrad ? autograd.grad(l.sum(), [xr], { allowUnused: true }) : [undefined];
+    return { g: g ?? zerosLike(x), logits: logits.detach(), loss: l.detach() };
   }
 }
 

@@ -66,8 +66,9 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
           // zero input gradients
           const xr = x.detach().requiresGrad_();
           const out = model.forward(xr);
-          const [g] = autograd.grad(ceLoss(out, y).sum(), [xr]);
-          zeroGrad += g!.abs().flatten(1).amax(1).eq(0).sum().item();
+          const l = ceLoss(out, y).sum();
+          const [g] = l.requiresGrad ? autograd.grad(l, [xr], { allowUnused: true }) : [undefined];
+          zeroGrad += g ? g.abs().flatten(1).amax(1).eq(0).sum().item() : b;
           // outputs that look like probabilities
           const inUnit = logits.min().item() >= 0 && logits.max().item() <= 1;
           if (inUnit && logits.sum(1).sub(1).abs().max().item() < 1e-3) probLike += b;
