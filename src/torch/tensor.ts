@@ -95,6 +95,10 @@ export class Tensor {
     }
     return typedArrayFor(d, native.toBuffer(this.handle));
   }
+  /** The raw little-endian bytes of a contiguous copy (any dtype, float16/bfloat16 included). */
+  toBytes(): Uint8Array {
+    return new Uint8Array(native.toBuffer(this.handle));
+  }
   /** The data as (nested) JS arrays of numbers (int64 as numbers). */
   toArray(): any {
     const flat = Array.from(this.toTypedArray() as ArrayLike<number | bigint>, (v) => (typeof v === 'bigint' ? Number(v) : v));
