@@ -1,0 +1,300 @@
+// The `freeadv` command line: train, eval, info. Bad input ends with a clear message naming the option or file
+// and a non-zero exit code (2 for bad input, 1 for failures at run time, 130 when interrupted).
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { readFileSync, existsSync } from 'node:fs';
+import { join, extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { resolveConfig, ConfigError, camel, type TrainConfig } from '../train/config.js';
+import { train, evaluateOn, loadData, readRunConfig, InterruptedError, TrainingError, fmtEps, RUN_FILES, type Summary } from '../train/loop.js';
+import { createModel, checkModel, describeModels } from '../models/index.js';
+import { parseAttackName } from '../eval/index.js';
+import { loadSafetensors, CheckpointError } from '../io/index.js';
+import { DataError, type InMemoryDataset } from '../data/index.js';
+import { setNumThreads, getNumThreads, manualSeed, version, cuda, TorchError } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+
+const TRAIN_HELP = `freeadv train — adversarial training for free (Shafahi et al. 2019) and its baselines
+
+Usage: freeadv train [options]
+       freeadv train --resume <run folder>
+
+Data and model
+  --dataset NAME        fashion-mnist (default, Debian's dataset-fashion-mnist), mnist, cifar10, cifar100, imagefolder
+  --data-dir DIR        data folder (IDX files; CIFAR binaries or train/<class>/*.jpg; ImageFolder)
+  --model NAME          default: small-cnn for 28×28 data, resnet-cifar-small for CIFAR on CPU
+${describeModels()}
+Method
+  --method NAME         free (default), pgd, fgsm, natural
+  --replays M           free: minibatch replays m (default 4)
+  --eps E               L∞ radius in pixel units: 0.1 or 8/255 (default 0.1 for Fashion-MNIST, 8/255 for CIFAR)
+  --step-size S         free: ε; fgsm: 1.25ε; pgd: 2.5ε/k (defaults)
+  --attack-steps K      pgd: steps k (default 7)
+Optimisation
+  --epochs N            budget in natural-training epochs (free makes ceil(N/m) passes; default 8 for Fashion-MNIST)
+  --batch-size B        (default 128)
+  --lr LR               peak learning rate (default 0.05 Fashion-MNIST, 0.1 CIFAR)
+  --lr-schedule S       cosine, multistep, cyclic, piecewise, constant
+  --momentum M          (default 0.9)     --weight-decay W (default 5e-4)     --nesterov
+  --max-steps N         stop after N SGD steps
+Run
+  --out DIR             run folder (default runs/<method>-<dataset>-<time>)
+  --resume DIR          continue an interrupted run exactly where it stopped
+  --config FILE         JSON or YAML file with the same keys (kebab-case or camelCase); options override it
+  --seed S              (default 0)        --threads T (default: all cores)        --device cpu|cuda[:N]
+  --eval-attacks LIST   attacks after training (default pgd-20): pgd-K, pgd-K-l2, cw-K, fgsm, apgd-ce, apgd-dlr
+  --eval-limit N        evaluate on the first N test images (default all)
+  --eval-batch-size B   (default 500)      --eval-restarts R (default 1)
+  --log-every N         SGD steps per line of metrics.jsonl (default 50)
+  --checkpoint-every N  also checkpoint every N SGD steps (default: at the end of every pass)
+  --json                print the summary as JSON
+  -h, --help
+
+A run folder holds config.json, metrics.jsonl, latest.safetensors, best.safetensors and summary.json.
+Ctrl-C finishes the current step, writes a checkpoint and prints how to resume.`;
+
+const EVAL_HELP = `freeadv eval — robustness evaluation (clean, each attack, worst case per example)
+
+Usage: freeadv eval --run <run folder> [options]
+       freeadv eval --weights <file.safetensors> --model <name> [--dataset NAME] [options]
+
+  --run DIR             a run folder of freeadv train (uses its best.safetensors, or --checkpoint latest)
+  --checkpoint WHICH    best (default) or latest
+  --weights FILE        a safetensors file of model weights (PyTorch key names)
+  --model NAME          the model of --weights
+  --dataset NAME        (default fashion-mnist, or the run's)      --data-dir DIR
+  --eps E               0.1 or 8/255 (default: the run's, else the data set's)
+  --attacks LIST        default pgd-20; e.g. pgd-20,pgd-100,fgsm,apgd-ce,apgd-dlr
+  --restarts R          restarts per PGD/APGD attack (default 1)
+  --limit N             first N test examples (default all)
+  --batch-size B        (default 500)      --seed S      --threads T      --device cpu|cuda
+  --json                print one JSON object: clean_accuracy, robust_accuracy{attack..., worst_case}, eps, examples
+  -h, --help`;
+
+const HELP = `freeadv — adversarially robust training at the cost of natural training, on libtorch
+
+Usage: freeadv <command> [options]
+
+Commands
+  train     train with free-m, PGD-k, FGSM-RS or natural training, then evaluate
+  eval      evaluate a trained model under attacks
+  info      versions, threads and devices
+
+Run 'freeadv <command> --help' for its options.`;
+
+class UsageError extends Error {}
+
+const TRAIN_OPTS: ParseArgsConfig['options'] = {
+  dataset: { type: 'string' }, 'data-dir': { type: 'string' }, model: { type: 'string' }, method: { type: 'string' },
+  replays: { type: 'string' }, eps: { type: 'string' }, 'step-size': { type: 'string' }, 'attack-steps': { type: 'string' },
+  epochs: { type: 'string' }, 'batch-size': { type: 'string' }, lr: { type: 'string' }, 'lr-schedule': { type: 'string' },
+  momentum: { type: 'string' }, 'weight-decay': { type: 'string' }, nesterov: { type: 'boolean' }, seed: { type: 'string' },
+  threads: { type: 'string' }, device: { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' },
+  config: { type: 'string' }, 'eval-attacks': { type: 'string' }, 'eval-limit': { type: 'string' },
+  'eval-batch-size': { type: 'string' }, 'eval-restarts': { type: 'string' }, 'max-steps': { type: 'string' },
+  'log-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, augment: { type: 'boolean' },
+  'no-augment': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+};
+
+const EVAL_OPTS: ParseArgsConfig['options'] = {
+  run: { type: 'string' }, checkpoint: { type: 'string' }, weights: { type: 'string' }, model: { type: 'string' },
+  dataset: { type: 'string' }, 'data-dir': { type: 'string' }, eps: { type: 'string' }, attacks: { type: 'string' },
+  restarts: { type: 'string' }, limit: { type: 'string' }, 'batch-size': { type: 'string' }, seed: { type: 'string' },
+  threads: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+};
+
+function parse(args: string[], options: ParseArgsConfig['options']): Record<string, string | boolean | undefined> {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    throw new UsageError((e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
+  }
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new ConfigError('config', `${path}: no such file`);
+  const text = readFileSync(path, 'utf8');
+  let v: unknown;
+  try {
+    v = /\.ya?ml$/i.test(extname(path)) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError('config', `${path}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError('config', `${path}: expected an object of options`);
+  return v as Record<string, unknown>;
+}
+
+const pct = (v: number | undefined) => (v === undefined || Number.isNaN(v) ? '—' : `${(v * 100).toFixed(2)}%`);
+
+function table(clean: number, robust: Record<string, number>): string {
+  const rows: [string, string][] = [['clean', pct(clean)], ...Object.entries(robust).map(([k, v]) => [k === 'worst_case' ? 'worst case' : k, pct(v)] as [string, string])];
+  const w = Math.max(...rows.map((r) => r[0].length), 8);
+  return [`${'accuracy'.padEnd(w)}  `, ...rows.map(([k, v]) => `${k.padEnd(w)}  ${v.padStart(7)}`)].join('\n');
+}
+
+async function cmdTrain(args: string[], out: (s: string) => void): Promise<number> {
+  const v = parse(args, TRAIN_OPTS);
+  if (v.help) {
+    out(TRAIN_HELP);
+    return 0;
+  }
+  let summary: Summary;
+  if (v.resume) {
+    const dir = String(v.resume);
+    const others = Object.keys(v).filter((k) => !['resume', 'json', 'threads'].includes(k) && v[k] !== undefined);
+    if (others.length) throw new ConfigError('resume', `continues a run with its own config; drop ${others.map((o) => '--' + o).join(', ')}`);
+    const cfg = { ...readRunConfig(dir), out: dir };
+    summary = await train(cfg, { resume: true, log: out });
+  } else {
+    const fromFile = v.config ? readConfigFile(String(v.config)) : {};
+    const fromArgs: Record<string, unknown> = {};
+    for (const [k, val] of Object.entries(v)) {
+      if (val === undefined || ['config', 'json', 'help', 'resume', 'no-augment'].includes(k)) continue;
+      fromArgs[k] = val;
+    }
+    if (v['no-augment']) fromArgs.augment = false;
+    const merged = { ...Object.fromEntries(Object.entries(fromFile).map(([k, x]) => [camel(k), x])), ...Object.fromEntries(Object.entries(fromArgs).map(([k, x]) => [camel(k), x])) };
+    const cfg: TrainConfig = resolveConfig(merged);
+    for (const a of cfg.evalAttacks) {
+      try {
+        parseAttackName(a);
+      } catch (e) {
+        throw new ConfigError('eval-attacks', (e as Error).message);
+      }
+    }
+    if (!cfg.out) cfg.out = join('runs', `${cfg.method}${cfg.method === 'free' ? cfg.replays : ''}-${cfg.dataset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
+    summary = await train(cfg, { log: out });
+  }
+  if (v.json) out(JSON.stringify(summary, null, 2));
+  else {
+    out('');
+    out(`${summary.method}${summary.method === 'free' ? `-${summary.replays}` : ''} · ${summary.model} · ${summary.dataset} · ε=${fmtEps(summary.eps)} · ${summary.sgd_steps} SGD steps, ${summary.backward_passes} backward passes, ${(summary.train_seconds / 60).toFixed(1)} min training (${summary.images_per_second.toFixed(0)} images/s)`);
+    out(table(summary.clean_accuracy, summary.robust_accuracy) + `\n(${summary.eval_examples} test images, ${summary.eval_seconds.toFixed(0)} s)`);
+    for (const w of summary.warnings) out(`warning: ${w}`);
+    if (summary.stopped_early) out(`note: ${summary.stopped_early}`);
+    out(`run folder: ${summary.run_dir}`);
+  }
+  return 0;
+}
+
+async function cmdEval(args: string[], out: (s: string) => void): Promise<number> {
+  const v = parse(args, EVAL_OPTS);
+  if (v.help) {
+    out(EVAL_HELP);
+    return 0;
+  }
+  let base: Partial<TrainConfig> = {};
+  let weights: string;
+  if (v.run) {
+    base = readRunConfig(String(v.run));
+    const which = String(v.checkpoint ?? 'best');
+    if (which !== 'best' && which !== 'latest') throw new ConfigError('checkpoint', `must be best or latest, got '${which}'`);
+    weights = join(String(v.run), which === 'best' ? RUN_FILES.best : RUN_FILES.latest);
+    if (!existsSync(weights)) weights = join(String(v.run), RUN_FILES.latest);
+  } else {
+    if (!v.weights || !v.model) throw new UsageError('give --run <run folder>, or --weights <file> with --model <name>');
+    weights = String(v.weights);
+  }
+  const cfg = resolveConfig({
+    dataset: v.dataset ?? base.dataset,
+    dataDir: v['data-dir'] ?? base.dataDir,
+    model: v.model ?? base.model,
+    eps: v.eps ?? base.eps,
+    seed: v.seed ?? 0,
+    threads: v.threads,
+    device: v.device ?? 'cpu',
+    evalLimit: v.limit,
+    evalBatchSize: v['batch-size'] ?? 500,
+    evalRestarts: v.restarts ?? 1,
+    evalAttacks: v.attacks ?? 'pgd-20',
+  });
+  for (const a of cfg.evalAttacks) {
+    try {
+      parseAttackName(a);
+    } catch (e) {
+      throw new ConfigError('attacks', (e as Error).message);
+    }
+  }
+  setNumThreads(cfg.threads);
+  manualSeed(cfg.seed);
+  const data = (await loadData(cfg, 'test')) as InMemoryDataset;
+  const o = { numClasses: data.numClasses, inChannels: data.c, size: data.h, mean: data.mean, std: data.std };
+  const why = checkModel(cfg.model, o);
+  if (why) throw new ConfigError('model', why);
+  const model: Module = createModel(cfg.model, o);
+  const file = loadSafetensors(weights);
+  try {
+    const sd = Object.fromEntries(Object.entries(file.tensors).map(([k, t]) => [k.startsWith('model.') ? k.slice(6) : k, t]));
+    const own = model.stateDict();
+    const picked = Object.fromEntries(Object.entries(sd).filter(([k]) => k in own || !Object.keys(file.tensors).some((x) => x.startsWith('model.'))));
+    try {
+      model.loadStateDict(picked);
+    } catch (e) {
+      throw new CheckpointError(`${weights}: ${(e as Error).message}`);
+    }
+  } finally {
+    for (const t of Object.values(file.tensors)) t.dispose();
+  }
+  if (cfg.device !== 'cpu') model.to(cfg.device);
+  const r = await evaluateOn(model, data, cfg, cfg.evalAttacks, out);
+  if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, eps: r.eps, examples: r.examples, attacks: r.attacks, warnings: r.warnings, seconds: r.seconds }));
+  else {
+    out(`${cfg.model} · ${cfg.dataset} · ε=${fmtEps(cfg.eps)} · ${r.examples} test images · ${r.seconds.toFixed(0)} s`);
+    out(table(r.clean_accuracy, r.robust_accuracy));
+    for (const w of r.warnings) out(`warning: ${w}`);
+  }
+  model.dispose();
+  return 0;
+}
+
+function cmdInfo(out: (s: string) => void): number {
+  const ver = version();
+  out(JSON.stringify({ libtorch: ver.torch, threads: getNumThreads(), cuda: cuda.isAvailable(), cudaDevices: cuda.deviceCount(), parallel: ver.parallel.split('\n').filter(Boolean).slice(0, 6) }, null, 2));
+  return 0;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function run(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s + '\n'), err: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'train':
+        return await cmdTrain(rest, out);
+      case 'eval':
+        return await cmdEval(rest, out);
+      case 'info':
+        return cmdInfo(out);
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        out(HELP);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, info)`);
+    }
+  } catch (e) {
+    if (e instanceof InterruptedError) {
+      err(`freeadv: ${e.message}`);
+      return 130;
+    }
+    if (e instanceof UsageError || e instanceof ConfigError || e instanceof RangeError) {
+      err(`freeadv: error: ${e.message}\nRun 'freeadv ${cmd ?? ''} --help' for the options.`);
+      return 2;
+    }
+    if (e instanceof DataError || e instanceof CheckpointError) {
+      err(`freeadv: error: ${e.message}`);
+      return 2;
+    }
+    if (e instanceof TrainingError || e instanceof TorchError) {
+      err(`freeadv: error: ${e.message}`);
+      return 1;
+    }
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS' || code === 'ENOENT') {
+      err(`freeadv: error: ${(e as Error).message}`);
+      return 1;
+    }
+    err(`freeadv: internal error: ${(e as Error).stack ?? String(e)}`);
+    return 1;
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * FGSM with random start — Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial training"
+ * (ICLR 2020). δ ~ U(−ε, ε); one FGSM step of 1.25·ε from there, projected; one SGD step on x + δ: two backward
+ * passes per step. The loop's catastrophic-overfitting guard (PGD accuracy on a held-out training batch after
+ * each pass; on a collapse, warn and restore the best weights) protects this method.
+ */
+import { ops, scope, noGrad, autograd } from '../torch/index.js';
+import { Linf } from '../attacks/index.js';
+import type { Method } from './method.js';
+
+export const fgsm: Method = {
+  name: 'fgsm',
+  passes: (cfg) => Math.ceil(cfg.epochs),
+  stepsPerBatch: () => 1,
+  backwardPerStep: () => 2,
+  batch(ctx, x, y) {
+    const alpha = ctx.cfg.stepSize ?? 1.25 * ctx.cfg.eps;
+    const ball = new Linf(ctx.cfg.eps);
+    scope(() => {
+      const xr = ball.randomStart(x).requiresGrad_();
+      const [g] = autograd.grad(ops.crossEntropy(ctx.model.forward(xr), y), [xr]);
+      const xa = noGrad(() => ball.project(ball.step(xr, g!, alpha), x));
+      const logits = ctx.model.forward(xa);
+      const loss = ops.crossEntropy(logits, y);
+      ctx.sgdStep(loss);
+      ctx.record(loss, logits, y);
+    });
+  },
+};

@@ -1,0 +1,35 @@
+// What a training method supplies to the shared loop (loop.ts): how many passes over the data its budget
+// buys, and its per-batch step. Everything else — data, schedule, logging, checkpoints, evaluation — is shared.
+import type { Tensor } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import type { TrainConfig } from './config.js';
+
+export interface TrainContext {
+  readonly model: Module;
+  readonly cfg: TrainConfig;
+  /** [B, C, H, W] of a full batch. */
+  readonly batchShape: number[];
+  /** The method's persistent tensors (saved in checkpoints and restored on resume), e.g. free training's δ. */
+  readonly state: Map<string, Tensor>;
+  /**
+   * One SGD step on `loss`: learning rate from the schedule, gradients cleared, one backward pass (which also
+   * fills .grad of any input leaf that requires it), parameter update.
+   */
+  sgdStep(loss: Tensor): void;
+  /** Accounts a step's loss and accuracy on the (perturbed) inputs it trained on. */
+  record(loss: Tensor, logits: Tensor, y: Tensor): void;
+}
+
+export interface Method {
+  readonly name: string;
+  /** Passes over the training data that a budget of cfg.epochs natural epochs buys. */
+  passes(cfg: TrainConfig): number;
+  /** SGD steps per minibatch. */
+  stepsPerBatch(cfg: TrainConfig): number;
+  /** Backward passes per SGD step (forward/backward cost relative to natural training). */
+  backwardPerStep(cfg: TrainConfig): number;
+  /** Creates the method's persistent state (before a resume overwrites it). */
+  init?(ctx: TrainContext): void;
+  /** Trains on one minibatch x (images in [0, 1]) with labels y. */
+  batch(ctx: TrainContext, x: Tensor, y: Tensor): void;
+}
