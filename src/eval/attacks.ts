@@ -30,9 +30,7 @@ export function makeAttack(spec: string, model: Module, s: AttackSettings): Atta
       return new FGSM(model, { eps: s.eps });
     case 'pgd':
     case 'cw': {
-      const atk = new PGD(model, { eps: s.eps, steps: a.steps, norm: a.norm, restarts: s.restarts ?? 1, loss: a.kind === 'cw' ? 'cw' : 'ce', alpha: s.alpha });
-      (atk as { name: string }).name = spec;
-      return atk;
+      return new PGD(model, { eps: s.eps, steps: a.steps, norm: a.norm, restarts: s.restarts ?? 1, loss: a.kind === 'cw' ? 'cw' : 'ce', alpha: s.alpha });
     }
     case 'apgd':
       return new APGD(model, { eps: s.eps, steps: a.steps, loss: a.loss, restarts: s.restarts ?? 1 });

@@ -52,12 +52,13 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
         const ok = correct(logits, y);
         clean += ok.sum().item();
         let all = ok;
-        for (const atk of attacks) {
+        attacks.forEach((atk, i) => {
+          const name = opts.attacks[i]!;
           const adv = atk.run(x, y);
           const okA = noGrad(() => correct(model.forward(adv), y)).logicalAnd(ok);
-          robust[atk.name] = robust[atk.name]! + okA.sum().item();
+          robust[name] = robust[name]! + okA.sum().item();
           all = all.logicalAnd(okA);
-        }
+        });
         worst += all.sum().item();
         if (!opts.noChecks) {
           // random sign noise of size ε

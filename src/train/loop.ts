@@ -242,7 +242,8 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
         st.trainSeconds += (performance.now() - tb) / 1000;
         st.batch = b.batch + 1;
         progress.tick(b.shape[0] * (st.step - before), st.step - before);
-        if (interrupted || done()) break outer;
+        if (interrupted) break outer;
+        if (done()) break;
         if (cfg.checkpointEvery > 0 && Math.floor(st.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) checkpoint(latestPath);
       }
       // end of a pass: held-out guard, best and latest checkpoints

@@ -1,0 +1,31 @@
+// Small real data sets for tests: the first images of Debian's Fashion-MNIST written back as IDX files.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDataset, type InMemoryDataset } from '../../src/data/index.js';
+
+function idx(images: Uint8Array, n: number, h: number, w: number): Buffer {
+  const head = Buffer.alloc(16);
+  head.writeUInt32BE(0x803, 0);
+  head.writeUInt32BE(n, 4);
+  head.writeUInt32BE(h, 8);
+  head.writeUInt32BE(w, 12);
+  return Buffer.concat([head, Buffer.from(images.subarray(0, n * h * w))]);
+}
+function idxLabels(labels: Int32Array, n: number): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(0x801, 0);
+  head.writeUInt32BE(n, 4);
+  return Buffer.concat([head, Buffer.from(Uint8Array.from(labels.subarray(0, n)))]);
+}
+
+/** A folder holding the first nTrain/nTest Fashion-MNIST images as uncompressed IDX files. */
+export async function smallFashionMnist(nTrain: number, nTest: number): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'freeadv-fmnist-'));
+  for (const [split, n, prefix] of [['train', nTrain, 'train'], ['test', nTest, 't10k']] as const) {
+    const d = (await loadDataset({ name: 'fashion-mnist', split })) as InMemoryDataset;
+    writeFileSync(join(dir, `${prefix}-images-idx3-ubyte`), idx(d.images, n, 28, 28));
+    writeFileSync(join(dir, `${prefix}-labels-idx1-ubyte`), idxLabels(d.labels, n));
+  }
+  return dir;
+}

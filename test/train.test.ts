@@ -1,0 +1,197 @@
+// Trainers and `freeadv train`: cost accounting per method, run folders, bit-exact resume after a real
+// SIGTERM, NaN handling, refusal of invalid options before any work, config files.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as T from '../src/torch/index.js';
+import { run } from '../src/cli/main.js';
+import { loadCheckpoint } from '../src/io/index.js';
+import { smallFashionMnist } from './helpers/data.js';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'freeadv.js');
+let data = '';
+const tmp = mkdtempSync(join(tmpdir(), 'freeadv-train-'));
+before(async () => {
+  data = await smallFashionMnist(512, 200);
+});
+
+const common = () => ['--data-dir', data, '--batch-size', '128', '--eval-limit', '100', '--threads', '2', '--log-every', '4', '--seed', '3'];
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const code = await run(args, (s) => (out += s + '\n'), (s) => (err += s + '\n'));
+  return { code, out, err };
+}
+
+function summary(dir: string): Record<string, any> {
+  return JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
+}
+
+test('free-m makes ceil(N/m) passes and as many SGD steps and backward passes as natural training', async () => {
+  const runs: Record<string, Record<string, any>> = {};
+  for (const [method, extra] of [['natural', []], ['free', ['--replays', '4']], ['fgsm', []], ['pgd', ['--attack-steps', '3']]] as const) {
+    const out = join(tmp, `cost-${method}`);
+    const r = await cli(['train', ...common(), '--method', method, ...extra, '--epochs', '4', '--out', out]);
+    assert.equal(r.code, 0, r.err);
+    runs[method] = summary(out);
+  }
+  const batches = 4; // 512 / 128
+  assert.equal(runs.natural!.passes, 4);
+  assert.equal(runs.free!.passes, 1);
+  assert.equal(runs.natural!.sgd_steps, 4 * batches);
+  assert.equal(runs.free!.sgd_steps, runs.natural!.sgd_steps);
+  assert.equal(runs.free!.backward_passes, runs.natural!.backward_passes);
+  assert.equal(runs.fgsm!.backward_passes, 2 * 4 * batches);
+  assert.equal(runs.pgd!.backward_passes, 4 * 4 * batches);
+  for (const s of Object.values(runs)) {
+    for (const k of ['method', 'replays', 'eps', 'epochs', 'passes', 'sgd_steps', 'backward_passes', 'train_seconds', 'clean_accuracy', 'robust_accuracy']) assert.ok(k in s, `summary has ${k}`);
+    assert.ok(s.robust_accuracy['pgd-20'] <= s.clean_accuracy);
+    assert.equal(s.eval_examples, 100);
+    assert.equal(s.eps, 0.1);
+  }
+  const dir = join(tmp, 'cost-free');
+  assert.deepEqual(readdirSync(dir).sort(), ['best.safetensors', 'config.json', 'latest.safetensors', 'metrics.jsonl', 'summary.json']);
+  const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const m = lines.find((l) => 'loss' in l);
+  for (const k of ['step', 'epoch', 'lr', 'loss', 'train_accuracy', 'images_per_second']) assert.ok(k in m, `metrics line has ${k}`);
+  // free training's δ is in the checkpoint, within the ε-ball and not zero
+  const ck = loadCheckpoint(join(dir, 'latest.safetensors'));
+  const delta = ck.tensors.delta!;
+  assert.deepEqual(delta.shape, [128, 1, 28, 28]);
+  assert.ok(delta.abs().max().item() <= 0.1 + 1e-7 && delta.abs().max().item() > 0);
+  for (const g of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(g)) t.dispose();
+});
+
+function weights(dir: string): Record<string, Buffer> {
+  const ck = loadCheckpoint(join(dir, 'latest.safetensors'));
+  const out = Object.fromEntries(Object.entries(ck.model).map(([k, t]) => [k, Buffer.from(t.toBytes())]));
+  for (const g of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(g)) t.dispose();
+  return out;
+}
+
+test('SIGTERM writes a checkpoint; --resume ends with the same weights as an uninterrupted run (bit for bit)', async () => {
+  const args = [...common(), '--method', 'free', '--replays', '2', '--epochs', '6', '--lr', '0.02', '--eval-limit', '50'];
+  const full = join(tmp, 'full');
+  assert.equal((await cli(['train', ...args, '--out', full])).code, 0);
+
+  const part = join(tmp, 'part');
+  const child = spawn(process.execPath, [BIN, 'train', ...args, '--out', part], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  // interrupt once training has begun (the metrics file exists)
+  const started = Date.now();
+  while (!existsSync(join(part, 'metrics.jsonl')) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGTERM');
+  const code = await new Promise<number>((r) => child.on('exit', (c) => r(c ?? -1)));
+  assert.equal(code, 130, err);
+  assert.match(err, /Resume with: freeadv train --resume/);
+  const r = await cli(['train', '--resume', part]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /resuming/);
+  const a = weights(full), b = weights(part);
+  assert.deepEqual(Object.keys(b), Object.keys(a));
+  for (const k of Object.keys(a)) assert.ok(a[k]!.equals(b[k]!), `${k} is identical after resume`);
+  assert.equal(summary(part).sgd_steps, summary(full).sgd_steps);
+});
+
+test('a NaN loss stops the run with a clear message and keeps the last good checkpoint', async () => {
+  const out = join(tmp, 'nan');
+  const r = await cli(['train', ...common(), '--method', 'natural', '--epochs', '3', '--lr', '1e30', '--lr-schedule', 'constant', '--out', out]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /training loss became (NaN|Infinity|-Infinity) at SGD step \d+/);
+  if (existsSync(join(out, 'latest.safetensors'))) {
+    const ck = loadCheckpoint(join(out, 'latest.safetensors'));
+    for (const t of Object.values(ck.model)) assert.ok(t.isfinite().all().item(), 'the kept checkpoint has finite weights');
+    for (const g of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(g)) t.dispose();
+  }
+});
+
+test('invalid options are refused before any work, naming the option', async () => {
+  const cases: [string[], RegExp][] = [
+    [['--eps=-0.1'], /--eps: must be >= 0/],
+    [['--eps', '8'], /--eps: .*did you mean 8\/255/],
+    [['--eps', 'abc'], /--eps: expected a number/],
+    [['--replays', '0'], /--replays: m must be >= 1/],
+    [['--model', 'resnet9000'], /--model: unknown model 'resnet9000'/],
+    [['--model', 'preact-resnet18'], /--model: model 'preact-resnet18' needs 3-channel/],
+    [['--dataset', 'svhn'], /--dataset: unknown data set 'svhn'/],
+    [['--method', 'trades'], /--method: unknown method 'trades'/],
+    [['--lr-schedule', 'exp'], /--lr-schedule: unknown schedule/],
+    [['--device', 'tpu'], /--device: must be cpu, cuda/],
+    [['--device', 'cuda'], /--device: cuda requested but this libtorch has no CUDA/],
+    [['--eval-attacks', 'pgd-x'], /--eval-attacks: unknown attack 'pgd-x'/],
+    [['--batch-size', '1.5'], /--batch-size: expected a whole number/],
+    [['--bogus', '1'], /Unknown option '--bogus'/],
+  ];
+  for (const [args, re] of cases) {
+    if (args.includes('cuda') && T.cuda.isAvailable()) continue;
+    const out = join(tmp, 'bad-' + args.join('_').replace(/[^a-z0-9]/gi, ''));
+    const r = await cli(['train', ...common(), ...args, '--out', out]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re, args.join(' '));
+    assert.ok(!existsSync(join(out, 'latest.safetensors')), 'no training happened');
+  }
+  const notDir = join(tmp, 'a-file');
+  writeFileSync(notDir, 'x');
+  const r = await cli(['train', ...common(), '--out', join(notDir, 'run')]);
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /a-file/);
+  const missing = await cli(['train', '--data-dir', join(tmp, 'nowhere')]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /nowhere/);
+  const resumeNothing = await cli(['train', '--resume', join(tmp, 'nowhere')]);
+  assert.equal(resumeNothing.code, 2);
+  assert.match(resumeNothing.err, /not a run folder/);
+  const twice = await cli(['train', ...common(), '--epochs', '1', '--method', 'natural', '--out', join(tmp, 'cost-natural')]);
+  assert.equal(twice.code, 2);
+  assert.match(twice.err, /already holds a run/);
+});
+
+test('a YAML config file gives the same keys; options override it', async () => {
+  const cfg = join(tmp, 'cfg.yaml');
+  writeFileSync(cfg, `method: natural\nepochs: 1\neps: 8/255\nlr-schedule: multistep\nweightDecay: 0\n`);
+  const out = join(tmp, 'yaml');
+  const r = await cli(['train', ...common(), '--config', cfg, '--epochs', '2', '--out', out]);
+  assert.equal(r.code, 0, r.err);
+  const c = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+  assert.equal(c.method, 'natural');
+  assert.equal(c.epochs, 2);
+  assert.ok(Math.abs(c.eps - 8 / 255) < 1e-12);
+  assert.equal(c.lrSchedule, 'multistep');
+  assert.equal(c.weightDecay, 0);
+  writeFileSync(cfg, 'method: [oops');
+  const bad = await cli(['train', '--config', cfg]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /--config: .*cfg\.yaml/);
+});
+
+test('help texts list every option', async () => {
+  const r = await cli(['train', '--help']);
+  assert.equal(r.code, 0);
+  for (const o of ['--dataset', '--data-dir', '--model', '--method', '--replays', '--eps', '--step-size', '--attack-steps', '--epochs', '--batch-size', '--lr', '--lr-schedule', '--momentum', '--weight-decay', '--seed', '--threads', '--device', '--out', '--resume', '--eval-attacks', '--eval-limit', '--max-steps', '--config'])
+    assert.ok(r.out.includes(o), `train --help mentions ${o}`);
+  const e = await cli(['eval', '--help']);
+  for (const o of ['--run', '--weights', '--model', '--dataset', '--data-dir', '--eps', '--attacks', '--restarts', '--limit', '--batch-size', '--seed', '--json']) assert.ok(e.out.includes(o), `eval --help mentions ${o}`);
+  assert.equal((await cli(['nope'])).code, 2);
+});
+
+test('freeadv eval on a run folder and on bare weights, with --json', async () => {
+  const runDir = join(tmp, 'cost-free');
+  const r = await cli(['eval', '--run', runDir, '--data-dir', data, '--attacks', 'fgsm,pgd-10,apgd-ce-10', '--limit', '64', '--batch-size', '32', '--json']);
+  assert.equal(r.code, 0, r.err);
+  const j = JSON.parse(r.out.trim().split('\n').pop()!);
+  assert.equal(j.examples, 64);
+  assert.equal(j.eps, 0.1);
+  for (const k of ['fgsm', 'pgd-10', 'apgd-ce-10', 'worst_case']) assert.ok(k in j.robust_accuracy, k);
+  assert.ok(j.robust_accuracy.worst_case <= Math.min(j.robust_accuracy.fgsm, j.robust_accuracy['pgd-10'], j.robust_accuracy['apgd-ce-10']));
+  const w = await cli(['eval', '--weights', join(runDir, 'best.safetensors'), '--model', 'small-cnn', '--data-dir', data, '--eps', '8/255', '--limit', '32']);
+  assert.equal(w.code, 0, w.err);
+  assert.match(w.out, /clean/);
+  const wrong = await cli(['eval', '--weights', join(runDir, 'best.safetensors'), '--model', 'madry-cnn', '--data-dir', data, '--limit', '8']);
+  assert.equal(wrong.code, 2);
+  assert.match(wrong.err, /best\.safetensors: .*shape mismatches/);
+});
