@@ -123,10 +123,52 @@ class ResNetCifarSmall(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
+class WideBasic(nn.Module):  # the Wide ResNet block of the robustness literature (block1.layer.0.*)
+    def __init__(self, in_planes, out_planes, stride):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.convShortcut = nn.Conv2d(in_planes, out_planes, 1, stride, bias=False) if in_planes != out_planes else None
+
+    def forward(self, x):
+        o = F.relu(self.bn1(x))
+        h = self.conv2(F.relu(self.bn2(self.conv1(o))))
+        return h + (self.convShortcut(o) if self.convShortcut is not None else x)
+
+
+class WideStage(nn.Module):
+    def __init__(self, n, in_planes, out_planes, stride):
+        super().__init__()
+        self.layer = nn.Sequential(*[WideBasic(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1) for i in range(n)])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):  # depth 34, width 10: the paper's "WRN 32-10"
+    def __init__(self, num_classes=10, depth=34, k=10):
+        super().__init__()
+        n = (depth - 4) // 6
+        ch = [16, 16 * k, 32 * k, 64 * k]
+        self.norm = Normalize(*CIFAR10)
+        self.conv1 = nn.Conv2d(3, ch[0], 3, 1, 1, bias=False)
+        self.block1 = WideStage(n, ch[0], ch[1], 1)
+        self.block2 = WideStage(n, ch[1], ch[2], 2)
+        self.block3 = WideStage(n, ch[2], ch[3], 2)
+        self.bn1 = nn.BatchNorm2d(ch[3])
+        self.fc = nn.Linear(ch[3], num_classes)
+
+    def forward(self, x):
+        h = self.block3(self.block2(self.block1(self.conv1(self.norm(x)))))
+        return self.fc(F.adaptive_avg_pool2d(F.relu(self.bn1(h)), 1).flatten(1))
+
+
 MODELS = {"small-cnn": SmallCNN, "madry-cnn": MadryCNN,
-          "preact-resnet18": PreActResNet18, "resnet-cifar-small": ResNetCifarSmall}
+          "preact-resnet18": PreActResNet18, "resnet-cifar-small": ResNetCifarSmall, "wrn-34-10": WideResNet}
 INPUT_SHAPE = {"small-cnn": (1, 28, 28), "madry-cnn": (1, 28, 28),
-               "preact-resnet18": (3, 32, 32), "resnet-cifar-small": (3, 32, 32)}
+               "preact-resnet18": (3, 32, 32), "resnet-cifar-small": (3, 32, 32), "wrn-34-10": (3, 32, 32)}
 
 
 def build(name, num_classes=10):

@@ -1,0 +1,198 @@
+// `npm run bench`: freeadv measured against PyTorch (bench/reference, Debian's python3-torch) on this machine,
+// in one run, each figure a ratio or a pair:
+//   step      images/s of one free-training step, freeadv vs PyTorch (alternating rounds, median)
+//   overhead  a free replay step vs a natural step in freeadv
+//   ladder    backward passes and seconds per natural-epoch budget: natural, free-m, FGSM-RS, PGD-7
+//   memory    peak RSS of the same step job, freeadv vs PyTorch
+//   data      share of step time spent waiting for data (Fashion-MNIST and CIFAR-shaped with augmentation)
+// Options: --only step,overhead,ladder,memory,data   --quick   --rounds N   --threads N. Prints JSON.
+import { spawnSync } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as T from '../src/torch/index.js';
+import { createModel } from '../src/models/index.js';
+import { SGD } from '../src/optim/index.js';
+import { methods, type Method, type TrainContext } from '../src/train/index.js';
+import { resolveConfig } from '../src/train/config.js';
+import { loadDataset, Loader, type InMemoryDataset } from '../src/data/index.js';
+import { toTensors } from '../src/data/tensor.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const { values: opt } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    threads: { type: 'string', default: String(cpus().length) },
+  },
+});
+const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data').split(','));
+const quick = opt.quick!;
+const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
+const threads = Number(opt.threads);
+const results: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine: { cores: cpus().length, cpu: cpus()[0]?.model, threads },
+  command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+};
+const log = (s: string) => process.stderr.write(s + '\n');
+
+interface StepResult {
+  images_per_second: number;
+  ms_per_step: number;
+  peak_rss_mb: number;
+}
+
+function runJson(cmd: string, args: string[]): StepResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, maxBuffer: 16 * 2 ** 20 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  const lines = r.stdout.trim().split('\n');
+  return JSON.parse(lines[lines.length - 1]!) as StepResult;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+function stepPair(model: string, batch: number, steps: number, kind = 'free', extra: string[] = []) {
+  const ours: StepResult[] = [];
+  const theirs: StepResult[] = [];
+  const common = ['--model', model, '--batch', String(batch), '--threads', String(threads), '--steps', String(steps), '--warmup', '2', '--kind', kind, ...extra];
+  for (let r = 0; r < rounds; r++) {
+    ours.push(runJson(process.execPath, [join(here, 'step-worker.js'), ...common]));
+    theirs.push(runJson('/usr/bin/python3', [join(root, 'bench', 'reference', 'step_bench.py'), ...common]));
+  }
+  const a = median(ours.map((o) => o.images_per_second));
+  const b = median(theirs.map((o) => o.images_per_second));
+  return {
+    model, batch, kind, steps, rounds,
+    freeadv_images_per_second: a,
+    pytorch_images_per_second: b,
+    ratio: Math.round((a / b) * 1000) / 1000,
+    freeadv_peak_rss_mb: median(ours.map((o) => o.peak_rss_mb)),
+    pytorch_peak_rss_mb: median(theirs.map((o) => o.peak_rss_mb)),
+  };
+}
+
+if (parts.has('step') || parts.has('memory')) {
+  const configs: [string, number, number][] = quick
+    ? [['small-cnn', 128, 20], ['preact-resnet18', 32, 2]]
+    : [['small-cnn', 32, 60], ['small-cnn', 128, 30], ['preact-resnet18', 128, 3], ['wrn-34-10', 8, 2]];
+  const rows = [];
+  for (const [m, b, s] of configs) {
+    log(`step: ${m} batch ${b}...`);
+    rows.push(stepPair(m, b, s));
+  }
+  results.step = rows;
+  results.memory = rows.map((r) => ({ model: r.model, batch: r.batch, freeadv_peak_rss_mb: r.freeadv_peak_rss_mb, pytorch_peak_rss_mb: r.pytorch_peak_rss_mb, ratio: Math.round((r.freeadv_peak_rss_mb / r.pytorch_peak_rss_mb) * 1000) / 1000 }));
+}
+
+if (parts.has('overhead')) {
+  log('overhead: free vs natural step...');
+  const free: number[] = [];
+  const nat: number[] = [];
+  for (let r = 0; r < Math.max(rounds, 3); r++) {
+    const common = ['--model', 'small-cnn', '--batch', '128', '--threads', String(threads), '--steps', quick ? '15' : '40', '--warmup', '3'];
+    free.push(runJson(process.execPath, [join(here, 'step-worker.js'), ...common, '--kind', 'free']).ms_per_step);
+    nat.push(runJson(process.execPath, [join(here, 'step-worker.js'), ...common, '--kind', 'natural']).ms_per_step);
+  }
+  const f = median(free), n = median(nat);
+  results.overhead = { model: 'small-cnn', batch: 128, free_ms_per_step: f, natural_ms_per_step: n, overhead_percent: Math.round((f / n - 1) * 1000) / 10 };
+}
+
+async function fashion(): Promise<InMemoryDataset> {
+  return (await loadDataset({ name: 'fashion-mnist', split: 'train' })) as InMemoryDataset;
+}
+
+if (parts.has('ladder')) {
+  T.setNumThreads(threads);
+  const data = await fashion();
+  const batches = Math.ceil(data.n / 128);
+  const ladder = [];
+  const variants: [string, Partial<Record<string, unknown>>][] = [
+    ['natural', { method: 'natural' }],
+    ['free-2', { method: 'free', replays: 2 }],
+    ['free-4', { method: 'free', replays: 4 }],
+    ['free-8', { method: 'free', replays: 8 }],
+    ['fgsm', { method: 'fgsm' }],
+    ['pgd-7', { method: 'pgd', attackSteps: 7 }],
+  ];
+  for (const [name, over] of variants) {
+    log(`ladder: ${name}...`);
+    const cfg = resolveConfig({ ...over, threads });
+    const method: Method = methods[cfg.method]!;
+    T.manualSeed(0);
+    const model = createModel('small-cnn', { numClasses: 10, inChannels: 1, size: 28, mean: data.mean, std: data.std });
+    const sgd = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
+    const ctx: TrainContext = {
+      model, cfg, batchShape: [128, 1, 28, 28], state: new Map(),
+      sgdStep(loss) { sgd.zeroGrad(); loss.backward(); sgd.step(); },
+      record() {},
+    };
+    method.init?.(ctx);
+    const loader = new Loader(data, { batchSize: 128, seed: 0, worker: false });
+    const n = quick ? 6 : 16;
+    let i = 0, ms = 0;
+    for await (const b of loader.epoch(0)) {
+      const t0 = performance.now();
+      T.scope(() => { const { x, y } = toTensors(b); method.batch(ctx, x, y); });
+      if (i >= 2) ms += performance.now() - t0; // first batches warm up
+      if (++i >= n + 2) break;
+    }
+    await loader.close();
+    const perBatch = ms / n;
+    // one natural-epoch budget: free-m makes 1/m of a pass, with m SGD steps per batch
+    const share = cfg.method === 'free' ? 1 / cfg.replays : 1;
+    ladder.push({
+      method: name,
+      backward_passes_per_epoch: Math.round(batches * share * method.stepsPerBatch(cfg) * method.backwardPerStep(cfg)),
+      seconds_per_epoch: Math.round(((perBatch * batches * share) / 1000) * 10) / 10,
+    });
+    for (const t of ctx.state.values()) t.dispose();
+    sgd.dispose();
+    model.dispose();
+  }
+  const pgd7 = ladder.find((l) => l.method === 'pgd-7')!.seconds_per_epoch;
+  results.ladder = ladder.map((l) => ({ ...l, speedup_vs_pgd7: Math.round((pgd7 / l.seconds_per_epoch) * 10) / 10 }));
+}
+
+if (parts.has('data')) {
+  T.setNumThreads(threads);
+  const out = [];
+  // Fashion-MNIST with the default model and a free step; CIFAR-shaped uint8 data with augmentation
+  const fm = await fashion();
+  const n = 5000;
+  const cifar: InMemoryDataset = { ...fm, kind: 'memory', name: 'cifar10', c: 3, h: 32, w: 32, n, images: new Uint8Array(new SharedArrayBuffer(n * 3 * 32 * 32)), labels: fm.labels.subarray(0, n), mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] };
+  for (let i = 0; i < cifar.images.length; i++) cifar.images[i] = (i * 2654435761) >>> 24;
+  for (const [name, data, model, augment] of [['fashion-mnist', fm, 'small-cnn', false], ['cifar-shaped (augmented)', cifar, 'resnet-cifar-small', true]] as const) {
+    log(`data: ${name}...`);
+    const cfg = resolveConfig({ method: 'free', replays: 4, threads, dataset: data.c === 1 ? 'fashion-mnist' : 'cifar10', model });
+    const m = createModel(model, { numClasses: 10, inChannels: data.c, size: data.h, mean: data.mean, std: data.std });
+    const sgd = new SGD(m.parameters(), { lr: 0.01, momentum: 0.9 });
+    const ctx: TrainContext = {
+      model: m, cfg, batchShape: [128, data.c, data.h, data.w], state: new Map(),
+      sgdStep(loss) { sgd.zeroGrad(); loss.backward(); sgd.step(); },
+      record() {},
+    };
+    methods.free!.init!(ctx);
+    const loader = new Loader(data, { batchSize: 128, seed: 0, augment, prefetch: 3 });
+    const limit = quick ? 15 : 40;
+    let i = 0;
+    const t0 = performance.now();
+    for await (const b of loader.epoch(0)) {
+      T.scope(() => { const { x, y } = toTensors(b); methods.free!.batch(ctx, x, y); });
+      if (++i >= limit) break;
+    }
+    const total = performance.now() - t0;
+    const s = loader.stats();
+    await loader.close();
+    out.push({ data: name, model, batches: i, wait_ms: Math.round(s.waitMs), total_ms: Math.round(total), wait_percent: Math.round((s.waitMs / total) * 1000) / 10, produce_ms_per_batch: Math.round((s.producedMs / Math.max(1, s.batches)) * 10) / 10 });
+    for (const t of ctx.state.values()) t.dispose();
+    sgd.dispose();
+    m.dispose();
+  }
+  results.data = out;
+}
+
+process.stdout.write(JSON.stringify(results, null, 2) + '\n');
