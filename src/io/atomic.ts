@@ -1,41 +1,70 @@
 // Atomic file writes: write a temporary file in the same folder, fsync it, rename it over the target, fsync
-// the folder. A crash or a full disk mid-write leaves the previous file intact, never a torn one.
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, existsSync } from 'node:fs';
+// the folder. A crash or a full disk mid-write leaves the previous file intact, never a torn one, and a failed
+// write leaves no temporary file behind.
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 export class WriteError extends Error {
   override name = 'WriteError';
+  /** The errno code of the cause (ENOSPC, EACCES, ...), when it has one. */
+  readonly code: string | undefined;
   constructor(readonly path: string, override readonly cause: unknown) {
-    const e = cause as NodeJS.ErrnoException;
-    const why = e?.code === 'ENOSPC' ? 'the disk is full' : e?.code === 'EACCES' || e?.code === 'EPERM' ? 'permission denied' : e?.code === 'EROFS' ? 'read-only file system' : (e?.message ?? String(cause));
-    super(`could not write ${path}: ${why}${e?.code ? ` (${e.code})` : ''}; the previous file, if any, is unchanged`);
+    const e = cause as NodeJS.ErrnoException | undefined;
+    const code = typeof e?.code === 'string' ? e.code : undefined;
+    const why =
+      code === 'ENOSPC' || code === 'EDQUOT' ? 'the disk is full' :
+      code === 'EACCES' || code === 'EPERM' ? 'permission denied' :
+      code === 'EROFS' ? 'read-only file system' :
+      code === 'ENOENT' ? 'its folder does not exist' :
+      code === 'EISDIR' ? 'it is a folder' :
+      (e?.message ?? String(cause));
+    super(`could not write ${path}: ${why}${code ? ` (${code})` : ''}; the previous file, if any, is unchanged`);
+    this.code = code;
   }
 }
 
-/** Test hook: called with each chunk before it is written (throw to simulate a failing disk). */
-export let beforeWriteHook: ((path: string, bytes: number) => void) | undefined;
-export function setBeforeWriteHook(h: typeof beforeWriteHook): void {
-  beforeWriteHook = h;
+/** The steps of an atomic write, in order; a test hook can fail any of them. */
+export type WriteStage = 'open' | 'write' | 'fsync' | 'rename';
+
+/**
+ * Test hook, called before each step with the target path, the step and (for 'write') the chunk's size in bytes;
+ * throw from it to simulate a failing disk. Pass undefined to remove it.
+ */
+let hook: ((path: string, bytes: number, stage: WriteStage) => void) | undefined;
+export function setBeforeWriteHook(h: ((path: string, bytes: number, stage: WriteStage) => void) | undefined): void {
+  hook = h;
 }
 
-export function writeFileAtomic(path: string, data: Uint8Array | string | (Uint8Array | string)[]): void {
+/** The temporary name used next to `path` while it is being written. */
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/** Writes `data` (one chunk or several, written in order) to `path` atomically; throws WriteError on failure. */
+export function writeFileAtomic(path: string, data: Uint8Array | string | readonly (Uint8Array | string)[]): void {
   const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const chunks = Array.isArray(data) ? data : [data];
+  const tmp = tempPathFor(path);
+  const chunks = typeof data === 'string' || ArrayBuffer.isView(data) ? [data] : data;
   let fd: number | undefined;
+  let created = false;
   try {
-    fd = openSync(tmp, 'w', 0o644);
+    hook?.(path, 0, 'open');
+    fd = openSync(tmp, 'wx', 0o644);
+    created = true;
     for (const c of chunks) {
       const buf = typeof c === 'string' ? Buffer.from(c, 'utf8') : c;
-      beforeWriteHook?.(path, buf.byteLength);
+      hook?.(path, buf.byteLength, 'write');
       let off = 0;
       while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off);
     }
+    hook?.(path, 0, 'fsync');
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
+    hook?.(path, 0, 'rename');
     renameSync(tmp, path);
+    created = false;
   } catch (e) {
     if (fd !== undefined) {
       try {
@@ -44,22 +73,31 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | (Uint8
         /* already failing */
       }
     }
-    try {
-      if (existsSync(tmp)) unlinkSync(tmp);
-    } catch {
-      /* best effort */
+    if (created) {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        /* best effort */
+      }
     }
     throw new WriteError(path, e);
   }
+  // Make the rename itself durable. Some file systems cannot fsync a folder; the file is in place regardless.
   try {
     const dfd = openSync(dir, 'r');
-    fsyncSync(dfd);
-    closeSync(dfd);
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
   } catch {
-    /* some file systems cannot fsync a folder */
+    /* best effort */
   }
 }
 
+/** Writes `value` as pretty-printed JSON (with a final newline) atomically. */
 export function writeJsonAtomic(path: string, value: unknown): void {
-  writeFileAtomic(path, JSON.stringify(value, null, 2) + '\n');
+  const text = JSON.stringify(value, null, 2);
+  if (text === undefined) throw new TypeError(`writeJsonAtomic(${path}): value is not JSON-serializable`);
+  writeFileAtomic(path, text + '\n');
 }

@@ -1,47 +1,75 @@
 // A run checkpoint is one safetensors file: model tensors under 'model.<key>' (PyTorch names), optimizer state
-// under 'optim.<key>', other tensors (free training's δ, RNG state) under their own names, and the rest of the
-// run's state as JSON in the metadata entry 'freeadv'. Written atomically.
+// under 'optim.<key>', other tensors (free training's perturbation 'delta', the RNG state 'rng.cpu', ...) under
+// their own names, and the rest of the run's state (step, epoch, position, schedule, config) as JSON in the
+// metadata entry 'freeadv', with the format version under 'format'. Written atomically; nothing here knows
+// about modules or optimizers, only Records of tensors.
 import { Tensor } from '../torch/index.js';
-import { saveSafetensors, loadSafetensors, CheckpointError } from './safetensors.js';
+import { saveSafetensors, loadSafetensors, CheckpointError, put } from './safetensors.js';
 
+/** The checkpoint layout version written into state.format; files with a newer one are refused. */
 export const CHECKPOINT_FORMAT = 1;
+/** The metadata entry that holds the JSON state. */
+export const STATE_KEY = 'freeadv';
 
 export interface Checkpoint {
   model: Record<string, Tensor>;
   optimizer: Record<string, Tensor>;
   tensors: Record<string, Tensor>;
+  /** The saved state, with `format` set to the layout version. */
   state: Record<string, unknown>;
 }
 
-export function saveCheckpoint(path: string, c: { model: Record<string, Tensor>; optimizer?: Record<string, Tensor>; tensors?: Record<string, Tensor>; state: object }): void {
-  const all: Record<string, Tensor> = {};
-  for (const [k, t] of Object.entries(c.model)) all[`model.${k}`] = t;
-  for (const [k, t] of Object.entries(c.optimizer ?? {})) all[`optim.${k}`] = t;
-  for (const [k, t] of Object.entries(c.tensors ?? {})) {
-    if (k.startsWith('model.') || k.startsWith('optim.')) throw new Error(`checkpoint tensor name '${k}' is reserved`);
-    all[k] = t;
-  }
-  saveSafetensors(path, all, { freeadv: JSON.stringify({ format: CHECKPOINT_FORMAT, ...c.state }) });
+export interface CheckpointContents {
+  model: Record<string, Tensor>;
+  optimizer?: Record<string, Tensor>;
+  /** Other tensors by name, e.g. { delta, 'rng.cpu': getRngState() }; names may not start with 'model.' or 'optim.'. */
+  tensors?: Record<string, Tensor>;
+  /** JSON-serializable run state. */
+  state: object;
 }
 
-/** Loads a checkpoint; the caller owns (and disposes) every tensor in it. */
+/** Writes a checkpoint atomically (the previous file at `path` survives any failure). Tensors are not disposed. */
+export function saveCheckpoint(path: string, c: CheckpointContents): void {
+  const all: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(c.model)) put(all, `model.${k}`, t);
+  for (const [k, t] of Object.entries(c.optimizer ?? {})) put(all, `optim.${k}`, t);
+  for (const [k, t] of Object.entries(c.tensors ?? {})) {
+    if (k.startsWith('model.') || k.startsWith('optim.')) throw new TypeError(`checkpoint tensor name '${k}' is reserved (model./optim. prefixes)`);
+    put(all, k, t);
+  }
+  const json = JSON.stringify({ ...c.state, format: CHECKPOINT_FORMAT });
+  saveSafetensors(path, all, { [STATE_KEY]: json });
+}
+
+/** Loads a checkpoint written by saveCheckpoint; the caller owns (and disposes) every tensor in it. */
 export function loadCheckpoint(path: string): Checkpoint {
   const { tensors, metadata } = loadSafetensors(path);
-  const out: Checkpoint = { model: {}, optimizer: {}, tensors: {}, state: {} };
-  for (const [k, t] of Object.entries(tensors)) {
-    if (k.startsWith('model.')) out.model[k.slice(6)] = t;
-    else if (k.startsWith('optim.')) out.optimizer[k.slice(6)] = t;
-    else out.tensors[k] = t;
+  const refuse = (msg: string): never => {
+    for (const t of Object.values(tensors)) t.dispose();
+    throw new CheckpointError(`${path}: ${msg}`);
+  };
+  const json = metadata[STATE_KEY];
+  if (json === undefined) refuse(`not a freeadv checkpoint (no '${STATE_KEY}' metadata)`);
+  let state: unknown;
+  try {
+    state = JSON.parse(json!);
+  } catch (e) {
+    refuse(`metadata '${STATE_KEY}' is not valid JSON (${(e as Error).message})`);
   }
-  if (metadata.freeadv !== undefined) {
-    try {
-      const s = JSON.parse(metadata.freeadv) as unknown;
-      if (typeof s !== 'object' || s === null) throw new Error('not an object');
-      out.state = s as Record<string, unknown>;
-    } catch (e) {
-      for (const t of Object.values(tensors)) t.dispose();
-      throw new CheckpointError(`${path}: metadata 'freeadv' is not valid JSON state (${(e as Error).message})`);
-    }
+  if (typeof state !== 'object' || state === null || Array.isArray(state)) refuse(`metadata '${STATE_KEY}' is not a JSON object`);
+  const format = (state as { format?: unknown }).format;
+  if (!Number.isInteger(format) || (format as number) < 1) refuse(`checkpoint format ${JSON.stringify(format)} is not a version number`);
+  if ((format as number) > CHECKPOINT_FORMAT) refuse(`checkpoint format ${format} is newer than this freeadv reads (${CHECKPOINT_FORMAT}); upgrade freeadv`);
+  const out: Checkpoint = { model: {}, optimizer: {}, tensors: {}, state: state as Record<string, unknown> };
+  for (const [k, t] of Object.entries(tensors)) {
+    if (k.startsWith('model.')) put(out.model, k.slice(6), t);
+    else if (k.startsWith('optim.')) put(out.optimizer, k.slice(6), t);
+    else put(out.tensors, k, t);
   }
   return out;
+}
+
+/** Disposes every tensor of a loaded checkpoint. */
+export function disposeCheckpoint(c: Pick<Checkpoint, 'model' | 'optimizer' | 'tensors'>): void {
+  for (const group of [c.model, c.optimizer, c.tensors]) for (const t of Object.values(group)) t.dispose();
 }

@@ -1,3 +1,6 @@
-export { CheckpointError, encodeSafetensors, decodeSafetensors, saveSafetensors, loadSafetensors, readSafetensorsHeader, type Header, type TensorInfo } from './safetensors.js';
-export { writeFileAtomic, writeJsonAtomic, WriteError, setBeforeWriteHook } from './atomic.js';
-export { saveCheckpoint, loadCheckpoint, CHECKPOINT_FORMAT, type Checkpoint } from './checkpoint.js';
+export {
+  CheckpointError, encodeSafetensors, encodeSafetensorsChunks, decodeSafetensors, saveSafetensors, loadSafetensors, readSafetensorsHeader,
+  parseHeader, findDuplicateKey, MAX_HEADER_BYTES, type Header, type TensorInfo, type SafetensorsContents,
+} from './safetensors.js';
+export { writeFileAtomic, writeJsonAtomic, WriteError, setBeforeWriteHook, tempPathFor, type WriteStage } from './atomic.js';
+export { saveCheckpoint, loadCheckpoint, disposeCheckpoint, CHECKPOINT_FORMAT, STATE_KEY, type Checkpoint, type CheckpointContents } from './checkpoint.js';

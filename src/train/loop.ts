@@ -1,7 +1,7 @@
 // The training loop shared by every method: data, learning-rate schedule, metrics, checkpoints, resume,
 // interruption, the held-out robustness guard, and the final evaluation. A method supplies only its
 // per-minibatch step (method.ts).
-import { mkdirSync, existsSync, readFileSync, appendFileSync, writeFileSync, statSync } from 'node:fs';
+import { mkdirSync, existsSync, readFileSync, appendFileSync, writeFileSync, statSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, scope, keep, noGrad, fromTypedArray, cuda } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
@@ -9,7 +9,7 @@ import { createModel, checkModel } from '../models/index.js';
 import { SGD, makeSchedule, type Schedule } from '../optim/index.js';
 import { loadDataset, Loader, Progress, DataError, numBatches, type InMemoryDataset, type Dataset } from '../data/index.js';
 import { toTensors } from '../data/tensor.js';
-import { saveCheckpoint, loadCheckpoint, writeJsonAtomic } from '../io/index.js';
+import { saveCheckpoint, loadCheckpoint, writeJsonAtomic, writeFileAtomic } from '../io/index.js';
 import { evaluate, type EvalResult, type Batch } from '../eval/index.js';
 import { PGD } from '../attacks/index.js';
 import { ConfigError, type TrainConfig } from './config.js';
@@ -206,6 +206,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     } finally {
       for (const group of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(group)) t.dispose();
     }
+    forgetAfter(runDir, st.step);
     log(`resuming ${runDir} at SGD step ${st.step} (pass ${st.pass + 1}/${passes}, batch ${st.batch}/${batchesPerPass})`);
   }
 
@@ -319,6 +320,28 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   for (const t of methodState.values()) t.dispose();
   model.dispose();
   return summary;
+}
+
+/**
+ * After a crash: drops metric lines past the checkpoint's step (they will be recomputed identically) and
+ * temporary files of interrupted checkpoint writes.
+ */
+function forgetAfter(runDir: string, step: number): void {
+  const mpath = join(runDir, RUN_FILES.metrics);
+  if (existsSync(mpath)) {
+    const kept = readFileSync(mpath, 'utf8')
+      .split('\n')
+      .filter((l) => {
+        if (!l.trim()) return false;
+        try {
+          return (JSON.parse(l) as { step: number }).step <= step;
+        } catch {
+          return false; // a line torn by the crash
+        }
+      });
+    writeFileAtomic(mpath, kept.map((l) => l + '\n').join(''));
+  }
+  for (const f of readdirSync(runDir)) if (/^\..*\.tmp-\d+-[0-9a-f]+$/.test(f)) rmSync(join(runDir, f), { force: true });
 }
 
 export class InterruptedError extends Error {
