@@ -77,8 +77,8 @@ function stepPair(model: string, batch: number, steps: number, kind = 'free', ex
 
 if (parts.has('step') || parts.has('memory')) {
   const configs: [string, number, number][] = quick
-    ? [['small-cnn', 128, 20], ['preact-resnet18', 32, 2]]
-    : [['small-cnn', 32, 60], ['small-cnn', 128, 30], ['preact-resnet18', 128, 3], ['wrn-34-10', 8, 2]];
+    ? [['small-cnn', 128, 20], ['resnet-cifar-small', 32, 10]]
+    : [['small-cnn', 32, 60], ['small-cnn', 128, 30], ['resnet-cifar-small', 32, 30], ['resnet-cifar-small', 128, 10], ['preact-resnet18', 128, 2], ['wrn-34-10', 8, 2]];
   const rows = [];
   for (const [m, b, s] of configs) {
     log(`step: ${m} batch ${b}...`);
