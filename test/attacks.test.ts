@@ -115,6 +115,28 @@ test('every attack stays inside the ε-ball and [0, 1], restores the model mode,
   m.dispose();
 });
 
+test('targeted PGD drives a linear classifier to the target class', () => {
+  T.manualSeed(2);
+  T.scope(() => {
+    class Lin3 extends Module {
+      fc = this.module('fc', new Linear(16, 3));
+      forward(x: T.Tensor) {
+        return this.fc.forward(x.flatten(1));
+      }
+    }
+    const m = new Lin3();
+    T.noGrad(() => m.fc.weight.mul_(20));
+    const x = T.rand([32, 1, 4, 4]);
+    const pred = T.noGrad(() => m.forward(x).argmax(1));
+    const target = pred.add(1).sub(pred.add(1).ge(T.full([32], 3, { dtype: 'int64' })).long().mul(3));
+    const adv = new PGD(m, { eps: 0.5, steps: 30, targeted: true }).run(x, target);
+    const hit = T.noGrad(() => m.forward(adv).argmax(1).eq(target).float().mean().item());
+    assert.ok(hit > 0.9, `targeted success ${hit}`);
+    assert.ok(adv.sub(x).abs().max().item() <= 0.5 + 1e-6);
+    m.dispose();
+  });
+});
+
 test('losses: CW margin and DLR on hand-made logits', () => {
   T.scope(() => {
     const z = T.tensor([[3, 1, 0.5, 0], [0, 2, 1, -1]]);

@@ -1,6 +1,7 @@
 // IDX and CIFAR binary readers: exact round-trips of generated files, every bad-input case, real Fashion-MNIST.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { rejectsData } from './helpers/data.js';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,15 +57,6 @@ function writeIdxDir(dir: string, gz: boolean, n = 7, h = 5, w = 4) {
   return { train, test, trainL, testL };
 }
 
-async function rejectsData(p: Promise<unknown> | (() => unknown), file: string, re: RegExp) {
-  const fn = typeof p === 'function' ? async () => p() : () => p;
-  await assert.rejects(fn, (e: unknown) => {
-    assert.ok(e instanceof DataError, `expected DataError, got ${String(e)}`);
-    assert.ok(e.message.includes(file), `message "${e.message}" should name ${file}`);
-    assert.match(e.message, re);
-    return true;
-  });
-}
 
 describe('IDX', () => {
   for (const gz of [true, false]) {

@@ -2,6 +2,7 @@
 // with its decoded-pixel cache.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { rejectsData } from './helpers/data.js';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,15 +34,6 @@ async function writeImage(file: string, hwc: Buffer, w: number, h: number, chann
   mkdirSync(dirname(file), { recursive: true });
   const img = sharp(hwc, { raw: { width: w, height: h, channels } });
   await (file.toLowerCase().endsWith('.png') ? img.png() : img.jpeg({ quality: 95 })).toFile(file);
-}
-async function rejectsData(p: Promise<unknown> | (() => unknown), file: string, re: RegExp) {
-  const fn = typeof p === 'function' ? async () => p() : () => p;
-  await assert.rejects(fn, (e: unknown) => {
-    assert.ok(e instanceof DataError, `expected DataError, got ${String(e)}`);
-    assert.ok(e.message.includes(file), `message "${e.message}" should name ${file}`);
-    assert.match(e.message, re);
-    return true;
-  });
 }
 async function collect(it: AsyncIterable<Batch>): Promise<Batch[]> {
   const out: Batch[] = [];

@@ -17,7 +17,10 @@ class Tiny extends Module {
 
 const rssMB = () => process.memoryUsage().rss / 2 ** 20;
 
-test('RSS within ±10% and constant live tensors over 2,000 free-training steps', async () => {
+// Soak variant on demand: FREEADV_SOAK_STEPS=10000 node --test dist/test/torch-memory.test.js
+const STEPS = Number(process.env.FREEADV_SOAK_STEPS ?? 2000);
+
+test(`RSS within ±10% and constant live tensors over ${STEPS} free-training steps`, async () => {
   T.manualSeed(0);
   const model = new Tiny();
   const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
@@ -39,7 +42,7 @@ test('RSS within ±10% and constant live tensors over 2,000 free-training steps'
   const live0 = T.liveTensors();
   const rss0 = rssMB();
   let rssMax = rss0;
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < STEPS; i++) {
     step();
     if (i % 100 === 0) {
       await tick();

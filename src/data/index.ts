@@ -7,6 +7,7 @@ import { findCifar100BinDir, findCifar10BinDir, loadCifar100Bin, loadCifar10Bin 
 import { loadCifar10Jpeg, type CifarJpgDataset } from './cifar-jpg.js';
 import { CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, NORMALIZATION, type DatasetName } from './constants.js';
 import { DataError } from './errors.js';
+import type { MemorySource } from './producer.js';
 import { defaultFashionMnistDir, loadIdx } from './idx.js';
 import { decodeAllEval, openImageFolder, type LazyImageDataset, type Skipped } from './imagefolder.js';
 
@@ -27,18 +28,10 @@ export { Progress, formatDuration, type ProgressOptions, type ProgressStream } f
 
 export type Split = 'train' | 'test';
 
-/** uint8 pixels in memory. */
-export interface InMemoryDataset {
-  kind: 'memory';
+/** uint8 pixels in memory (N×C×H×W, on a SharedArrayBuffer so loader workers read them without a copy). */
+export interface InMemoryDataset extends MemorySource {
   name: DatasetName;
   split: Split;
-  /** N×C×H×W uint8 (on a SharedArrayBuffer, so loader workers read it without a copy). */
-  images: Uint8Array;
-  labels: Int32Array;
-  n: number;
-  c: number;
-  h: number;
-  w: number;
   numClasses: number;
   classNames?: string[];
   mean: number[];

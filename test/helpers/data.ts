@@ -2,7 +2,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadDataset, type InMemoryDataset } from '../../src/data/index.js';
+import assert from 'node:assert/strict';
+import { loadDataset, DataError, type InMemoryDataset } from '../../src/data/index.js';
 
 function idx(images: Uint8Array, n: number, h: number, w: number): Buffer {
   const head = Buffer.alloc(16);
@@ -28,4 +29,15 @@ export async function smallFashionMnist(nTrain: number, nTest: number): Promise<
     writeFileSync(join(dir, `${prefix}-labels-idx1-ubyte`), idxLabels(d.labels, n));
   }
   return dir;
+}
+
+/** Asserts that a load (a promise or a function) fails with a DataError naming `file` and matching `re`. */
+export async function rejectsData(p: Promise<unknown> | (() => unknown), file: string, re: RegExp) {
+  const fn = typeof p === 'function' ? async () => p() : () => p;
+  await assert.rejects(fn, (e: unknown) => {
+    assert.ok(e instanceof DataError, `expected DataError, got ${String(e)}`);
+    assert.ok(e.message.includes(file), `message "${e.message}" should name ${file}`);
+    assert.match(e.message, re);
+    return true;
+  });
 }
