@@ -6,6 +6,7 @@ import {
   Loader, activeWorkers, permutation, Rng, hashSeed, padCropFlipParams, padCropFlipToFloat, sampleRng, numBatches,
   Progress, formatDuration, type Batch,
 } from '../src/data/index.js';
+import { mapLimit } from '../src/data/util.js';
 
 /** A small in-memory dataset whose pixel values encode (image, channel, y, x). */
 function synth(n: number, c = 3, h = 8, w = 8) {
@@ -42,6 +43,31 @@ describe('PRNG', () => {
     }
     assert.ok(Math.abs(s / 20000 - 0.5) < 0.01);
     for (const c of hist) assert.ok(Math.abs(c - 20000 / 9) < 200, `histogram ${hist}`);
+  });
+});
+
+describe('mapLimit', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  test('keeps order, bounds concurrency, and throws the lowest-index failure whatever the timing', async () => {
+    let inFlight = 0, peak = 0;
+    const out = await mapLimit([5, 1, 4, 2, 3], 2, async (v) => {
+      peak = Math.max(peak, ++inFlight);
+      await sleep(v);
+      inFlight--;
+      return v * 10;
+    });
+    assert.deepEqual(out, [50, 10, 40, 20, 30]);
+    assert.equal(peak, 2);
+    // Item 1 fails late, item 2 fails at once: the error is item 1's, and nothing after the failure starts.
+    const started: number[] = [];
+    await assert.rejects(mapLimit([0, 1, 2, 3, 4, 5], 3, async (v) => {
+      started.push(v);
+      if (v === 1) { await sleep(30); throw new Error('one'); }
+      if (v === 2) throw new Error('two');
+      await sleep(1);
+      return v;
+    }), /one/);
+    assert.ok(!started.includes(5), `started ${started}`);
   });
 });
 

@@ -30,17 +30,31 @@ export function firstExisting(paths: string[]): string | undefined {
   return paths.find((p) => existsSync(p));
 }
 
-/** Runs fn over items with at most `limit` calls in flight; results keep the items' order. */
+/**
+ * Runs fn over items with at most `limit` calls in flight; results keep the items' order. On failure no further
+ * items start, and after the calls in flight settle the error of the lowest-index failing item is thrown, so the
+ * error a user sees does not depend on timing (every item before it was started and succeeded).
+ */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let failedAt = Infinity;
+  let failure: unknown;
   const lanes = Math.max(1, Math.min(limit, items.length));
   const run = async () => {
-    while (next < items.length) {
+    while (next < items.length && next < failedAt) {
       const i = next++;
-      out[i] = await fn(items[i]!, i);
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (e) {
+        if (i < failedAt) {
+          failedAt = i;
+          failure = e;
+        }
+      }
     }
   };
   await Promise.all(Array.from({ length: lanes }, run));
+  if (failedAt !== Infinity) throw failure;
   return out;
 }
