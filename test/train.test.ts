@@ -4,13 +4,14 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, writeFileSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { run } from '../src/cli/main.js';
 import { loadCheckpoint } from '../src/io/index.js';
-import { smallFashionMnist } from './helpers/data.js';
+import { smallFashionMnist, fashionImageFolder } from './helpers/data.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'freeadv.js');
 let data = '';
@@ -172,7 +173,7 @@ test('a YAML config file gives the same keys; options override it', async () => 
 test('help texts list every option', async () => {
   const r = await cli(['train', '--help']);
   assert.equal(r.code, 0);
-  for (const o of ['--dataset', '--data-dir', '--model', '--method', '--replays', '--eps', '--step-size', '--attack-steps', '--epochs', '--batch-size', '--lr', '--lr-schedule', '--momentum', '--weight-decay', '--seed', '--threads', '--device', '--out', '--resume', '--eval-attacks', '--eval-limit', '--max-steps', '--config'])
+  for (const o of ['--dataset', '--data-dir', '--model', '--method', '--replays', '--eps', '--step-size', '--attack-steps', '--epochs', '--batch-size', '--lr', '--lr-schedule', '--momentum', '--weight-decay', '--seed', '--threads', '--device', '--out', '--resume', '--eval-attacks', '--eval-limit', '--max-steps', '--config', '--image-size', '--skip-bad'])
     assert.ok(r.out.includes(o), `train --help mentions ${o}`);
   const e = await cli(['eval', '--help']);
   for (const o of ['--run', '--weights', '--model', '--dataset', '--data-dir', '--eps', '--attacks', '--restarts', '--limit', '--batch-size', '--seed', '--json']) assert.ok(e.out.includes(o), `eval --help mentions ${o}`);
@@ -194,4 +195,60 @@ test('freeadv eval on a run folder and on bare weights, with --json', async () =
   const wrong = await cli(['eval', '--weights', join(runDir, 'best.safetensors'), '--model', 'madry-cnn', '--data-dir', data, '--limit', '8']);
   assert.equal(wrong.code, 2);
   assert.match(wrong.err, /best\.safetensors: .*shape mismatches/);
+});
+
+test('--dataset imagefolder trains on lazily decoded images (RandomResizedCrop + flip), skips bad files, evaluates, resumes', async () => {
+  // Real Fashion-MNIST images of three classes (trouser, sneaker, bag) as PNG files; one undecodable file.
+  const dir = await fashionImageFolder([1, 7, 8], 60, 20);
+  const bad = join(dir, 'train', readdirSync(join(dir, 'train')).sort()[0]!, 'zz-broken.png');
+  writeFileSync(bad, 'not a png');
+  const args = ['--dataset', 'imagefolder', '--data-dir', dir, '--image-size', '28', '--model', 'small-cnn', '--method', 'free', '--replays', '2',
+    '--epochs', '8', '--batch-size', '25', '--lr', '0.05', '--threads', '2', '--eps', '0.05', '--seed', '1'];
+  const stop = await cli(['train', ...args, '--out', join(tmp, 'if-strict')]);
+  assert.equal(stop.code, 2, stop.err);
+  assert.match(stop.err, /zz-broken\.png: cannot decode image/);
+  const out = join(tmp, 'if-run');
+  const r = await cli(['train', ...args, '--skip-bad', '--out', out]);
+  assert.equal(r.code, 0, r.err);
+  const s = summary(out);
+  assert.equal(s.passes, 4);
+  assert.equal(s.sgd_steps, 4 * 8 * 2); // 4 passes × 8 batches (181 files, the bad one left out of its batch) × m = 2
+  assert.equal(s.eval_examples, 60);
+  assert.ok(s.clean_accuracy > 0.6, `clean accuracy ${s.clean_accuracy} on 3 classes`);
+  assert.ok(s.warnings.some((w: string) => /undecodable training images were left out 4 time\(s\)/.test(w)), JSON.stringify(s.warnings)); // 1 file × 4 passes
+  const e = await cli(['eval', '--run', out, '--json']);
+  assert.equal(e.code, 0, e.err);
+  const j = JSON.parse(e.out.trim().split('\n').pop()!);
+  assert.equal(j.clean_accuracy, s.clean_accuracy);
+  const wrongFlag = await cli(['train', '--image-size', '28', '--out', join(tmp, 'if-flag')]);
+  assert.equal(wrongFlag.code, 2);
+  assert.match(wrongFlag.err, /--image-size: applies to --dataset imagefolder only/);
+});
+
+test('a disk that fills up mid-run: a clear message, exit 1, the previous checkpoint and the metrics intact; resume then completes', async () => {
+  const args = [...common(), '--method', 'free', '--replays', '2', '--epochs', '8', '--checkpoint-every', '2', '--eval-limit', '50'];
+  const dir = join(tmp, 'diskfull');
+  // A first part of the run, interrupted after its first checkpoint.
+  const child = spawn(process.execPath, [BIN, 'train', ...args, '--out', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const started = Date.now();
+  while (!existsSync(join(dir, 'latest.safetensors')) && Date.now() - started < 60_000) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGTERM');
+  assert.equal(await new Promise<number>((r) => child.on('exit', (c) => r(c ?? -1))), 130);
+  const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
+  const before = sha(join(dir, 'latest.safetensors'));
+  // Resume with files capped at 256 KiB (the checkpoint is ~1.6 MB): the kernel refuses the write (EFBIG), as a full
+  // disk refuses it with ENOSPC. SIGXFSZ is ignored so that the write fails instead of killing the process.
+  const full = spawn('bash', ['-c', 'trap "" XFSZ; ulimit -f 256; exec "$0" "$@"', process.execPath, BIN, 'train', '--resume', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  full.stderr.on('data', (d) => (err += d));
+  const code = await new Promise<number>((r) => full.on('exit', (c) => r(c ?? -1)));
+  assert.equal(code, 1, err);
+  assert.match(err, /freeadv: error: could not write .*latest\.safetensors: the file would exceed the file-size limit \(EFBIG\); the previous file, if any, is unchanged/);
+  assert.doesNotMatch(err, /internal error/);
+  assert.equal(sha(join(dir, 'latest.safetensors')), before, 'the previous checkpoint is untouched');
+  assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp-')), [], 'no temporary files left');
+  for (const l of readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n')) JSON.parse(l);
+  const r = await cli(['train', '--resume', dir]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(summary(dir).sgd_steps, 32);
 });

@@ -8,8 +8,8 @@ import { resolveConfig, ConfigError, camel, type TrainConfig } from '../train/co
 import { train, evaluateOn, loadData, readRunConfig, InterruptedError, TrainingError, fmtEps, RUN_FILES, type Summary } from '../train/loop.js';
 import { createModel, checkModel, describeModels } from '../models/index.js';
 import { parseAttackName } from '../eval/index.js';
-import { loadSafetensors, CheckpointError } from '../io/index.js';
-import { DataError, type InMemoryDataset } from '../data/index.js';
+import { loadSafetensors, CheckpointError, WriteError } from '../io/index.js';
+import { DataError } from '../data/index.js';
 import { setNumThreads, getNumThreads, manualSeed, version, cuda, TorchError } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 
@@ -21,6 +21,8 @@ Usage: freeadv train [options]
 Data and model
   --dataset NAME        fashion-mnist (default, Debian's dataset-fashion-mnist), mnist, cifar10, cifar100, imagefolder
   --data-dir DIR        data folder (IDX files; CIFAR binaries or train/<class>/*.jpg; ImageFolder)
+  --image-size S        imagefolder: training crop (RandomResizedCrop + flip) and eval centre crop side (default 224)
+  --skip-bad            imagefolder: leave out undecodable images (counted and reported) instead of stopping
   --model NAME          default: small-cnn for 28×28 data, resnet-cifar-small for CIFAR on CPU
 ${describeModels()}
 Method
@@ -93,6 +95,7 @@ const TRAIN_OPTS: ParseArgsConfig['options'] = {
   'eval-batch-size': { type: 'string' }, 'eval-restarts': { type: 'string' }, 'max-steps': { type: 'string' },
   'log-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, augment: { type: 'boolean' },
   'no-augment': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  'image-size': { type: 'string' }, 'skip-bad': { type: 'boolean' },
 };
 
 const EVAL_OPTS: ParseArgsConfig['options'] = {
@@ -206,6 +209,7 @@ async function cmdEval(args: string[], out: (s: string) => void): Promise<number
     evalBatchSize: v['batch-size'] ?? 500,
     evalRestarts: v.restarts ?? 1,
     evalAttacks: v.attacks ?? 'pgd-20',
+    ...((v.dataset ?? base.dataset) === 'imagefolder' && { imageSize: base.imageSize, skipBad: base.skipBad }),
   });
   for (const a of cfg.evalAttacks) {
     try {
@@ -216,7 +220,7 @@ async function cmdEval(args: string[], out: (s: string) => void): Promise<number
   }
   setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
-  const data = (await loadData(cfg, 'test')) as InMemoryDataset;
+  const data = await loadData(cfg, 'test');
   const o = { numClasses: data.numClasses, inChannels: data.c, size: data.h, mean: data.mean, std: data.std };
   const why = checkModel(cfg.model, o);
   if (why) throw new ConfigError('model', why);
@@ -235,7 +239,7 @@ async function cmdEval(args: string[], out: (s: string) => void): Promise<number
     for (const t of Object.values(file.tensors)) t.dispose();
   }
   if (cfg.device !== 'cpu') model.to(cfg.device);
-  const r = await evaluateOn(model, data, cfg, cfg.evalAttacks, out);
+  const r = await evaluateOn(model, data, cfg, cfg.evalAttacks);
   if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, eps: r.eps, examples: r.examples, attacks: r.attacks, warnings: r.warnings, seconds: r.seconds }));
   else {
     out(`${cfg.model} · ${cfg.dataset} · ε=${fmtEps(cfg.eps)} · ${r.examples} test images · ${r.seconds.toFixed(0)} s`);
@@ -285,12 +289,12 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
       err(`freeadv: error: ${e.message}`);
       return 2;
     }
-    if (e instanceof TrainingError || e instanceof TorchError) {
+    if (e instanceof TrainingError || e instanceof TorchError || e instanceof WriteError) {
       err(`freeadv: error: ${e.message}`);
       return 1;
     }
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS' || code === 'ENOENT') {
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EFBIG' || code === 'EACCES' || code === 'EROFS' || code === 'ENOENT') {
       err(`freeadv: error: ${(e as Error).message}`);
       return 1;
     }

@@ -1,7 +1,7 @@
 // Atomic file writes: write a temporary file in the same folder, fsync it, rename it over the target, fsync
 // the folder. A crash or a full disk mid-write leaves the previous file intact, never a torn one, and a failed
 // write leaves no temporary file behind.
-import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync } from 'node:fs';
+import { openSync, writeSync, fsyncSync, closeSync, renameSync, unlinkSync, fstatSync, ftruncateSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -18,6 +18,7 @@ export class WriteError extends Error {
       code === 'EROFS' ? 'read-only file system' :
       code === 'ENOENT' ? 'its folder does not exist' :
       code === 'EISDIR' ? 'it is a folder' :
+      code === 'EFBIG' ? 'the file would exceed the file-size limit' :
       (e?.message ?? String(cause));
     super(`could not write ${path}: ${why}${code ? ` (${code})` : ''}; the previous file, if any, is unchanged`);
     this.code = code;
@@ -92,6 +93,35 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | readon
     }
   } catch {
     /* best effort */
+  }
+}
+
+/**
+ * Appends one line to a log file (created if missing). All or nothing: if the write fails part-way (a full disk),
+ * the file is cut back to its previous length, so a log never ends in a torn line. Throws WriteError.
+ */
+export function appendLine(path: string, line: string): void {
+  const buf = Buffer.from(line.endsWith('\n') ? line : line + '\n', 'utf8');
+  let fd: number | undefined;
+  let size = -1;
+  try {
+    hook?.(path, 0, 'open');
+    fd = openSync(path, 'a', 0o644);
+    size = fstatSync(fd).size;
+    hook?.(path, buf.byteLength, 'write');
+    let off = 0;
+    while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off);
+    closeSync(fd);
+  } catch (e) {
+    if (fd !== undefined) {
+      try {
+        if (size >= 0) ftruncateSync(fd, size);
+        closeSync(fd);
+      } catch {
+        /* already failing */
+      }
+    }
+    throw new WriteError(path, e);
   }
 }
 

@@ -2,5 +2,5 @@ export {
   CheckpointError, encodeSafetensors, encodeSafetensorsChunks, decodeSafetensors, saveSafetensors, loadSafetensors, readSafetensorsHeader,
   parseHeader, findDuplicateKey, MAX_HEADER_BYTES, type Header, type TensorInfo, type SafetensorsContents,
 } from './safetensors.js';
-export { writeFileAtomic, writeJsonAtomic, WriteError, setBeforeWriteHook, tempPathFor, type WriteStage } from './atomic.js';
+export { writeFileAtomic, writeJsonAtomic, appendLine, WriteError, setBeforeWriteHook, tempPathFor, type WriteStage } from './atomic.js';
 export { saveCheckpoint, loadCheckpoint, disposeCheckpoint, CHECKPOINT_FORMAT, STATE_KEY, type Checkpoint, type CheckpointContents } from './checkpoint.js';

@@ -36,6 +36,10 @@ export interface TrainConfig {
   evalRestarts: number;
   maxSteps?: number;
   augment: boolean;
+  /** imagefolder: side of the square training crop / eval centre crop (default 224). */
+  imageSize?: number;
+  /** imagefolder: leave out (and count) undecodable images instead of stopping. */
+  skipBad?: boolean;
   /** SGD steps between metric lines. */
   logEvery: number;
   /** SGD steps between checkpoints (besides the end of every pass). 0: only at pass ends. */
@@ -84,7 +88,7 @@ const KEYS: Record<string, 'string' | 'number' | 'int' | 'bool' | 'list'> = {
   stepSize: 'number', attackSteps: 'int', epochs: 'number', batchSize: 'int', lr: 'number', lrSchedule: 'string',
   momentum: 'number', weightDecay: 'number', nesterov: 'bool', seed: 'int', threads: 'int', device: 'string',
   out: 'string', evalAttacks: 'list', evalLimit: 'int', evalBatchSize: 'int', evalRestarts: 'int', maxSteps: 'int',
-  augment: 'bool', logEvery: 'int', checkpointEvery: 'int',
+  augment: 'bool', logEvery: 'int', checkpointEvery: 'int', imageSize: 'int', skipBad: 'bool',
 };
 
 export const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
@@ -153,4 +157,7 @@ export function validate(c: TrainConfig): void {
   if (c.evalLimit !== undefined && !(c.evalLimit >= 1)) throw new ConfigError('eval-limit', `must be >= 1, got ${c.evalLimit}`);
   if (!(c.evalBatchSize >= 1)) throw new ConfigError('eval-batch-size', `must be >= 1, got ${c.evalBatchSize}`);
   if (!(c.logEvery >= 1)) throw new ConfigError('log-every', `must be >= 1, got ${c.logEvery}`);
+  if (c.imageSize !== undefined && !(c.imageSize >= 8 && c.imageSize <= 1024)) throw new ConfigError('image-size', `must be in [8, 1024], got ${c.imageSize}`);
+  if ((c.imageSize !== undefined || c.skipBad) && c.dataset !== 'imagefolder')
+    throw new ConfigError(c.imageSize !== undefined ? 'image-size' : 'skip-bad', `applies to --dataset imagefolder only (data set is ${c.dataset})`);
 }

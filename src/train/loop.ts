@@ -1,7 +1,7 @@
 // The training loop shared by every method: data, learning-rate schedule, metrics, checkpoints, resume,
 // interruption, the held-out robustness guard, and the final evaluation. A method supplies only its
 // per-minibatch step (method.ts).
-import { mkdirSync, existsSync, readFileSync, appendFileSync, writeFileSync, statSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, statSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, scope, keep, noGrad, fromTypedArray, cuda } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
@@ -9,7 +9,7 @@ import { createModel, checkModel } from '../models/index.js';
 import { SGD, makeSchedule, type Schedule } from '../optim/index.js';
 import { loadDataset, Loader, Progress, DataError, numBatches, type InMemoryDataset, type Dataset } from '../data/index.js';
 import { toTensors } from '../data/tensor.js';
-import { saveCheckpoint, loadCheckpoint, writeJsonAtomic, writeFileAtomic } from '../io/index.js';
+import { saveCheckpoint, loadCheckpoint, writeJsonAtomic, writeFileAtomic, appendLine } from '../io/index.js';
 import { evaluate, type EvalResult, type Batch } from '../eval/index.js';
 import { PGD } from '../attacks/index.js';
 import { ConfigError, type TrainConfig } from './config.js';
@@ -75,13 +75,12 @@ export interface TrainOptions {
 /** Known input shapes, so that a model that does not fit the data is refused before data is loaded. */
 const KNOWN_SHAPES: Record<string, [number, number]> = { 'fashion-mnist': [1, 28], mnist: [1, 28], cifar10: [3, 32], cifar100: [3, 32] };
 
-export async function loadData(cfg: Pick<TrainConfig, 'dataset' | 'dataDir'>, split: 'train' | 'test'): Promise<Dataset> {
-  return loadDataset({ name: cfg.dataset, dataDir: cfg.dataDir, split });
+export async function loadData(cfg: Pick<TrainConfig, 'dataset' | 'dataDir' | 'imageSize' | 'skipBad'>, split: 'train' | 'test'): Promise<Dataset> {
+  return loadDataset({ name: cfg.dataset, dataDir: cfg.dataDir, split, size: cfg.imageSize, skipBad: cfg.skipBad });
 }
 
 function buildModel(cfg: TrainConfig, data: Dataset): Module {
-  const d = data as InMemoryDataset;
-  const o = { numClasses: d.numClasses, inChannels: d.c, size: d.h, mean: d.mean, std: d.std };
+  const o = { numClasses: data.numClasses, inChannels: data.c, size: data.h, mean: data.mean, std: data.std };
   const why = checkModel(cfg.model, o);
   if (why) throw new ConfigError('model', why);
   const m = createModel(cfg.model, o);
@@ -111,7 +110,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   try {
     const probe = join(runDir, '.write-test');
     writeFileSync(probe, '');
-    (await import('node:fs')).unlinkSync(probe);
+    unlinkSync(probe);
   } catch (e) {
     throw new ConfigError('out', `run folder ${runDir} is not writable (${(e as Error).message})`);
   }
@@ -125,7 +124,6 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   manualSeed(cfg.seed);
   const method = methods[cfg.method]!;
   const trainData = await loadData(cfg, 'train');
-  if (trainData.kind !== 'memory') throw new DataError('training on a lazy image folder is not supported by this loop yet; use eager data');
   const model = buildModel(cfg, trainData);
   const loader = new Loader(trainData, { batchSize: cfg.batchSize, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3 });
   const batchesPerPass = numBatches(trainData.n, cfg.batchSize, 'keep');
@@ -173,7 +171,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
       train_accuracy: correctSum / seen,
       images_per_second: ((st.images - lastLogImages) * 1000) / Math.max(1, now - lastLogT),
     };
-    appendFileSync(join(runDir, RUN_FILES.metrics), JSON.stringify(line) + '\n');
+    appendLine(join(runDir, RUN_FILES.metrics), JSON.stringify(line));
     lossSum = correctSum = seen = 0;
     lastLogT = now;
     lastLogImages = st.images;
@@ -211,7 +209,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   }
 
   // Held-out guard: a fixed batch of training images, attacked after every pass (catastrophic-overfitting check).
-  const guard = guardBatch(trainData, cfg);
+  const guard = await guardBatch(trainData, cfg);
   let interrupted: string | undefined;
   const onSignal = (sig: string) => {
     if (interrupted) process.exit(130); // second Ctrl-C: give up immediately
@@ -230,11 +228,16 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   const progress = new Progress({ total: totalSteps, label: 'train', stream: opts.progress ?? process.stderr, extra: () => `lr ${opt.lr.toExponential(2)}` });
   progress.tick(0, st.step);
   const done = () => st.step >= totalSteps;
+  let skippedTrain = 0;
   try {
     outer: while (st.pass < passes && !done()) {
       const t0 = performance.now();
       for await (const b of loader.epoch(st.pass, { startBatch: st.batch })) {
         const before = st.step;
+        if (b.shape[0] === 0) {
+          st.batch = b.batch + 1; // every image of this batch was undecodable and left out (--skip-bad)
+          continue;
+        }
         const tb = performance.now();
         scope(() => {
           const { x, y } = toTensors(b, cfg.device);
@@ -250,7 +253,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
       // end of a pass: held-out guard, best and latest checkpoints
       flushMetrics();
       const g = guardAccuracy(model, guard, cfg);
-      appendFileSync(join(runDir, RUN_FILES.metrics), JSON.stringify({ step: st.step, epoch: st.pass, guard_robust_accuracy: g, pass_seconds: (performance.now() - t0) / 1000 }) + '\n');
+      appendLine(join(runDir, RUN_FILES.metrics), JSON.stringify({ step: st.step, epoch: st.pass, guard_robust_accuracy: g, pass_seconds: (performance.now() - t0) / 1000 }));
       st.pass++;
       st.batch = 0;
       if (g >= st.bestGuard) {
@@ -278,6 +281,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
       process.off('SIGINT', sigint);
       process.off('SIGTERM', sigterm);
     }
+    skippedTrain = loader.stats().skipped;
     await loader.close();
   }
   progress.finish();
@@ -293,7 +297,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   let ev: EvalResult | undefined;
   if (!opts.noEval) {
     const testData = await loadData(cfg, 'test');
-    ev = await evaluateOn(model, testData, cfg, cfg.evalAttacks, log);
+    ev = await evaluateOn(model, testData, cfg, cfg.evalAttacks);
   }
   const summary: Summary = {
     method: cfg.method,
@@ -311,7 +315,10 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     robust_accuracy: ev?.robust_accuracy ?? {},
     eval_examples: ev?.examples ?? 0,
     eval_seconds: ev?.seconds ?? 0,
-    warnings: ev?.warnings ?? [],
+    warnings: [
+      ...(skippedTrain ? [`undecodable training images were left out ${skippedTrain} time(s) in this session's passes (--skip-bad; counted once per pass)`] : []),
+      ...(ev?.warnings ?? []),
+    ],
     ...(st.stoppedEarly ? { stopped_early: st.stoppedEarly } : {}),
     run_dir: runDir,
   };
@@ -357,15 +364,15 @@ function restoreWeights(model: Module, path: string): void {
   }
 }
 
-function guardBatch(d: InMemoryDataset, cfg: TrainConfig): { x: Tensor; y: Tensor } {
-  const n = Math.min(512, d.n);
-  const per = d.c * d.h * d.w;
-  const x = new Float32Array(n * per);
-  for (let i = 0; i < n * per; i++) x[i] = d.images[i]! / 255;
-  return keep({
-    x: fromTypedArray(x, [n, d.c, d.h, d.w], 'float32', cfg.device),
-    y: fromTypedArray(BigInt64Array.from(d.labels.subarray(0, n), (v) => BigInt(v)), [n], 'int64', cfg.device),
-  });
+/** The first (up to) 512 training images in file order, without augmentation (eval transform for image folders). */
+async function guardBatch(d: Dataset, cfg: TrainConfig): Promise<{ x: Tensor; y: Tensor }> {
+  const loader = new Loader(d, { batchSize: Math.min(512, d.n), shuffle: false, augment: false, worker: false });
+  try {
+    for await (const b of loader.epoch(0)) return keep(toTensors(b, cfg.device));
+    throw new DataError('the training set yielded no images');
+  } finally {
+    await loader.close();
+  }
 }
 
 function guardAccuracy(model: Module, g: { x: Tensor; y: Tensor }, cfg: TrainConfig): number {
@@ -382,8 +389,7 @@ function guardAccuracy(model: Module, g: { x: Tensor; y: Tensor }, cfg: TrainCon
 }
 
 /** Evaluates on a test set (first evalLimit examples) with the given attacks, printing a progress bar. */
-export async function evaluateOn(model: Module, data: Dataset, cfg: Pick<TrainConfig, 'eps' | 'evalLimit' | 'evalBatchSize' | 'evalRestarts' | 'device' | 'seed'>, attacks: string[], log: (s: string) => void, progressStream: NodeJS.WritableStream = process.stderr): Promise<EvalResult> {
-  if (data.kind !== 'memory') throw new DataError('evaluation needs an in-memory data set');
+export async function evaluateOn(model: Module, data: Dataset, cfg: Pick<TrainConfig, 'eps' | 'evalLimit' | 'evalBatchSize' | 'evalRestarts' | 'device' | 'seed'>, attacks: string[], progressStream: NodeJS.WritableStream = process.stderr): Promise<EvalResult> {
   const limit = Math.min(cfg.evalLimit ?? data.n, data.n);
   manualSeed(cfg.seed + 12345);
   const loader = new Loader(data, { batchSize: cfg.evalBatchSize, shuffle: false, augment: false, worker: false });
@@ -407,11 +413,13 @@ export async function evaluateOn(model: Module, data: Dataset, cfg: Pick<TrainCo
     }
   }
   try {
-    return await evaluate(model, batches(), { eps: cfg.eps, attacks, restarts: cfg.evalRestarts });
+    const r = await evaluate(model, batches(), { eps: cfg.eps, attacks, restarts: cfg.evalRestarts });
+    const skipped = loader.stats().skipped;
+    if (skipped) r.warnings.push(`${skipped} undecodable test image(s) were left out (--skip-bad)`);
+    return r;
   } finally {
     progress.finish();
     await loader.close();
-    void log;
   }
 }
 

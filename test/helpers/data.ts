@@ -1,5 +1,6 @@
 // Small real data sets for tests: the first images of Debian's Fashion-MNIST written back as IDX files.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import sharp from 'sharp';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -27,6 +28,29 @@ export async function smallFashionMnist(nTrain: number, nTest: number): Promise<
     const d = (await loadDataset({ name: 'fashion-mnist', split })) as InMemoryDataset;
     writeFileSync(join(dir, `${prefix}-images-idx3-ubyte`), idx(d.images, n, 28, 28));
     writeFileSync(join(dir, `${prefix}-labels-idx1-ubyte`), idxLabels(d.labels, n));
+  }
+  return dir;
+}
+
+/**
+ * A folder in ImageFolder layout (train/<class>/<i>.png, test/<class>/<i>.png) holding real Fashion-MNIST images of
+ * the given classes, written as 8-bit PNGs (the loader decodes them to RGB).
+ */
+export async function fashionImageFolder(classes: number[], nTrain: number, nTest: number): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'freeadv-imgfolder-'));
+  for (const split of ['train', 'test'] as const) {
+    const d = (await loadDataset({ name: 'fashion-mnist', split })) as InMemoryDataset;
+    const want = split === 'train' ? nTrain : nTest;
+    for (const c of classes) {
+      const folder = join(dir, split, d.classNames![c]!.replace(/[^a-z]/gi, '_'));
+      mkdirSync(folder, { recursive: true });
+      let k = 0;
+      for (let i = 0; i < d.n && k < want; i++) {
+        if (d.labels[i] !== c) continue;
+        const px = Buffer.from(d.images.subarray(i * 784, (i + 1) * 784));
+        await sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(folder, `${k++}.png`));
+      }
+    }
   }
   return dir;
 }
