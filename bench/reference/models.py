@@ -17,14 +17,16 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class SmallCNN(nn.Module):
-    def __init__(self, num_classes=10):
+class TwoConvNet(nn.Module):
+    """conv(k, c1) → ReLU → pool 2 → conv(k, c2) → ReLU → pool 2 → fc(hidden) → ReLU → fc; Fashion-MNIST stats."""
+
+    def __init__(self, c1, c2, kernel, hidden, num_classes=10):
         super().__init__()
         self.norm = Normalize(*FMNIST)
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.fc1 = nn.Linear(32 * 7 * 7, 128)
-        self.fc2 = nn.Linear(128, num_classes)
+        self.conv1 = nn.Conv2d(1, c1, kernel, padding=kernel // 2)
+        self.conv2 = nn.Conv2d(c1, c2, kernel, padding=kernel // 2)
+        self.fc1 = nn.Linear(c2 * 7 * 7, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.conv1(self.norm(x))), 2)
@@ -32,19 +34,14 @@ class SmallCNN(nn.Module):
         return self.fc2(F.relu(self.fc1(x.flatten(1))))
 
 
-class MadryCNN(nn.Module):  # normalised with the Fashion-MNIST stats, like small-cnn
+class SmallCNN(TwoConvNet):
     def __init__(self, num_classes=10):
-        super().__init__()
-        self.norm = Normalize(*FMNIST)
-        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(7 * 7 * 64, 1024)
-        self.fc2 = nn.Linear(1024, num_classes)
+        super().__init__(16, 32, 3, 128, num_classes)
 
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(self.norm(x))), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+class MadryCNN(TwoConvNet):  # the MNIST-challenge CNN
+    def __init__(self, num_classes=10):
+        super().__init__(32, 64, 5, 1024, num_classes)
 
 
 class PreActBlock(nn.Module):  # locuslab/fast_adversarial preact_resnet.py
