@@ -20,7 +20,7 @@ const rssMB = () => process.memoryUsage().rss / 2 ** 20;
 // Soak variant on demand: FREEADV_SOAK_STEPS=10000 node --test dist/test/torch-memory.test.js
 const STEPS = Number(process.env.FREEADV_SOAK_STEPS ?? 2000);
 
-test(`RSS within ±10% and constant live tensors over ${STEPS} free-training steps`, async () => {
+test(`RSS within ±10% and constant live tensors over ${STEPS} free-training steps`, async (t) => {
   T.manualSeed(0);
   const model = new Tiny();
   const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
@@ -51,6 +51,7 @@ test(`RSS within ±10% and constant live tensors over ${STEPS} free-training ste
     }
   }
   const rss1 = rssMB();
+  t.diagnostic(`${STEPS} steps after warm-up: RSS ${rss0.toFixed(1)} → ${rss1.toFixed(1)} MB (max ${rssMax.toFixed(1)}), live tensors ${live0} throughout`);
   assert.ok(Math.abs(rss1 - rss0) / rss0 < 0.1, `RSS moved from ${rss0.toFixed(1)} to ${rss1.toFixed(1)} MB`);
   assert.ok((rssMax - rss0) / rss0 < 0.1, `RSS peaked at ${rssMax.toFixed(1)} MB from ${rss0.toFixed(1)} MB`);
   const stats = T.memory.stats();
