@@ -99,6 +99,22 @@ test('SIGTERM writes a checkpoint; --resume ends with the same weights as an uni
   assert.equal(summary(part).sgd_steps, summary(full).sgd_steps);
 });
 
+test('determinism: same seed and threads give identical metrics, weights and results; another seed does not', async () => {
+  const args = [...common(), '--method', 'free', '--replays', '2', '--epochs', '4', '--eval-limit', '50'];
+  const dirs = ['det-a', 'det-b', 'det-c'].map((d) => join(tmp, d));
+  for (const [i, d] of dirs.entries()) assert.equal((await cli(['train', ...args, ...(i === 2 ? ['--seed', '4'] : []), '--out', d])).code, 0);
+  // Everything but wall-clock fields must be equal.
+  const metrics = (d: string) => readFileSync(join(d, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => {
+    const { images_per_second: _a, pass_seconds: _b, ...rest } = JSON.parse(l);
+    return rest;
+  });
+  assert.deepEqual(metrics(dirs[1]!), metrics(dirs[0]!));
+  const [a, b, c] = dirs.map(weights);
+  for (const k of Object.keys(a!)) assert.ok(a![k]!.equals(b![k]!), `${k} identical for the same seed`);
+  assert.ok(Object.keys(a!).some((k) => !a![k]!.equals(c![k]!)), 'another seed gives other weights');
+  for (const k of ['clean_accuracy', 'robust_accuracy', 'sgd_steps']) assert.deepEqual(summary(dirs[1]!)[k], summary(dirs[0]!)[k], k);
+});
+
 test('a NaN loss stops the run with a clear message and keeps the last good checkpoint', async () => {
   const out = join(tmp, 'nan');
   const r = await cli(['train', ...common(), '--method', 'natural', '--epochs', '3', '--lr', '1e30', '--lr-schedule', 'constant', '--out', out]);
