@@ -1,6 +1,6 @@
 // Small CNNs for 28×28 grey images: two conv + pool stages and two fully connected layers.
 import { Tensor, ops } from '../torch/index.js';
-import { Module, Conv2d, Linear, Normalize } from '../nn/index.js';
+import { Module, Conv2d, Linear, Normalize, chain } from '../nn/index.js';
 
 export interface CnnOptions {
   inChannels?: number;
@@ -25,11 +25,9 @@ class TwoConvNet extends Module {
     this.fc2 = this.module('fc2', new Linear(arch.hidden, o.numClasses ?? 10));
   }
   forward(x: Tensor): Tensor {
-    let h = this.norm.forward(x);
-    h = ops.maxPool2d(ops.relu(this.conv1.forward(h)), 2);
-    h = ops.maxPool2d(ops.relu(this.conv2.forward(h)), 2);
-    h = ops.relu(this.fc1.forward(ops.flatten(h, 1)));
-    return this.fc2.forward(h);
+    return chain(x, (t) => this.norm.forward(t), (t) => this.conv1.forward(t), ops.relu, (t) => ops.maxPool2d(t, 2),
+      (t) => this.conv2.forward(t), ops.relu, (t) => ops.maxPool2d(t, 2), (t) => ops.flatten(t, 1), (t) => this.fc1.forward(t), ops.relu,
+      (t) => this.fc2.forward(t));
   }
 }
 

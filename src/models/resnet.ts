@@ -2,7 +2,7 @@
 // CIFAR model, WRN-32-10 = wrn-34-10 here), a CPU-sized CIFAR ResNet, and torchvision's ResNet-50 (ImageNet).
 // Key names follow the reference PyTorch implementations so that state dicts load in either direction.
 import { Tensor, ops } from '../torch/index.js';
-import { Module, Conv2d, Linear, BatchNorm2d, Normalize, Sequential } from '../nn/index.js';
+import { Module, Conv2d, Linear, BatchNorm2d, Normalize, Sequential, chain, release } from '../nn/index.js';
 
 const relu = (x: Tensor) => ops.relu(x);
 
@@ -17,12 +17,15 @@ class PreActBlock extends Module {
     if (stride !== 1 || inPlanes !== planes)
       this.shortcut = this.module('shortcut', new Sequential(new Conv2d(inPlanes, planes, 1, { stride, bias: false })));
   }
+  // Intermediates are freed as soon as they are consumed (chain/release): see nn/module.ts.
   forward(x: Tensor): Tensor {
-    const out = relu(this.bn1.forward(x));
+    const out = chain(x, (t) => this.bn1.forward(t), relu);
     const sc = this.shortcut ? this.shortcut.forward(out) : x;
-    const h = this.conv1.forward(out);
-    const h2 = this.conv2.forward(relu(this.bn2.forward(h)));
-    return ops.add(h2, sc);
+    const h = chain(out, (t) => this.conv1.forward(t), (t) => this.bn2.forward(t), relu, (t) => this.conv2.forward(t));
+    release(out);
+    const y = ops.add(h, sc);
+    release(h, sc === x ? undefined : sc);
+    return y;
   }
 }
 
@@ -43,10 +46,8 @@ export class PreActResNet18 extends Module {
     this.linear = this.module('linear', new Linear(512, opts.numClasses ?? 10));
   }
   forward(x: Tensor): Tensor {
-    let h = this.conv1.forward(this.norm.forward(x));
-    for (const l of this.layers) h = l.forward(h);
-    h = relu(this.bn.forward(h));
-    return this.linear.forward(ops.flatten(ops.adaptiveAvgPool2d(h, 1), 1));
+    return chain(x, (t) => this.norm.forward(t), (t) => this.conv1.forward(t), ...this.layers.map((l) => (t: Tensor) => l.forward(t)),
+      (t) => this.bn.forward(t), relu, (t) => ops.adaptiveAvgPool2d(t, 1), (t) => ops.flatten(t, 1), (t) => this.linear.forward(t));
   }
 }
 
@@ -62,9 +63,13 @@ class WideBasic extends Module {
       this.convShortcut = this.module('convShortcut', new Conv2d(inPlanes, outPlanes, 1, { stride, bias: false }));
   }
   forward(x: Tensor): Tensor {
-    const o = relu(this.bn1.forward(x));
-    const h = this.conv2.forward(relu(this.bn2.forward(this.conv1.forward(o))));
-    return ops.add(h, this.convShortcut ? this.convShortcut.forward(o) : x);
+    const o = chain(x, (t) => this.bn1.forward(t), relu);
+    const sc = this.convShortcut ? this.convShortcut.forward(o) : x;
+    const h = chain(o, (t) => this.conv1.forward(t), (t) => this.bn2.forward(t), relu, (t) => this.conv2.forward(t));
+    release(o);
+    const y = ops.add(h, sc);
+    release(h, sc === x ? undefined : sc);
+    return y;
   }
 }
 
@@ -102,10 +107,8 @@ export class WideResNet extends Module {
     this.fc = this.module('fc', new Linear(ch[3]!, opts.numClasses ?? 10));
   }
   forward(x: Tensor): Tensor {
-    let h = this.conv1.forward(this.norm.forward(x));
-    h = this.block3.forward(this.block2.forward(this.block1.forward(h)));
-    h = relu(this.bn1.forward(h));
-    return this.fc.forward(ops.flatten(ops.adaptiveAvgPool2d(h, 1), 1));
+    return chain(x, (t) => this.norm.forward(t), (t) => this.conv1.forward(t), (t) => this.block1.forward(t), (t) => this.block2.forward(t),
+      (t) => this.block3.forward(t), (t) => this.bn1.forward(t), relu, (t) => ops.adaptiveAvgPool2d(t, 1), (t) => ops.flatten(t, 1), (t) => this.fc.forward(t));
   }
 }
 
@@ -121,8 +124,13 @@ class BasicBlock extends Module {
       this.shortcut = this.module('shortcut', new Sequential(new Conv2d(inPlanes, planes, 1, { stride, bias: false }), new BatchNorm2d(planes)));
   }
   forward(x: Tensor): Tensor {
-    const h = this.bn2.forward(this.conv2.forward(relu(this.bn1.forward(this.conv1.forward(x)))));
-    return relu(ops.add(h, this.shortcut ? this.shortcut.forward(x) : x));
+    const h = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => this.conv2.forward(t), (t) => this.bn2.forward(t));
+    const sc = this.shortcut ? this.shortcut.forward(x) : x;
+    const sum = ops.add(h, sc);
+    release(h, sc === x ? undefined : sc);
+    const y = relu(sum);
+    release(sum);
+    return y;
   }
 }
 
@@ -144,9 +152,8 @@ export class ResNetCifarSmall extends Module {
     this.fc = this.module('fc', new Linear(64, opts.numClasses ?? 10));
   }
   forward(x: Tensor): Tensor {
-    let h = relu(this.bn1.forward(this.conv1.forward(this.norm.forward(x))));
-    for (const l of this.layers) h = l.forward(h);
-    return this.fc.forward(ops.flatten(ops.adaptiveAvgPool2d(h, 1), 1));
+    return chain(x, (t) => this.norm.forward(t), (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu,
+      ...this.layers.map((l) => (t: Tensor) => l.forward(t)), (t) => ops.adaptiveAvgPool2d(t, 1), (t) => ops.flatten(t, 1), (t) => this.fc.forward(t));
   }
 }
 
@@ -164,10 +171,14 @@ class Bottleneck extends Module {
       this.downsample = this.module('downsample', new Sequential(new Conv2d(inPlanes, planes * 4, 1, { stride, bias: false }), new BatchNorm2d(planes * 4)));
   }
   forward(x: Tensor): Tensor {
-    let h = relu(this.bn1.forward(this.conv1.forward(x)));
-    h = relu(this.bn2.forward(this.conv2.forward(h)));
-    h = this.bn3.forward(this.conv3.forward(h));
-    return relu(ops.add(h, this.downsample ? this.downsample.forward(x) : x));
+    const h = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => this.conv2.forward(t), (t) => this.bn2.forward(t), relu,
+      (t) => this.conv3.forward(t), (t) => this.bn3.forward(t));
+    const sc = this.downsample ? this.downsample.forward(x) : x;
+    const sum = ops.add(h, sc);
+    release(h, sc === x ? undefined : sc);
+    const y = relu(sum);
+    release(sum);
+    return y;
   }
 }
 
@@ -188,9 +199,7 @@ export class ResNet50 extends Module {
     this.fc = this.module('fc', new Linear(2048, opts.numClasses ?? 1000));
   }
   forward(x: Tensor): Tensor {
-    let h = relu(this.bn1.forward(this.conv1.forward(this.norm.forward(x))));
-    h = ops.maxPool2d(h, 3, 2, 1);
-    for (const l of this.layers) h = l.forward(h);
-    return this.fc.forward(ops.flatten(ops.adaptiveAvgPool2d(h, 1), 1));
+    return chain(x, (t) => this.norm.forward(t), (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => ops.maxPool2d(t, 3, 2, 1),
+      ...this.layers.map((l) => (t: Tensor) => l.forward(t)), (t) => ops.adaptiveAvgPool2d(t, 1), (t) => ops.flatten(t, 1), (t) => this.fc.forward(t));
   }
 }

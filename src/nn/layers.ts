@@ -1,7 +1,7 @@
 // Layers, with PyTorch's parameter names and default initialisation (the same RNG calls in the same order as
 // torch.nn, so the same manualSeed gives the same weights as PyTorch).
 import { Tensor, ops, empty, zeros, ones, fromTypedArray } from '../torch/index.js';
-import { Module } from './module.js';
+import { Module, chain } from './module.js';
 
 type Pair = number | [number, number];
 const pair = (v: Pair): [number, number] => (typeof v === 'number' ? [v, v] : v);
@@ -161,9 +161,7 @@ export class Sequential extends Module {
     this.layers = layers.map((m, i) => this.module(String(i), m));
   }
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const m of this.layers) h = m.forward(h);
-    return h;
+    return chain(x, ...this.layers.map((m) => (t: Tensor) => m.forward(t)));
   }
 }
 

@@ -16,6 +16,28 @@ export class StateDictError extends Error {
   }
 }
 
+/**
+ * Applies the steps in order and frees each intermediate result as soon as the next step has consumed it, as
+ * Python frees an activation when its last reference goes: autograd holds its own reference to whatever it saved
+ * for the backward pass, so nothing it needs is lost, and activations it did not save (a BatchNorm output fed to
+ * a ReLU, a residual branch before the add) no longer wait for the end of the step's scope. The input and the
+ * result are not freed.
+ */
+export function chain(x: Tensor, ...steps: ((t: Tensor) => Tensor)[]): Tensor {
+  let h = x;
+  for (const f of steps) {
+    const next = f(h);
+    if (h !== x && next !== h) h.dispose();
+    h = next;
+  }
+  return h;
+}
+
+/** Frees intermediate tensors now (a no-op for tensors already freed); see chain. */
+export function release(...ts: (Tensor | undefined)[]): void {
+  for (const t of ts) t?.dispose();
+}
+
 export abstract class Module {
   training = true;
   private readonly params = new Map<string, Tensor | undefined>();
