@@ -85,7 +85,7 @@ function gallery(runs: ReportRun[]): string {
           [
             { head: 'clean', cells: a.images.clean.map((src, k) => ({ src, alt: `clean ${k}`, caption: `label ${name(a.labels[k]!)}<br>pred ${name(a.cleanPred[k]!)} ${mark(a.cleanPred[k] === a.labels[k])}` })) },
             { head: `adversarial<br><small>${esc(a.attack)}, L∞ ε = ${esc(fmtEps(a.eps))}</small>`, cells: a.images.adversarial.map((src, k) => ({ src, alt: `adversarial ${k}`, caption: `pred ${name(a.advPred[k]!)} ${mark(a.advPred[k] === a.labels[k])}` })) },
-            { head: 'perturbation<br><small>amplified: −ε black, 0 grey, +ε white</small>', cells: a.images.perturbation.map((src, k) => ({ src, alt: `perturbation ${k}`, caption: '&nbsp;' })) },
+            { head: 'perturbation<br><small>amplified: −ε black, 0 grey, +ε white</small>', cells: a.images.perturbation.map((src, k) => ({ src, alt: `perturbation ${k}`, caption: a.cleanPred[k] === a.labels[k] ? '&nbsp;' : 'none needed:<br>already wrong' })) },
           ],
           a.labels.length,
         )

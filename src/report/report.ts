@@ -30,8 +30,8 @@ export interface ReportOptions {
   targetEps?: number;
   targetNorm: 'linf' | 'l2';
   targetSteps: number;
-  /** Target class of every image; default (label + 1) mod classes. */
-  targetClass?: number;
+  /** Target class of every image (index or class name); default (label + 1) mod classes. */
+  targetClass?: number | string;
   /** Compute (or reuse) the robustness curve. */
   robustnessCurve: boolean;
   /** The curve's ε values as multiples of the run's ε. */
@@ -108,6 +108,18 @@ function targetEpsFor(o: ReportOptions, eps: number, data: Dataset): number {
   return o.targetNorm === 'l2' ? eps * Math.sqrt(data.c * data.h * data.w) : 4 * eps;
 }
 
+/** A class given by index or by name (case-insensitive), checked against the data set's classes. */
+function resolveClass(c: number | string | undefined, names: string[]): number | undefined {
+  if (c === undefined) return undefined;
+  if (typeof c === 'number') {
+    if (Number.isInteger(c) && c >= 0 && c < names.length) return c;
+    throw new ReportError(`--target-class: ${c} is not a class of the data set (0…${names.length - 1})`);
+  }
+  const i = names.findIndex((n) => n.toLowerCase() === c.toLowerCase());
+  if (i < 0) throw new ReportError(`--target-class: '${c}' is not a class of the data set (${names.join(', ')})`);
+  return i;
+}
+
 /** Computes the analyses of one run (no cache). */
 export async function computeAnalyses(model: Module, data: Dataset, eps: number, o: ReportOptions): Promise<Analyses> {
   const t0 = performance.now();
@@ -116,8 +128,8 @@ export async function computeAnalyses(model: Module, data: Dataset, eps: number,
   try {
     const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
     const C = data.numClasses;
-    if (o.targetClass !== undefined && (o.targetClass < 0 || o.targetClass >= C)) throw new ReportError(`--target-class: ${o.targetClass} is not a class of the data set (0…${C - 1})`);
-    const targets = labels.map((l) => o.targetClass ?? (l + 1) % C);
+    const target = resolveClass(o.targetClass, classNames(data));
+    const targets = labels.map((l) => target ?? (l + 1) % C);
     const targetEps = targetEpsFor(o, eps, data);
     const t = scope(() => {
       const g = adversarialGallery(model, x, y, { eps, steps: o.attackSteps });
