@@ -4,7 +4,7 @@
 // drawn, every image loaded, no console errors, no network; a screenshot is kept in test-artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, existsSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, existsSync, readFileSync, writeFileSync, statSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -12,7 +12,7 @@ import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { ceLoss } from '../src/attacks/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
-import { lossSurface, surfaceDirections, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE } from '../src/report/index.js';
+import { lossSurface, surfaceDirections, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, cacheKey } from '../src/report/index.js';
 import { run } from '../src/cli/main.js';
 import type { Module } from '../src/nn/index.js';
 import { smallFashionMnist } from './helpers/data.js';
@@ -224,6 +224,7 @@ test('a report of a natural and a free run renders in headless Chromium: all cha
   const r2 = await cli(args);
   assert.equal(r2.code, 0, r2.err);
   assert.ok(performance.now() - t0 < 3000, 're-render is fast');
+  lap('second render (from the cache)');
   assert.match(r2.out, /nat: analyses from the cache, robustness curve from the cache/);
   assert.match(r2.out, /free: analyses from the cache, robustness curve from the cache/);
   assert.equal(statSync(join(nat, CACHE_FILE)).mtimeMs, before);
@@ -233,11 +234,25 @@ test('a report of a natural and a free run renders in headless Chromium: all cha
   assert.deepEqual(curve.eps, [0, 0.05, 0.1, 0.2]);
   assert.ok(curve.accuracy![3]! <= curve.accuracy![0]!);
 
+  // a new checkpoint gets new results: the key names the checkpoint's size and modification time
+  const ck = join(nat, 'best.safetensors');
+  const k1 = cacheKey('analyses', ck, { images: 4 });
+  utimesSync(ck, new Date(), new Date(Date.now() + 5000));
+  assert.notEqual(cacheKey('analyses', ck, { images: 4 }), k1);
+  // without --robustness-curve, a curve computed before is still shown; a target class can be named
+  const html2 = join(tmp, 'out', 'report2.html');
+  const r3 = await cli(['report', free, '--out', html2, '--images', '4', '--target-class', 'trouser', '--target-steps', '20', '--threads', '2']);
+  assert.equal(r3.code, 0, r3.err);
+  const page2 = readFileSync(html2, 'utf8');
+  assert.match(page2, /id="chart-robustness"/);
+  assert.doesNotMatch(page2, /id="robustness-missing"/);
+  assert.deepEqual([...page2.matchAll(/target ([^<]+)<br>pred/g)].map((m) => m[1]), ['Trouser', 'Trouser', 'Trouser', 'Trouser']);
+  lap('checks of the cache (one more render, analyses recomputed)');
+
   const page = readFileSync(html, 'utf8');
   assert.doesNotMatch(page, /(src|href)\s*=\s*["']?(https?:)?\/\//i, 'the page loads nothing from the network');
   assert.match(page, /Chart\.js v4/);
 
-  lap('second render');
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
   try {
