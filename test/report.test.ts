@@ -213,10 +213,13 @@ test('a report of a natural and a free run renders in headless Chromium: all cha
   lap('training two runs');
   const html = join(tmp, 'out', 'report.html');
   const args = ['report', nat, free, '--out', html, '--images', '4', '--robustness-curve', '--curve-eps', '0,0.5,1,2', '--curve-steps', '5', '--limit', '50', '--target-steps', '20', '--threads', '2'];
+  const live = T.liveTensors();
   const r1 = await cli(args);
   assert.equal(r1.code, 0, r1.err);
   assert.match(r1.out, /nat: analyses computed .* robustness curve computed/);
   lap('first render');
+  for (const l of r1.out.trim().split('\n').filter((l) => /computed|^report:/.test(l))) t.diagnostic(l);
+  assert.equal(T.liveTensors(), live, 'the report frees every tensor it creates');
   for (const d of [nat, free]) assert.ok(existsSync(join(d, CACHE_FILE)), `${d} holds ${CACHE_FILE}`);
   // a re-render comes from the cache
   const before = statSync(join(nat, CACHE_FILE)).mtimeMs;
