@@ -1,4 +1,4 @@
-// The analyses of the report, after Shafahi et al. (2019), §5 and Figs. 3–5: the loss surface around test
+// The analyses of the report, after those of Shafahi et al. (2019): the loss surface around test
 // images along the adversarial and a random direction, input-gradient saliency, adversarial examples, and
 // large-ε targeted attacks. Everything runs with the model in eval mode (BatchNorm statistics stay put) and
 // frees every tensor it does not return.
@@ -96,7 +96,7 @@ export interface LossSurface {
   loss: number[][][];
 }
 
-/** The loss of each image on the (a, b) grid around it (Shafahi et al., Fig. 3). */
+/** The loss of each image on the (a, b) grid around it, as in the loss-surface plots of Shafahi et al. (2019). */
 export function lossSurface(model: Module, x: Tensor, y: Tensor, o: SurfaceOptions): LossSurface {
   const a = surfaceAxis(o);
   const b = a.slice();

@@ -314,7 +314,7 @@ ${robustness}
 </section>
 
 <section id="loss-surface"><h2>Loss surface</h2>
-<p>The cross-entropy loss L(x + a·g + b·r) around each test image, with g = sign(∇ₓ L) (the adversarial direction) and r a random ±1 direction, for a, b in [−${R}ε, ${R}ε] (ε of each run). Robust models have a flat, nearly linear loss around the data; naturally trained ones are curved and rise steeply along g (Shafahi et al., Fig. 3).</p>
+<p>The cross-entropy loss L(x + a·g + b·r) around each test image, with g = sign(∇ₓ L) (the adversarial direction) and r a random ±1 direction, for a, b in [−${R}ε, ${R}ε] (ε of each run). Robust models have a flat, nearly linear loss around the data; naturally trained ones are curved and rise steeply along g (as in the loss-surface plots of Shafahi et al., 2019).</p>
 <div class="charts">
 ${canvas('chart-surface-adv', 'loss along the adversarial direction')}
 ${canvas('chart-surface-rand', 'loss along a random direction')}
@@ -328,12 +328,12 @@ ${gallery(runs)}
 </section>
 
 <section id="saliency"><h2>Input-gradient saliency</h2>
-<p>The gradient of the loss with respect to the input pixels. For robust models it looks like the image (edges and shapes of the object); for naturally trained models it is noise-like (Shafahi et al., Fig. 4).</p>
+<p>The gradient of the loss with respect to the input pixels. For robust models it looks like the image (edges and shapes of the object); for naturally trained models it is noise-like (as observed by Shafahi et al., 2019, for free-trained models).</p>
 ${saliencySection(runs)}
 </section>
 
 <section id="targeted"><h2>Large-ε targeted attacks</h2>
-<p>Targeted PGD with a radius several times the training ε, towards the class named under each image. Against robust models the perturbation adds features of the target class (the "generative" behaviour of robust models, Shafahi et al., Fig. 5); against natural models it stays noise.</p>
+<p>Targeted PGD with a radius several times the training ε, towards the class named under each image. Against robust models the perturbation adds features of the target class (the "generative" behaviour of robust models shown by Shafahi et al., 2019); against natural models it stays noise.</p>
 ${targetedSection(runs)}
 </section>
 
