@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian 12: system packages, npm dependencies, the native addon, the TypeScript build.
 #   scripts/setup.sh          what training needs
-#   scripts/setup.sh --tests  also what the tests need (PyTorch for Python, for the cross-checks)
+#   scripts/setup.sh --tests  also what the tests need (PyTorch for Python, for the cross-checks; Chromium, in which
+#                             the report test renders the page through playwright-core — no browser download)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3)
-[ "${1:-}" = "--tests" ] && pkgs+=(python3-torch)
+[ "${1:-}" = "--tests" ] && pkgs+=(python3-torch chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

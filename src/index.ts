@@ -13,3 +13,5 @@ export * as attacks from './attacks/index.js';
 export { FGSM, PGD, APGD, Linf, L2 } from './attacks/index.js';
 export { evaluate, makeAttack, type EvalResult } from './eval/index.js';
 export { train, resolveConfig, methods, free, pgd, fgsm, natural, type TrainConfig, type Summary, type Method } from './train/index.js';
+export * as report from './report/index.js';
+export { buildReport, lossSurface, saliency, inputGradient, targetedAttack, type ReportOptions } from './report/index.js';

@@ -4,7 +4,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import { join, extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { resolveConfig, ConfigError, camel, type TrainConfig } from '../train/config.js';
+import { resolveConfig, ConfigError, camel, parseNumber, type TrainConfig } from '../train/config.js';
 import { train, evaluateOn, loadData, readRunConfig, InterruptedError, TrainingError, fmtEps, RUN_FILES, type Summary } from '../train/loop.js';
 import { createModel, checkModel, describeModels } from '../models/index.js';
 import { parseAttackName } from '../eval/index.js';
@@ -12,6 +12,7 @@ import { loadSafetensors, CheckpointError, WriteError } from '../io/index.js';
 import { DataError } from '../data/index.js';
 import { setNumThreads, getNumThreads, manualSeed, version, cuda, TorchError } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
+import { buildReport, ReportError, REPORT_DEFAULTS, type ReportOptions } from '../report/index.js';
 
 const TRAIN_HELP = `freeadv train — adversarial training for free (Shafahi et al. 2019) and its baselines
 
@@ -72,6 +73,35 @@ Usage: freeadv eval --run <run folder> [options]
   --json                print one JSON object: clean_accuracy, robust_accuracy{attack..., worst_case}, eps, examples
   -h, --help`;
 
+const REPORT_HELP = `freeadv report — one self-contained HTML page (works offline) from one or more run folders
+
+Usage: freeadv report <run folder> [<run folder> …] [options]
+
+The page shows training curves (runs overlaid), a comparison table shaped like the paper's Table 1,
+robustness curves, an adversarial gallery, the loss surface around test images, input-gradient saliency
+and large-ε targeted attacks. The analyses use each run's best.safetensors (else latest) on its first test
+images and are cached in the run folder (report-cache.json), so re-rendering is instant.
+
+  --out FILE            the HTML file to write (default report.html)
+  --checkpoint WHICH    best (default; falls back to latest) or latest
+  --images K            test images in the gallery and the analyses (default ${REPORT_DEFAULTS.images})
+  --attack-steps K      PGD steps of the gallery's adversarial examples (default ${REPORT_DEFAULTS.attackSteps})
+  --surface-points N    loss-surface grid points per axis, odd (default ${REPORT_DEFAULTS.surfacePoints})
+  --surface-range R     loss-surface half-width in multiples of the run's ε (default ${REPORT_DEFAULTS.surfaceRange})
+  --target-eps E        radius of the large-ε targeted attacks (default 4ε for linf, ε·√(pixels) for l2)
+  --target-norm N       linf (default) or l2
+  --target-steps K      steps of the targeted attacks (default ${REPORT_DEFAULTS.targetSteps})
+  --target-class C      target class (index or name) for every image (default: the next class after the label)
+  --robustness-curve    compute (or reuse from the cache) accuracy under PGD as ε grows
+  --curve-eps LIST      the curve's ε values as multiples of the run's ε (default ${REPORT_DEFAULTS.curveEps.join(',')})
+  --curve-steps K       PGD steps of the curve (default ${REPORT_DEFAULTS.curveSteps})
+  --limit N             test images of the curve (default ${REPORT_DEFAULTS.limit})
+  --data-dir DIR        the runs' data folder, when it moved since training
+  --no-cache            recompute everything (the cache is still updated)
+  --title TEXT          the page's title
+  --seed S              (default 0)        --threads T (default: all cores)
+  -h, --help`;
+
 const HELP = `freeadv — adversarially robust training at the cost of natural training, on libtorch
 
 Usage: freeadv <command> [options]
@@ -79,6 +109,7 @@ Usage: freeadv <command> [options]
 Commands
   train     train with free-m, PGD-k, FGSM-RS or natural training, then evaluate
   eval      evaluate a trained model under attacks
+  report    an HTML page of runs: curves, comparison table, robustness, gallery, the paper's analyses
   info      versions, threads and devices
 
 Run 'freeadv <command> --help' for its options.`;
@@ -105,9 +136,23 @@ const EVAL_OPTS: ParseArgsConfig['options'] = {
   threads: { type: 'string' }, device: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
 };
 
+const REPORT_OPTS: ParseArgsConfig['options'] = {
+  out: { type: 'string' }, checkpoint: { type: 'string' }, images: { type: 'string' }, 'attack-steps': { type: 'string' },
+  'surface-points': { type: 'string' }, 'surface-range': { type: 'string' }, 'target-eps': { type: 'string' },
+  'target-norm': { type: 'string' }, 'target-steps': { type: 'string' }, 'target-class': { type: 'string' },
+  'robustness-curve': { type: 'boolean' }, 'curve-eps': { type: 'string' }, 'curve-steps': { type: 'string' },
+  limit: { type: 'string' }, 'data-dir': { type: 'string' }, 'no-cache': { type: 'boolean' }, title: { type: 'string' },
+  seed: { type: 'string' }, threads: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+};
+
 function parse(args: string[], options: ParseArgsConfig['options']): Record<string, string | boolean | undefined> {
+  return parseWithPositionals(args, options, false).values;
+}
+
+function parseWithPositionals(args: string[], options: ParseArgsConfig['options'], allowPositionals: boolean): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+    const r = parseArgs({ args, options, strict: true, allowPositionals });
+    return { values: r.values as Record<string, string | boolean | undefined>, positionals: r.positionals };
   } catch (e) {
     throw new UsageError((e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
   }
@@ -250,6 +295,71 @@ async function cmdEval(args: string[], out: (s: string) => void): Promise<number
   return 0;
 }
 
+/** A whole number in [min, max] from option `name`. */
+function intOpt(v: Record<string, unknown>, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (v[name] === undefined) return undefined;
+  const n = parseNumber(name, v[name]);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(name, `expected a whole number in [${min}, ${max === Number.MAX_SAFE_INTEGER ? '∞' : max}], got '${String(v[name])}'`);
+  return n;
+}
+
+function posOpt(v: Record<string, unknown>, name: string): number | undefined {
+  if (v[name] === undefined) return undefined;
+  const n = parseNumber(name, v[name]);
+  if (!(n > 0)) throw new ConfigError(name, `must be > 0, got '${String(v[name])}'`);
+  return n;
+}
+
+async function cmdReport(args: string[], out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const { values: v, positionals: dirs } = parseWithPositionals(args, REPORT_OPTS, true);
+  if (v.help) {
+    out(REPORT_HELP);
+    return 0;
+  }
+  if (!dirs.length) throw new UsageError('give at least one run folder: freeadv report <run folder> [<run folder> …]');
+  const checkpoint = String(v.checkpoint ?? 'best');
+  if (checkpoint !== 'best' && checkpoint !== 'latest') throw new ConfigError('checkpoint', `must be best or latest, got '${checkpoint}'`);
+  const targetNorm = String(v['target-norm'] ?? 'linf');
+  if (targetNorm !== 'linf' && targetNorm !== 'l2') throw new ConfigError('target-norm', `must be linf or l2, got '${targetNorm}'`);
+  const surfacePoints = intOpt(v, 'surface-points', 3, 101);
+  if (surfacePoints !== undefined && surfacePoints % 2 === 0) throw new ConfigError('surface-points', `must be odd (so that the image itself is on the grid), got ${surfacePoints}`);
+  let curveEps: number[] | undefined;
+  if (v['curve-eps'] !== undefined) {
+    curveEps = String(v['curve-eps']).split(',').map((s) => parseNumber('curve-eps', s));
+    if (!curveEps.length || curveEps.some((e) => e < 0)) throw new ConfigError('curve-eps', `expected a comma-separated list of multiples of ε >= 0, got '${String(v['curve-eps'])}'`);
+  }
+  let targetClass: number | string | undefined = v['target-class'] === undefined ? undefined : String(v['target-class']);
+  if (targetClass !== undefined && /^\d+$/.test(targetClass)) targetClass = Number(targetClass);
+  const o: Partial<ReportOptions> = {
+    out: v.out === undefined ? undefined : String(v.out),
+    checkpoint,
+    images: intOpt(v, 'images', 1, 64),
+    attackSteps: intOpt(v, 'attack-steps', 1),
+    surfacePoints,
+    surfaceRange: posOpt(v, 'surface-range'),
+    targetEps: posOpt(v, 'target-eps'),
+    targetNorm,
+    targetSteps: intOpt(v, 'target-steps', 1),
+    robustnessCurve: Boolean(v['robustness-curve']),
+    curveEps,
+    curveSteps: intOpt(v, 'curve-steps', 1),
+    limit: intOpt(v, 'limit', 1),
+    dataDir: v['data-dir'] === undefined ? undefined : String(v['data-dir']),
+    useCache: !v['no-cache'],
+    title: v.title === undefined ? undefined : String(v.title),
+    seed: intOpt(v, 'seed', 0),
+    threads: intOpt(v, 'threads', 1),
+    targetClass,
+  };
+  const r = await buildReport(dirs, o, (s) => out(s), (s) => err(`warning: ${s}`));
+  for (const [i, run] of r.runs.entries()) {
+    const c = r.cached[i]!;
+    out(`${run.name}: analyses ${c.analyses ? 'from the cache' : `computed (${run.analyses.seconds.toFixed(1)} s)`}${run.curve ? `, robustness curve ${c.curve ? 'from the cache' : `computed (${run.curve.seconds.toFixed(1)} s)`}` : ''}`);
+  }
+  out(`report: ${r.out} (${r.runs.length} run(s), ${r.seconds.toFixed(1)} s)`);
+  return 0;
+}
+
 function cmdInfo(out: (s: string) => void): number {
   const ver = version();
   out(JSON.stringify({ libtorch: ver.torch, threads: getNumThreads(), cuda: cuda.isAvailable(), cudaDevices: cuda.deviceCount(), parallel: ver.parallel.split('\n').filter(Boolean).slice(0, 6) }, null, 2));
@@ -265,6 +375,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         return await cmdTrain(rest, out);
       case 'eval':
         return await cmdEval(rest, out);
+      case 'report':
+        return await cmdReport(rest, out, err);
       case 'info':
         return cmdInfo(out);
       case undefined:
@@ -274,7 +386,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         out(HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, info)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, info)`);
     }
   } catch (e) {
     if (e instanceof InterruptedError) {
@@ -285,7 +397,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
       err(`freeadv: error: ${e.message}\nRun 'freeadv ${cmd ?? ''} --help' for the options.`);
       return 2;
     }
-    if (e instanceof DataError || e instanceof CheckpointError) {
+    if (e instanceof DataError || e instanceof CheckpointError || e instanceof ReportError) {
       err(`freeadv: error: ${e.message}`);
       return 2;
     }

@@ -1,0 +1,155 @@
+// The analyses of the report, after those of Shafahi et al. (2019): the loss surface around test
+// images along the adversarial and a random direction, input-gradient saliency, adversarial examples, and
+// large-ε targeted attacks. Everything runs with the model in eval mode (BatchNorm statistics stay put) and
+// frees every tensor it does not return.
+import { Tensor, scope, noGrad, autograd, withGradEnabled, zerosLike, fromTypedArray, cat } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import { PGD, ceLoss } from '../attacks/index.js';
+import { Rng, hashSeed } from '../data/index.js';
+
+/** Runs fn with the model in eval mode, restoring its mode afterwards. */
+function evalMode<T>(model: Module, fn: () => T): T {
+  const was = model.training;
+  model.eval();
+  try {
+    return fn();
+  } finally {
+    model.train(was);
+  }
+}
+
+/** ∇ₓ of the cross-entropy loss, per example (the gradient of the sum, so examples do not mix). Same shape as x. */
+export function inputGradient(model: Module, x: Tensor, y: Tensor): Tensor {
+  return evalMode(model, () =>
+    withGradEnabled(true, () =>
+      scope(() => {
+        const xr = x.detach().requiresGrad_();
+        const l = ceLoss(model.forward(xr), y).sum();
+        const [g] = l.requiresGrad ? autograd.grad(l, [xr], { allowUnused: true }) : [undefined];
+        return g ?? zerosLike(x);
+      }),
+    ),
+  );
+}
+
+/**
+ * Saliency maps: the input gradient, and a display version in [0, 1] per image (0.5 is zero, the largest
+ * |gradient| of the image maps to 0 or 1).
+ */
+export function saliency(model: Module, x: Tensor, y: Tensor): { grad: Tensor; display: Tensor } {
+  return scope(() => {
+    const g = inputGradient(model, x, y);
+    const m = g.abs().flatten(1).amax(1).clamp(1e-12, null).view(-1, ...Array(x.ndim - 1).fill(1));
+    return { grad: g, display: g.div(m).mul(0.5).add(0.5).clamp(0, 1) };
+  });
+}
+
+/** Per-example predicted class. */
+export function predict(model: Module, x: Tensor): number[] {
+  return evalMode(model, () => scope(() => Array.from(noGrad(() => model.forward(x).argmax(1)).toTypedArray(), Number)));
+}
+
+/** Per-example cross-entropy loss (no autograd). */
+export function lossAt(model: Module, x: Tensor, y: Tensor): number[] {
+  return evalMode(model, () => scope(() => Array.from(noGrad(() => ceLoss(model.forward(x), y)).toTypedArray() as Float32Array)));
+}
+
+export interface SurfaceOptions {
+  eps: number;
+  /** The grid spans [−range·ε, range·ε] in both directions (default 2). */
+  range?: number;
+  /** Points per axis, odd so that 0 is on the grid (default 11). */
+  points?: number;
+  /** Seed of the random direction (default 0). */
+  seed?: number;
+}
+
+/**
+ * The two directions of the loss surface: g = sign(∇ₓ loss) (the FGSM direction) and r, a random ±1 direction
+ * drawn from `seed` (the same r for the same seed and shape), both with L∞ norm 1.
+ */
+export function surfaceDirections(model: Module, x: Tensor, y: Tensor, seed = 0): { g: Tensor; r: Tensor } {
+  return scope(() => {
+    const g = inputGradient(model, x, y).sign();
+    const n = x.shape.reduce((a, b) => a * b, 1);
+    const rng = new Rng(hashSeed(seed, 0x5eed));
+    const r = new Float32Array(n);
+    for (let i = 0; i < n; i++) r[i] = rng.nextU32() & 1 ? 1 : -1;
+    return { g, r: fromTypedArray(r, [...x.shape], 'float32', x.device) };
+  });
+}
+
+/** The grid coordinates: `points` values evenly spaced in [−range·ε, range·ε]. */
+export function surfaceAxis(o: SurfaceOptions): number[] {
+  const points = o.points ?? 11;
+  const span = (o.range ?? 2) * o.eps;
+  if (!Number.isInteger(points) || points < 3 || points % 2 === 0) throw new RangeError(`surface points must be an odd integer >= 3, got ${points}`);
+  return Array.from({ length: points }, (_, i) => (i === (points - 1) / 2 ? 0 : -span + (2 * span * i) / (points - 1)));
+}
+
+export interface LossSurface {
+  /** Offsets along the adversarial direction g (pixel units). */
+  a: number[];
+  /** Offsets along the random direction r. */
+  b: number[];
+  /** loss[k][i][j] = L(x_k + a_i·g_k + b_j·r_k, y_k), unclipped. */
+  loss: number[][][];
+}
+
+/** The loss of each image on the (a, b) grid around it, as in the loss-surface plots of Shafahi et al. (2019). */
+export function lossSurface(model: Module, x: Tensor, y: Tensor, o: SurfaceOptions): LossSurface {
+  const a = surfaceAxis(o);
+  const b = a.slice();
+  const P = a.length;
+  const loss = scope(() => {
+    const { g, r } = surfaceDirections(model, x, y, o.seed ?? 0);
+    const out: number[][][] = [];
+    for (let k = 0; k < x.size(0); k++) {
+      const grid = scope(() => {
+        const xk = x.narrow(0, k, 1), gk = g.narrow(0, k, 1), rk = r.narrow(0, k, 1);
+        const rows: Tensor[] = [];
+        for (const ai of a) for (const bj of b) rows.push(xk.add(gk, ai).add(rk, bj));
+        const batch = cat(rows, 0);
+        const yk = y.narrow(0, k, 1).expand(P * P);
+        return lossAt(model, batch, yk);
+      });
+      out.push(Array.from({ length: P }, (_, i) => grid.slice(i * P, (i + 1) * P)));
+    }
+    return out;
+  });
+  return { a, b, loss };
+}
+
+export interface AdversarialGallery {
+  adv: Tensor;
+  /** (adv − x) / (2ε) + 0.5: the perturbation, amplified to fill [0, 1]. */
+  perturbation: Tensor;
+  cleanPred: number[];
+  advPred: number[];
+}
+
+/** PGD-k (L∞, ε) adversarial examples, their perturbations and the predictions before and after. */
+export function adversarialGallery(model: Module, x: Tensor, y: Tensor, o: { eps: number; steps: number }): AdversarialGallery {
+  return scope(() => {
+    const adv = new PGD(model, { eps: o.eps, steps: o.steps }).run(x, y);
+    const perturbation = noGrad(() => adv.sub(x).div(2 * Math.max(o.eps, 1e-12)).add(0.5).clamp(0, 1));
+    return { adv, perturbation, cleanPred: predict(model, x), advPred: predict(model, adv) };
+  });
+}
+
+export interface TargetedOptions {
+  eps: number;
+  norm: 'linf' | 'l2';
+  steps: number;
+}
+
+/**
+ * Large-ε targeted attacks (the "generative" behaviour of robust models): targeted PGD from the image itself
+ * (no random start), all `steps` steps taken (no early stop, so the image keeps moving towards the target class).
+ */
+export function targetedAttack(model: Module, x: Tensor, targets: Tensor, o: TargetedOptions): { adv: Tensor; pred: number[] } {
+  return scope(() => {
+    const adv = new PGD(model, { eps: o.eps, steps: o.steps, norm: o.norm, targeted: true, earlyStop: false, randomStart: false }).run(x, targets);
+    return { adv, pred: predict(model, adv) };
+  });
+}

@@ -1,0 +1,236 @@
+// `freeadv report`: one self-contained HTML page from one or more run folders. The analyses are computed by
+// freeadv on each run's model and a fixed set of test images (the first K, fixed seed) and cached in the run
+// folder (report-cache.json), so a re-render is instant.
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { Writable } from 'node:stream';
+import { manualSeed, setNumThreads, scope, keep, fromTypedArray, type Tensor } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import { evaluateOn } from '../train/loop.js';
+import { writeFileAtomic } from '../io/index.js';
+import type { Dataset } from '../data/index.js';
+import { readRun, runTestData, loadRunModel, firstTestImages, classNames, ReportError, type RunInfo } from './run.js';
+import { adversarialGallery, saliency, lossSurface, targetedAttack, type LossSurface } from './analysis.js';
+import { pngDataUris } from './png.js';
+import { cacheKey, cacheGet, cachePut, cacheFind } from './cache.js';
+import { renderHtml } from './html.js';
+
+export interface ReportOptions {
+  /** The HTML file to write (default report.html). */
+  out: string;
+  checkpoint: 'best' | 'latest';
+  /** Test images in the gallery and the analyses (default 6). */
+  images: number;
+  /** PGD steps of the gallery's adversarial examples (default 20). */
+  attackSteps: number;
+  surfacePoints: number;
+  /** In multiples of the run's ε (default 2). */
+  surfaceRange: number;
+  /** Radius of the large-ε targeted attacks; default 4ε (L∞) or ε·√d (L2). */
+  targetEps?: number;
+  targetNorm: 'linf' | 'l2';
+  targetSteps: number;
+  /** Target class of every image (index or class name); default (label + 1) mod classes. */
+  targetClass?: number | string;
+  /** Compute (or reuse) the robustness curve. */
+  robustnessCurve: boolean;
+  /** The curve's ε values as multiples of the run's ε. */
+  curveEps: number[];
+  curveSteps: number;
+  /** Test images of the robustness curve (default 200). */
+  limit: number;
+  dataDir?: string;
+  seed: number;
+  threads?: number;
+  useCache: boolean;
+  title?: string;
+}
+
+export const REPORT_DEFAULTS: ReportOptions = {
+  out: 'report.html',
+  checkpoint: 'best',
+  images: 6,
+  attackSteps: 20,
+  surfacePoints: 11,
+  surfaceRange: 2,
+  targetNorm: 'linf',
+  targetSteps: 40,
+  robustnessCurve: false,
+  curveEps: [0, 0.25, 0.5, 0.75, 1, 1.5, 2],
+  curveSteps: 10,
+  limit: 200,
+  seed: 0,
+  useCache: true,
+};
+
+/** Everything the page shows about the analyses of one run (JSON: it is what the cache holds). */
+export interface Analyses {
+  eps: number;
+  attack: string;
+  labels: number[];
+  classNames: string[];
+  images: { clean: string[]; adversarial: string[]; perturbation: string[]; saliency: string[]; targeted: string[] };
+  cleanPred: number[];
+  advPred: number[];
+  targets: number[];
+  targetPred: number[];
+  targetEps: number;
+  targetNorm: 'linf' | 'l2';
+  surface: LossSurface;
+  seconds: number;
+}
+
+export interface RobustnessCurve {
+  eps: number[];
+  accuracy: number[];
+  attack: string;
+  examples: number;
+  seconds: number;
+}
+
+export interface ReportRun extends RunInfo {
+  analyses: Analyses;
+  curve?: RobustnessCurve;
+}
+
+export interface ReportResult {
+  out: string;
+  runs: ReportRun[];
+  /** Which results came from the cache. */
+  cached: { analyses: boolean; curve: boolean | undefined }[];
+  seconds: number;
+}
+
+const sink = () => new Writable({ write: (_c, _e, cb) => cb() });
+
+function targetEpsFor(o: ReportOptions, eps: number, data: Dataset): number {
+  if (o.targetEps !== undefined) return o.targetEps;
+  return o.targetNorm === 'l2' ? eps * Math.sqrt(data.c * data.h * data.w) : 4 * eps;
+}
+
+/** A class given by index or by name (case-insensitive), checked against the data set's classes. */
+function resolveClass(c: number | string | undefined, names: string[]): number | undefined {
+  if (c === undefined) return undefined;
+  if (typeof c === 'number') {
+    if (Number.isInteger(c) && c >= 0 && c < names.length) return c;
+    throw new ReportError(`--target-class: ${c} is not a class of the data set (0…${names.length - 1})`);
+  }
+  const i = names.findIndex((n) => n.toLowerCase() === c.toLowerCase());
+  if (i < 0) throw new ReportError(`--target-class: '${c}' is not a class of the data set (${names.join(', ')})`);
+  return i;
+}
+
+/** Computes the analyses of one run (no cache). */
+export async function computeAnalyses(model: Module, data: Dataset, eps: number, o: ReportOptions): Promise<Analyses> {
+  const t0 = performance.now();
+  manualSeed(o.seed);
+  const { x, y } = await firstTestImages(data, o.images);
+  try {
+    const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
+    const C = data.numClasses;
+    const target = resolveClass(o.targetClass, classNames(data));
+    const targets = labels.map((l) => target ?? (l + 1) % C);
+    const targetEps = targetEpsFor(o, eps, data);
+    const t = scope(() => {
+      const g = adversarialGallery(model, x, y, { eps, steps: o.attackSteps });
+      const s = saliency(model, x, y);
+      const tt = fromTypedArray(BigInt64Array.from(targets, BigInt), [targets.length], 'int64');
+      const ta = targetedAttack(model, x, tt, { eps: targetEps, norm: o.targetNorm, steps: o.targetSteps });
+      return keep({ g, s, ta });
+    });
+    let surface: LossSurface;
+    let uris: Analyses['images'];
+    try {
+      surface = lossSurface(model, x, y, { eps, range: o.surfaceRange, points: o.surfacePoints, seed: o.seed });
+      uris = {
+        clean: await pngDataUris(x),
+        adversarial: await pngDataUris(t.g.adv),
+        perturbation: await pngDataUris(t.g.perturbation),
+        saliency: await pngDataUris(t.s.display),
+        targeted: await pngDataUris(t.ta.adv),
+      };
+    } finally {
+      for (const v of [t.g.adv, t.g.perturbation, t.s.grad, t.s.display, t.ta.adv] as Tensor[]) v.dispose();
+    }
+    return {
+      eps,
+      attack: `pgd-${o.attackSteps}`,
+      labels,
+      classNames: classNames(data),
+      images: uris,
+      cleanPred: t.g.cleanPred,
+      advPred: t.g.advPred,
+      targets,
+      targetPred: t.ta.pred,
+      targetEps,
+      targetNorm: o.targetNorm,
+      surface,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    x.dispose();
+    y.dispose();
+  }
+}
+
+/** Accuracy under PGD-k (L∞) at each ε of the grid, on the first `limit` test images. */
+export async function computeRobustnessCurve(model: Module, data: Dataset, eps: number, o: Pick<ReportOptions, 'curveEps' | 'curveSteps' | 'limit' | 'seed'>): Promise<RobustnessCurve> {
+  const t0 = performance.now();
+  const grid = [...new Set(o.curveEps.map((m) => m * eps))].sort((a, b) => a - b);
+  const accuracy: number[] = [];
+  let examples = 0;
+  for (const e of grid) {
+    const cfg = { eps: e, evalLimit: o.limit, evalBatchSize: 500, evalRestarts: 1, device: 'cpu', seed: o.seed };
+    const attacks = e > 0 ? [`pgd-${o.curveSteps}`] : [];
+    const r = await evaluateOn(model, data, cfg, attacks, sink());
+    accuracy.push(e > 0 ? r.robust_accuracy[`pgd-${o.curveSteps}`]! : r.clean_accuracy);
+    examples = r.examples;
+  }
+  return { eps: grid, accuracy, attack: `pgd-${o.curveSteps}`, examples, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Builds the report of `dirs` and writes it to opts.out. */
+export async function buildReport(dirs: string[], opts: Partial<ReportOptions> = {}, log: (s: string) => void = () => {}, warn: (s: string) => void = log): Promise<ReportResult> {
+  const o: ReportOptions = { ...REPORT_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
+  if (!dirs.length) throw new ReportError('give at least one run folder');
+  const t0 = performance.now();
+  const infos = dirs.map((d) => readRun(d, o.checkpoint)); // every folder checked before any work
+  if (o.threads !== undefined) setNumThreads(o.threads);
+  const runs: ReportRun[] = [];
+  const cached: ReportResult['cached'] = [];
+  for (const info of infos) {
+    const eps = info.config.eps;
+    const aKey = cacheKey('analyses', info.checkpoint, {
+      eps, images: o.images, attackSteps: o.attackSteps, surfacePoints: o.surfacePoints, surfaceRange: o.surfaceRange,
+      targetEps: o.targetEps ?? null, targetNorm: o.targetNorm, targetSteps: o.targetSteps, targetClass: o.targetClass ?? null, seed: o.seed,
+    });
+    const cKey = cacheKey('robustness-curve', info.checkpoint, { eps, curveEps: o.curveEps, curveSteps: o.curveSteps, limit: o.limit, seed: o.seed });
+    let analyses = o.useCache ? cacheGet<Analyses>(info.dir, aKey) : undefined;
+    let curve = o.robustnessCurve ? (o.useCache ? cacheGet<RobustnessCurve>(info.dir, cKey) : undefined) : cacheFind<RobustnessCurve>(info.dir, 'robustness-curve', info.checkpoint);
+    const hit = { analyses: analyses !== undefined, curve: o.robustnessCurve ? curve !== undefined : undefined };
+    if (!analyses || (o.robustnessCurve && !curve)) {
+      const data = await runTestData(info, o.dataDir);
+      const model = loadRunModel(info, data);
+      try {
+        if (!analyses) {
+          log(`${info.name}: analyses of ${Math.min(o.images, data.n)} test images (gallery, saliency, loss surface, targeted attacks)…`);
+          analyses = await computeAnalyses(model, data, eps, o);
+          cachePut(info.dir, aKey, analyses, warn);
+        }
+        if (o.robustnessCurve && !curve) {
+          log(`${info.name}: robustness curve, pgd-${o.curveSteps} at ${o.curveEps.length} values of ε on ${Math.min(o.limit, data.n)} test images…`);
+          curve = await computeRobustnessCurve(model, data, eps, o);
+          cachePut(info.dir, cKey, curve, warn);
+        }
+      } finally {
+        model.dispose();
+      }
+    }
+    runs.push({ ...info, analyses, ...(curve ? { curve } : {}) });
+    cached.push(hit);
+  }
+  const out = resolve(o.out);
+  mkdirSync(dirname(out), { recursive: true });
+  writeFileAtomic(out, renderHtml(runs, { title: o.title, robustnessHint: !runs.some((r) => r.curve) }));
+  return { out, runs, cached, seconds: (performance.now() - t0) / 1000 };
+}

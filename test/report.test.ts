@@ -1,0 +1,298 @@
+// `freeadv report`: the analyses against direct computations (loss-surface grid = direct loss evaluations,
+// saliency = the input gradient, also by finite differences), the targeted attacks, the cache, bad input, and
+// the page itself rendered in real headless Chromium (Debian's chromium through playwright-core): every chart
+// drawn, every image loaded, no console errors, no network; a screenshot is kept in test-artifacts/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, mkdirSync, existsSync, readFileSync, writeFileSync, statSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as T from '../src/torch/index.js';
+import { createModel } from '../src/models/index.js';
+import { ceLoss } from '../src/attacks/index.js';
+import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
+import { lossSurface, surfaceDirections, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, cacheKey } from '../src/report/index.js';
+import { run } from '../src/cli/main.js';
+import type { Module } from '../src/nn/index.js';
+import { smallFashionMnist } from './helpers/data.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+const CHROMIUM = process.env.FREEADV_CHROMIUM ?? '/usr/bin/chromium';
+const tmp = mkdtempSync(join(tmpdir(), 'freeadv-report-'));
+let data = '';
+let model: Module;
+let x: T.Tensor, y: T.Tensor;
+
+/** What the page shows, measured in the browser (a string: this project's TypeScript has no DOM types). */
+const BROWSER_PROBE = `(() => {
+  const canvases = [...document.querySelectorAll('canvas')].map((c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let painted = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) painted++;
+    return { id: c.id, width: c.width, height: c.height, painted, chart: Boolean(Chart.getChart(c)) };
+  });
+  const images = [...document.images].map((i) => ({ alt: i.alt, ok: i.complete && i.naturalWidth > 0, w: i.naturalWidth }));
+  return { canvases, images, charts: Number(document.documentElement.dataset.charts), sections: [...document.querySelectorAll('section')].map((s) => s.id) };
+})()`;
+interface Probe {
+  canvases: { id: string; width: number; height: number; painted: number; chart: boolean }[];
+  images: { alt: string; ok: boolean; w: number }[];
+  charts: number;
+  sections: string[];
+}
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const code = await run(args, (s) => (out += s + '\n'), (s) => (err += s + '\n'));
+  return { code, out, err };
+}
+
+before(async () => {
+  T.setNumThreads(2);
+  data = await smallFashionMnist(256, 200);
+  const d = (await loadDataset({ name: 'fashion-mnist', split: 'test', dataDir: data })) as InMemoryDataset;
+  T.manualSeed(11);
+  model = createModel('small-cnn', { numClasses: 10, inChannels: 1, size: 28, mean: d.mean, std: d.std });
+  x = T.fromTypedArray(Float32Array.from(d.images.subarray(0, 4 * 784), (v) => v / 255), [4, 1, 28, 28]).keep();
+  y = T.fromTypedArray(BigInt64Array.from(d.labels.subarray(0, 4), (v) => BigInt(v)), [4], 'int64').keep();
+});
+
+after(() => {
+  model.dispose();
+  x.dispose();
+  y.dispose();
+});
+
+test('loss surface: every grid entry equals a direct loss evaluation at its (a, b)', () => {
+  const eps = 0.1;
+  const s = lossSurface(model, x, y, { eps, range: 2, points: 5, seed: 7 });
+  for (const [i, v] of [-0.2, -0.1, 0, 0.1, 0.2].entries()) assert.ok(Math.abs(s.a[i]! - v) < 1e-12 && Math.abs(s.b[i]! - v) < 1e-12);
+  assert.equal(s.loss.length, 4);
+  T.scope(() => {
+    const { g, r } = surfaceDirections(model, x, y, 7);
+    // g is the sign of the input gradient; r is a ±1 direction fixed by the seed
+    assert.ok(g.equal(inputGradient(model, x, y).sign()));
+    assert.ok(r.abs().eq(1).all().item());
+    assert.ok(r.equal(surfaceDirections(model, x, y, 7).r));
+    assert.ok(!r.equal(surfaceDirections(model, x, y, 8).r));
+    let checked = 0;
+    for (let k = 0; k < 4; k++)
+      for (let i = 0; i < 5; i++)
+        for (let j = 0; j < 5; j++) {
+          if ((k + i + j) % 2 && !(i === 2 && j === 2)) continue; // sampled points, and always the centre
+          const xi = x.narrow(0, k, 1).add(g.narrow(0, k, 1).mul(s.a[i]!)).add(r.narrow(0, k, 1).mul(s.b[j]!));
+          model.eval();
+          const direct = T.noGrad(() => ceLoss(model.forward(xi), y.narrow(0, k, 1)).item());
+          const grid = s.loss[k]![i]![j]!;
+          assert.ok(Math.abs(grid - direct) <= 1e-4 * Math.max(1, Math.abs(direct)), `image ${k}, a=${s.a[i]}, b=${s.b[j]}: grid ${grid} vs direct ${direct}`);
+          checked++;
+        }
+    assert.ok(checked > 40);
+    // the centre is the loss of the image itself
+    const own = lossAt(model, x, y);
+    for (let k = 0; k < 4; k++) assert.ok(Math.abs(s.loss[k]![2]![2]! - own[k]!) < 1e-4);
+  });
+  assert.throws(() => lossSurface(model, x, y, { eps, points: 4 }), /odd/);
+});
+
+test('saliency equals the input gradient (autograd directly, and central finite differences in float64)', () => {
+  T.scope(() => {
+    const { grad, display } = saliency(model, x, y);
+    const xr = x.detach().requiresGrad_();
+    model.eval();
+    const [direct] = T.autograd.grad(ceLoss(model.forward(xr), y).sum(), [xr]);
+    assert.ok(grad.allclose(direct!, 1e-5, 1e-8), 'saliency = ∇ₓ Σ CE');
+    // display: 0.5 where the gradient is 0, the largest |∇| of each image at 0 or 1
+    assert.ok(display.min().item() >= 0 && display.max().item() <= 1);
+    for (let k = 0; k < 4; k++) {
+      const d = display.select(0, k);
+      assert.ok(Math.abs(d.sub(0.5).abs().max().item() - 0.5) < 1e-6);
+    }
+  });
+  // finite differences on a float64 copy of the model
+  T.scope(() => {
+    const m64 = createModel('small-cnn', { numClasses: 10, inChannels: 1, size: 28, mean: [0.286], std: [0.353] });
+    try {
+      m64.loadStateDict(model.stateDict());
+      m64.to('float64');
+      const x64 = x.to('float64');
+      const g = saliency(m64, x64, y).grad;
+      const h = 1e-6;
+      for (let k = 0; k < 2; k++) {
+        // the three pixels with the largest |∇| of image k
+        const [, idx] = g.select(0, k).flatten().abs().topk(3);
+        for (const p of Array.from(idx.toTypedArray() as BigInt64Array, Number)) {
+          const e = T.zeros([1, 1, 28, 28], { dtype: 'float64' });
+          e.flatten().narrow(0, p, 1).fill_(h);
+          const xk = x64.narrow(0, k, 1), yk = y.narrow(0, k, 1);
+          const lp = lossAt(m64, xk.add(e), yk)[0]!, lm = lossAt(m64, xk.sub(e), yk)[0]!;
+          const fd = (lp - lm) / (2 * h);
+          const an = g.select(0, k).flatten().select(0, p).item();
+          assert.ok(Math.abs(fd - an) <= 1e-4 * Math.abs(an) + 1e-8, `image ${k} pixel ${p}: finite difference ${fd} vs gradient ${an}`);
+        }
+      }
+    } finally {
+      m64.dispose();
+    }
+  });
+});
+
+test('large-ε targeted attacks stay in their ball and move the prediction to the target', () => {
+  T.scope(() => {
+    const targets = T.fromTypedArray(BigInt64Array.from(Array.from(y.toTypedArray() as BigInt64Array, (v) => BigInt((Number(v) + 3) % 10))), [4], 'int64');
+    const linf = targetedAttack(model, x, targets, { eps: 0.4, norm: 'linf', steps: 40 });
+    assert.ok(linf.adv.sub(x).abs().max().item() <= 0.4 + 1e-6);
+    assert.ok(linf.adv.min().item() >= 0 && linf.adv.max().item() <= 1);
+    const want = Array.from(targets.toTypedArray() as BigInt64Array, Number);
+    assert.deepEqual(linf.pred, predict(model, linf.adv));
+    assert.ok(linf.pred.filter((p, i) => p === want[i]).length >= 3, `targets ${want}, predictions ${linf.pred}`);
+    const l2 = targetedAttack(model, x, targets, { eps: 2.8, norm: 'l2', steps: 40 });
+    const norms = Array.from(l2.adv.sub(x).flatten(1).norm(2, 1).toTypedArray() as Float32Array);
+    for (const n of norms) assert.ok(n <= 2.8 + 1e-4, `L2 norm ${n}`);
+  });
+});
+
+test('freeadv report refuses bad input with exit code 2, naming the folder or option', async () => {
+  const notRun = join(tmp, 'not-a-run');
+  mkdirSync(notRun, { recursive: true });
+  const broken = join(tmp, 'broken');
+  mkdirSync(broken, { recursive: true });
+  writeFileSync(join(broken, 'config.json'), '{ not json');
+  const noCk = join(tmp, 'no-checkpoint');
+  mkdirSync(noCk, { recursive: true });
+  writeFileSync(join(noCk, 'config.json'), JSON.stringify({ method: 'free', model: 'small-cnn', dataset: 'fashion-mnist', eps: 0.1 }));
+  const cases: [string[], RegExp][] = [
+    [['report'], /give at least one run folder/],
+    [['report', join(tmp, 'missing')], /missing: no such folder/],
+    [['report', notRun], /not-a-run: not a run folder \(no config\.json\)/],
+    [['report', broken], /broken.*config\.json: not valid JSON/],
+    [['report', noCk], /no-checkpoint: the run has no checkpoint yet/],
+    [['report', notRun, '--surface-points', '4'], /--surface-points: must be odd/],
+    [['report', notRun, '--images', '0'], /--images: expected a whole number/],
+    [['report', notRun, '--target-norm', 'l3'], /--target-norm: must be linf or l2/],
+    [['report', notRun, '--checkpoint', 'first'], /--checkpoint: must be best or latest/],
+    [['report', notRun, '--curve-eps', '0,x'], /--curve-eps: expected a number/],
+    [['report', notRun, '--bogus'], /Unknown option '--bogus'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await cli(args);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, re);
+    assert.doesNotMatch(r.err, /internal error/);
+  }
+  // the help lists every option the command takes
+  const h = await cli(['report', '--help']);
+  assert.equal(h.code, 0);
+  const src = readFileSync(join(ROOT, 'src', 'cli', 'main.ts'), 'utf8');
+  const block = src.slice(src.indexOf('const REPORT_OPTS'), src.indexOf('};', src.indexOf('const REPORT_OPTS')));
+  const names = [...block.matchAll(/'?([a-z-]+)'?: \{ type/g)].map((m) => m[1]!);
+  assert.ok(names.length >= 18);
+  for (const n of names) assert.ok(h.out.includes(`--${n}`), `report --help lists --${n}`);
+  assert.match((await cli(['--help'])).out, /report\s+an HTML page/);
+});
+
+test('a report of a natural and a free run renders in headless Chromium: all charts drawn, all images loaded, no errors', async (t) => {
+  // Debian's chromium is required: the test fails (it does not skip) without it
+  assert.ok(
+    existsSync(CHROMIUM),
+    `Chromium not found at ${CHROMIUM}: install Debian's chromium (bash scripts/setup.sh --tests, or apt-get install -y chromium), or set FREEADV_CHROMIUM to its path`,
+  );
+  const common = ['--data-dir', data, '--batch-size', '64', '--eval-limit', '50', '--eval-attacks', 'pgd-10', '--threads', '2', '--log-every', '2', '--seed', '1'];
+  const nat = join(tmp, 'nat'), free = join(tmp, 'free');
+  let tt = performance.now();
+  const lap = (what: string) => {
+    t.diagnostic(`${what}: ${((performance.now() - tt) / 1000).toFixed(1)} s`);
+    tt = performance.now();
+  };
+  for (const [dir, extra] of [[nat, ['--method', 'natural']], [free, ['--method', 'free', '--replays', '2']]] as const) {
+    const r = await cli(['train', ...common, ...extra, '--epochs', '2', '--out', dir]);
+    assert.equal(r.code, 0, r.err);
+  }
+  lap('training two runs');
+  const html = join(tmp, 'out', 'report.html');
+  const args = ['report', nat, free, '--out', html, '--images', '4', '--robustness-curve', '--curve-eps', '0,0.5,1,2', '--curve-steps', '5', '--limit', '50', '--target-steps', '20', '--threads', '2'];
+  const live = T.liveTensors();
+  const r1 = await cli(args);
+  assert.equal(r1.code, 0, r1.err);
+  assert.match(r1.out, /nat: analyses computed .* robustness curve computed/);
+  lap('first render');
+  for (const l of r1.out.trim().split('\n').filter((l) => /computed|^report:/.test(l))) t.diagnostic(l);
+  assert.equal(T.liveTensors(), live, 'the report frees every tensor it creates');
+  for (const d of [nat, free]) assert.ok(existsSync(join(d, CACHE_FILE)), `${d} holds ${CACHE_FILE}`);
+  // a re-render comes from the cache
+  const before = statSync(join(nat, CACHE_FILE)).mtimeMs;
+  const t0 = performance.now();
+  const r2 = await cli(args);
+  assert.equal(r2.code, 0, r2.err);
+  assert.ok(performance.now() - t0 < 3000, 're-render is fast');
+  lap('second render (from the cache)');
+  assert.match(r2.out, /nat: analyses from the cache, robustness curve from the cache/);
+  assert.match(r2.out, /free: analyses from the cache, robustness curve from the cache/);
+  assert.equal(statSync(join(nat, CACHE_FILE)).mtimeMs, before);
+  // the curve: at ε = 0 it is the clean accuracy on those 50 images; attacks only lower it
+  const cache = JSON.parse(readFileSync(join(nat, CACHE_FILE), 'utf8')) as { entries: Record<string, { eps?: number[]; accuracy?: number[] }> };
+  const curve = Object.entries(cache.entries).find(([k]) => k.includes('"robustness-curve"'))![1];
+  assert.deepEqual(curve.eps, [0, 0.05, 0.1, 0.2]);
+  assert.ok(curve.accuracy![3]! <= curve.accuracy![0]!);
+
+  // a new checkpoint gets new results: the key names the checkpoint's size and modification time
+  const ck = join(nat, 'best.safetensors');
+  const k1 = cacheKey('analyses', ck, { images: 4 });
+  utimesSync(ck, new Date(), new Date(Date.now() + 5000));
+  assert.notEqual(cacheKey('analyses', ck, { images: 4 }), k1);
+  // without --robustness-curve, a curve computed before is still shown; a target class can be named
+  const html2 = join(tmp, 'out', 'report2.html');
+  const r3 = await cli(['report', free, '--out', html2, '--images', '4', '--target-class', 'trouser', '--target-steps', '20', '--threads', '2']);
+  assert.equal(r3.code, 0, r3.err);
+  const page2 = readFileSync(html2, 'utf8');
+  assert.match(page2, /id="chart-robustness"/);
+  assert.doesNotMatch(page2, /id="robustness-missing"/);
+  assert.deepEqual([...page2.matchAll(/target ([^<]+)<br>pred/g)].map((m) => m[1]), ['Trouser', 'Trouser', 'Trouser', 'Trouser']);
+  lap('checks of the cache (one more render, analyses recomputed)');
+
+  const page = readFileSync(html, 'utf8');
+  assert.doesNotMatch(page, /(src|href)\s*=\s*["']?(https?:)?\/\//i, 'the page loads nothing from the network');
+  assert.match(page, /Chart\.js v4/);
+
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const problems: string[] = [];
+    p.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
+    });
+    p.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    p.on('request', (q) => {
+      if (!/^(file|data):/.test(q.url())) problems.push(`network request: ${q.url()}`);
+    });
+    await p.goto(pathToFileURL(html).href);
+    await p.waitForSelector('html[data-ready="1"]', { timeout: 15_000 });
+    const info = (await p.evaluate(BROWSER_PROBE)) as Probe;
+    assert.deepEqual(problems, []);
+    assert.deepEqual(info.sections, ['runs', 'training', 'robustness', 'loss-surface', 'gallery', 'saliency', 'targeted']);
+    // 5 training charts, 1 robustness chart, 2 loss-surface line charts, 4 heatmaps per run
+    const ids = info.canvases.map((c) => c.id);
+    for (const id of ['chart-loss', 'chart-train-acc', 'chart-lr', 'chart-ips', 'chart-guard', 'chart-robustness', 'chart-surface-adv', 'chart-surface-rand', 'heat-0-0', 'heat-0-3', 'heat-1-0', 'heat-1-3'])
+      assert.ok(ids.includes(id), `chart ${id} is on the page`);
+    assert.equal(info.canvases.length, 16);
+    assert.equal(info.charts, 16);
+    for (const c of info.canvases) {
+      assert.ok(c.chart, `${c.id} holds a chart`);
+      assert.ok(c.width > 0 && c.height > 0 && c.painted > 0.02 * c.width * c.height, `${c.id} is drawn (${c.painted} of ${c.width}×${c.height} pixels painted)`);
+    }
+    // clean, adversarial, perturbation; image and saliency; image and targeted: 7 rows × 4 images × 2 runs
+    assert.equal(info.images.length, 56);
+    for (const i of info.images) assert.ok(i.ok && i.w === 28, `image ${i.alt} loaded`);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    const shot = join(ARTIFACTS, 'report.png');
+    await p.screenshot({ path: shot, fullPage: true });
+    assert.ok(statSync(shot).size > 10_000);
+    lap('browser');
+    t.diagnostic(`screenshot: ${shot}`);
+  } finally {
+    await browser.close();
+  }
+});
