@@ -6,6 +6,21 @@ import { Module, Conv2d, Linear, BatchNorm2d, Normalize, Sequential, chain, rele
 
 const relu = (x: Tensor) => ops.relu(x);
 
+/**
+ * The pre-activation residual unit (PreAct ResNet, Wide ResNet): o = relu(bn1(x)),
+ * y = conv2(relu(bn2(conv1(o)))) + (shortcut(o) or x). Intermediates are freed as soon as they are consumed
+ * (chain/release, see nn/module.ts).
+ */
+function preActUnit(b: { bn1: Module; conv1: Module; bn2: Module; conv2: Module }, x: Tensor, shortcut?: Module): Tensor {
+  const o = chain(x, (t) => b.bn1.forward(t), relu);
+  const sc = shortcut ? shortcut.forward(o) : x;
+  const h = chain(o, (t) => b.conv1.forward(t), (t) => b.bn2.forward(t), relu, (t) => b.conv2.forward(t));
+  release(o);
+  const y = ops.add(h, sc);
+  release(h, sc === x ? undefined : sc);
+  return y;
+}
+
 class PreActBlock extends Module {
   readonly bn1; readonly conv1; readonly bn2; readonly conv2; readonly shortcut?: Sequential;
   constructor(inPlanes: number, planes: number, stride: number) {
@@ -17,15 +32,8 @@ class PreActBlock extends Module {
     if (stride !== 1 || inPlanes !== planes)
       this.shortcut = this.module('shortcut', new Sequential(new Conv2d(inPlanes, planes, 1, { stride, bias: false })));
   }
-  // Intermediates are freed as soon as they are consumed (chain/release): see nn/module.ts.
   forward(x: Tensor): Tensor {
-    const out = chain(x, (t) => this.bn1.forward(t), relu);
-    const sc = this.shortcut ? this.shortcut.forward(out) : x;
-    const h = chain(out, (t) => this.conv1.forward(t), (t) => this.bn2.forward(t), relu, (t) => this.conv2.forward(t));
-    release(out);
-    const y = ops.add(h, sc);
-    release(h, sc === x ? undefined : sc);
-    return y;
+    return preActUnit(this, x, this.shortcut);
   }
 }
 
@@ -63,13 +71,7 @@ class WideBasic extends Module {
       this.convShortcut = this.module('convShortcut', new Conv2d(inPlanes, outPlanes, 1, { stride, bias: false }));
   }
   forward(x: Tensor): Tensor {
-    const o = chain(x, (t) => this.bn1.forward(t), relu);
-    const sc = this.convShortcut ? this.convShortcut.forward(o) : x;
-    const h = chain(o, (t) => this.conv1.forward(t), (t) => this.bn2.forward(t), relu, (t) => this.conv2.forward(t));
-    release(o);
-    const y = ops.add(h, sc);
-    release(h, sc === x ? undefined : sc);
-    return y;
+    return preActUnit(this, x, this.convShortcut);
   }
 }
 
