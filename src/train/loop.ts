@@ -237,7 +237,8 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   }
 
   // Held-out guard: a fixed batch of training images, attacked after every pass (catastrophic-overfitting check).
-  const guard = await guardBatch(trainData, cfg);
+  // (several processes: each rank attacks its block of the batch and the counts are summed)
+  const guard = await guardBatch(trainData, cfg, D);
   let interrupted: string | undefined;
   const onSignal = (sig: string) => {
     if (interrupted) process.exit(130); // second Ctrl-C: give up immediately
@@ -285,7 +286,10 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
       // end of a pass: held-out guard, best and latest checkpoints
       flushMetrics();
       let g = guardAccuracy(model, guard, cfg);
-      if (D) g = dist.allReduceNumbers([root ? g : 0])[0]!; // rank 0's value decides on every rank
+      if (D) {
+        const [c, n] = dist.allReduceNumbers([Math.round(g * guard.y.size(0)), guard.y.size(0)]);
+        g = c! / n!;
+      }
       if (root) appendLine(join(runDir, RUN_FILES.metrics), JSON.stringify({ step: st.step, epoch: st.pass, guard_robust_accuracy: g, pass_seconds: (performance.now() - t0) / 1000 }));
       st.pass++;
       st.batch = 0;
@@ -402,10 +406,19 @@ function restoreWeights(model: Module, path: string): void {
 }
 
 /** The first (up to) 512 training images in file order, without augmentation (eval transform for image folders). */
-async function guardBatch(d: Dataset, cfg: TrainConfig): Promise<{ x: Tensor; y: Tensor }> {
+async function guardBatch(d: Dataset, cfg: TrainConfig, dd?: DistOptions): Promise<{ x: Tensor; y: Tensor }> {
   const loader = new Loader(d, { batchSize: Math.min(512, d.n), shuffle: false, augment: false, worker: false });
   try {
-    for await (const b of loader.epoch(0)) return keep(toTensors(b, cfg.device));
+    for await (const b of loader.epoch(0)) {
+      const t = toTensors(b, cfg.device);
+      if (!dd) return keep(t);
+      const n = b.shape[0];
+      const lo = Math.floor((dd.rank * n) / dd.worldSize), hi = Math.floor(((dd.rank + 1) * n) / dd.worldSize);
+      const part = scope(() => ({ x: t.x.narrow(0, lo, hi - lo).contiguous(), y: t.y.narrow(0, lo, hi - lo).contiguous() }));
+      t.x.dispose();
+      t.y.dispose();
+      return keep(part);
+    }
     throw new DataError('the training set yielded no images');
   } finally {
     await loader.close();
@@ -413,7 +426,7 @@ async function guardBatch(d: Dataset, cfg: TrainConfig): Promise<{ x: Tensor; y:
 }
 
 function guardAccuracy(model: Module, g: { x: Tensor; y: Tensor }, cfg: TrainConfig): number {
-  if (cfg.eps === 0) return 0;
+  if (cfg.eps === 0 || g.y.size(0) === 0) return 0;
   return scope(() => {
     const atk = new PGD(model, { eps: cfg.eps, steps: 10 });
     const adv = atk.run(g.x, g.y);
