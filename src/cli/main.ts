@@ -257,6 +257,8 @@ async function cmdTrain(args: string[], out: (s: string) => void): Promise<numbe
     if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
     dist.init({ ...rdv, timeoutMs: timeoutS * 1000 });
     D = { rank: rdv.rank, worldSize: rdv.worldSize };
+    // one GPU per local rank, as torchrun users expect (cuda → cuda:LOCAL_RANK)
+    if (cfg.device === 'cuda') cfg.device = `cuda:${rdv.localRank}`;
   }
   const root = !D || D.rank === 0;
   const quiet = () => undefined;
