@@ -134,7 +134,7 @@ test('natural training: 2 ranks × batch 64 give the weights of 1 process × bat
   assert.equal(r.code, 0, r.err);
   r = await cli(['train', ...args, '--nproc', '2', '--out', two]);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /2 pass\(es\) × 4 batches, 8 SGD steps, 1 threads/);
+  assert.match(r.out, /2 pass\(es\) × 4 batches, 8 SGD steps, 1 threads × 2 processes \(batch 64 each\)/);
   const d = relDiff(model(one), model(two));
   assert.ok(d < 1e-5, `relative weight difference ${d}`);
   // rank 0 alone wrote the run folder: the same files as one process, metric lines over the global batch
@@ -151,6 +151,22 @@ test('natural training: 2 ranks × batch 64 give the weights of 1 process × bat
   assert.equal(s2.clean_accuracy, s1.clean_accuracy);
   assert.equal(s2.distributed.world_size, 2);
   assert.ok(s2.distributed.allreduce_bytes_per_step > 0);
+});
+
+test('two launchers as two machines (--nnodes 2 --node-rank 0/1 --master-addr/--master-port) train one model', async () => {
+  const args = [...common(), '--method', 'natural', '--eps', '0', '--epochs', '2', '--lr-schedule', 'constant', '--eval-limit', '50', '--eval-attacks', 'fgsm'];
+  const port = await freePort();
+  const out = join(tmp, 'nodes');
+  const node = (k: number) => start([BIN, 'train', ...args, '--nnodes', '2', '--node-rank', String(k), '--nproc', '1', '--master-addr', '127.0.0.1', '--master-port', String(port), '--out', out]);
+  const ps = [node(0), node(1)];
+  const ex = await Promise.all(ps.map((p) => p.exit));
+  assert.equal(ex[0]!.code, 0, ps[0]!.err());
+  assert.equal(ex[1]!.code, 0, ps[1]!.err());
+  assert.match(ps[0]!.err(), /started rank 0 of 2/);
+  assert.match(ps[1]!.err(), /started rank 1 of 2/);
+  assert.equal(summary(out).distributed.world_size, 2);
+  const d = relDiff(model(join(tmp, 'nat1')), model(out)); // the 1-process run of the test above
+  assert.ok(d < 1e-5, `relative weight difference ${d}`);
 });
 
 test('free training with --nproc 2 runs end to end; robust accuracy in line with one process; δ saved in the 1-process layout', async () => {

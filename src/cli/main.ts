@@ -233,7 +233,7 @@ async function cmdTrain(args: string[], out: (s: string) => void): Promise<numbe
     if (nnodes > 1 && distArgs['master-addr'] === undefined) throw new ConfigError('master-addr', `is required with --nnodes ${nnodes} (the address of node 0)`);
     const threads = v.threads !== undefined ? cfg.threads : Math.max(1, Math.floor(cpus().length / nproc));
     const childArgs = resume
-      ? ['--resume', cfg.out]
+      ? ['--resume', cfg.out, ...(v.json ? ['--json'] : [])]
       : args.filter((_, i) => !isDistArg(args, i)).concat(v.out === undefined ? ['--out', cfg.out] : []);
     if (v.threads === undefined) childArgs.push('--threads', String(threads));
     childArgs.push('--dist-timeout', String(timeoutS));

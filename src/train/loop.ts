@@ -253,7 +253,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     process.on('SIGTERM', sigterm);
   }
 
-  log(`freeadv train: ${cfg.method}${cfg.method === 'free' ? `-${cfg.replays}` : ''} on ${cfg.dataset} (${trainData.n} images), model ${cfg.model}, ε=${fmtEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads, run folder ${runDir}`);
+  log(`freeadv train: ${cfg.method}${cfg.method === 'free' ? `-${cfg.replays}` : ''} on ${cfg.dataset} (${trainData.n} images), model ${cfg.model}, ε=${fmtEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads${D ? ` × ${N} processes (batch ${cfg.batchSize / N} each)` : ''}, run folder ${runDir}`);
   const progress = new Progress({ total: totalSteps, label: 'train', stream: opts.progress ?? process.stderr, extra: () => `lr ${opt.lr.toExponential(2)}` });
   progress.tick(0, st.step);
   const done = () => st.step >= totalSteps;
