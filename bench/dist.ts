@@ -6,7 +6,7 @@
 //          --threads T (default: all cores)  --rounds R (default 2; the best round counts). Prints JSON.
 import { spawn, spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, tmpdir, loadavg } from 'node:os';
 import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,9 +52,9 @@ const threads = Number(opt.threads);
 const rounds = Number(opt.rounds);
 const tmp = mkdtempSync(join(tmpdir(), 'freeadv-bench-dist-'));
 
-// Data: 2,048 Fashion-MNIST images as IDX; the same images as a CIFAR-10-format folder (padded to 32×32, grey → RGB).
+// Data: 2,560 Fashion-MNIST images as IDX; the same images as a CIFAR-10-format folder (padded to 32×32, grey → RGB).
 const fm = (await loadDataset({ name: 'fashion-mnist', split: 'train' })) as InMemoryDataset;
-const n = 2048;
+const n = 2560; // 5 CIFAR batch files of 512
 const fmDir = join(tmp, 'fmnist');
 const cifarDir = join(tmp, 'cifar');
 for (const d of [fmDir, cifarDir]) spawnSync('mkdir', ['-p', d]);
@@ -120,18 +120,22 @@ const results: Record<string, unknown> = {
   machine: { cores: cpus().length, cpu: cpus()[0]?.model },
   command: `node dist/bench/dist.js ${process.argv.slice(2).join(' ')}`.trim(),
   note: 'natural training, global batch 128, images/s over training time only (summary.images_per_second), best of the rounds',
+  load_average_before: loadavg().map((x) => Number(x.toFixed(2))),
 };
 for (const [model, dataset, dir, s] of [
   ['small-cnn', 'fashion-mnist', fmDir, steps],
   ['resnet-cifar-small', 'cifar10', cifarDir, Math.max(4, Math.round(steps / 4))],
 ] as const) {
   const common = ['--dataset', dataset, '--data-dir', dir, '--model', model, '--method', 'natural', '--eps', '0', '--batch-size', '128', '--max-steps', String(s), '--no-augment', '--eval-limit', '1', '--eval-attacks', 'fgsm', '--lr-schedule', 'constant'];
-  let single = 0, multi = 0;
+  const per = Math.max(1, Math.floor(threads / nproc));
+  let single = 0, multi = 0, singleFew = 0;
   let dist: Record<string, number> = {};
   for (let r = 0; r < rounds; r++) {
     const a = await train([...common, '--threads', String(threads)]);
     single = Math.max(single, a.images_per_second);
-    const b = await train([...common, '--nproc', String(nproc), '--threads', String(Math.max(1, Math.floor(threads / nproc)))]);
+    const c = await train([...common, '--threads', String(per)]);
+    singleFew = Math.max(singleFew, c.images_per_second);
+    const b = await train([...common, '--nproc', String(nproc), '--threads', String(per)]);
     if (b.images_per_second > multi) {
       multi = b.images_per_second;
       dist = b.distributed;
@@ -141,8 +145,10 @@ for (const [model, dataset, dir, s] of [
   results[model] = {
     steps: s,
     [`1 process × ${threads} threads, images/s`]: Math.round(single),
-    [`${nproc} processes × ${Math.max(1, Math.floor(threads / nproc))} thread(s), images/s`]: Math.round(multi),
-    speedup: Number((multi / single).toFixed(2)),
+    [`1 process × ${per} thread(s), images/s`]: Math.round(singleFew),
+    [`${nproc} processes × ${per} thread(s), images/s`]: Math.round(multi),
+    [`speedup vs 1 × ${threads}`]: Number((multi / single).toFixed(2)),
+    [`speedup vs 1 × ${per}`]: Number((multi / singleFew).toFixed(2)),
     allreduce_bytes_per_step: dist.allreduce_bytes_per_step,
     allreduce_ms_per_step_in_training: Number(dist.allreduce_ms_per_step!.toFixed(2)),
     bare_allreduce_ms_2_processes: Number(bare.toFixed(2)),
@@ -150,4 +156,5 @@ for (const [model, dataset, dir, s] of [
   process.stderr.write(`${model}: ${JSON.stringify(results[model])}\n`);
 }
 rmSync(tmp, { recursive: true, force: true });
+results.load_average_after = loadavg().map((x) => Number(x.toFixed(2)));
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');
