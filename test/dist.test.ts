@@ -242,42 +242,29 @@ test('ranks started directly (torchrun contract): a hung peer stops rank 0 with 
   }
 });
 
-test('a 2-process run interrupted by SIGTERM resumes with 1 process and ends like an uninterrupted 1-process run', async () => {
-  const args = [...common(), '--method', 'natural', '--eps', '0', '--epochs', '3', '--lr', '0.02', '--eval-limit', '50', '--eval-attacks', 'fgsm'];
-  const full = join(tmp, 'resume-full');
-  assert.equal((await cli(['train', ...args, '--threads', '2', '--out', full])).code, 0);
-  const part = join(tmp, 'resume-part');
-  const p = start([BIN, 'train', ...args, '--nproc', '2', '--dist-timeout', '30', '--out', part]);
-  await waitFor(() => existsSync(join(part, 'metrics.jsonl')), 60_000);
-  p.child.kill('SIGTERM');
-  const e = await p.exit;
-  assert.equal(e.code, 130, p.err());
-  assert.match(p.err(), /Resume with: freeadv train --resume/);
-  const stopped = loadCheckpoint(join(part, 'latest.safetensors'));
-  const step = (stopped.state as { step: number }).step;
-  for (const g of [stopped.model, stopped.optimizer, stopped.tensors]) for (const t of Object.values(g)) t.dispose();
-  assert.ok(step > 0 && step < 12, `stopped at step ${step}`);
-  const r = await cli(['train', '--resume', part]);
-  assert.equal(r.code, 0, r.err);
-  assert.match(r.out, new RegExp(`resuming .* at SGD step ${step} `));
-  assert.equal(summary(part).sgd_steps, 12);
-  const d = relDiff(model(full), model(part));
-  assert.ok(d < 1e-5, `relative weight difference ${d}`);
-});
-
-test('free training resumes from 2 processes with 1 (δ gathered into the 1-process layout) and ends near an uninterrupted 1-process run', async () => {
-  // 256 images: 2 batches per pass, 2 passes of 2 replays = 8 SGD steps
+test('resume with another number of processes: free training stopped at 2 → resumed with 1, and 1 → 2, both end like an uninterrupted 1-process run (δ included)', async () => {
+  // 256 images: 2 batches per pass, 2 passes of 2 replays = 8 SGD steps; a checkpoint every 2 steps
   const args = [...common(), '--data-dir', small, '--method', 'free', '--replays', '2', '--epochs', '4', '--lr', '0.02', '--eval-limit', '50', '--eval-attacks', 'fgsm', '--checkpoint-every', '2'];
   const full = join(tmp, 'free-full');
   assert.equal((await cli(['train', ...args, '--threads', '2', '--out', full])).code, 0);
-  const part = join(tmp, 'free-resume');
-  const p = start([BIN, 'train', ...args, '--nproc', '2', '--dist-timeout', '30', '--out', part]);
-  await waitFor(() => existsSync(join(part, 'latest.safetensors')), 60_000);
-  p.child.kill('SIGTERM');
-  assert.equal((await p.exit).code, 130, p.err());
-  const r = await cli(['train', '--resume', part]);
-  assert.equal(r.code, 0, r.err);
-  assert.equal(summary(part).sgd_steps, 8);
-  const d = relDiff(model(full), model(part));
-  assert.ok(d < 1e-5, `relative weight difference ${d}`);
+  for (const [from, to] of [[2, 1], [1, 2]] as const) {
+    const part = join(tmp, `free-resume-${from}-${to}`);
+    const p = start([BIN, 'train', ...args, ...(from > 1 ? ['--nproc', String(from), '--dist-timeout', '30'] : ['--threads', '2']), '--out', part]);
+    await waitFor(() => existsSync(join(part, 'latest.safetensors')), 60_000);
+    p.child.kill('SIGTERM');
+    const e = await p.exit;
+    assert.equal(e.code, 130, p.err());
+    assert.match(p.err(), /Resume with: freeadv train --resume/);
+    const stopped = loadCheckpoint(join(part, 'latest.safetensors'));
+    const step = (stopped.state as { step: number }).step;
+    assert.deepEqual(stopped.tensors.delta!.shape, [128, 1, 28, 28]);
+    for (const g of [stopped.model, stopped.optimizer, stopped.tensors]) for (const t of Object.values(g)) t.dispose();
+    assert.ok(step > 0 && step < 8, `stopped at step ${step}`);
+    const r = await cli(['train', '--resume', part, ...(to > 1 ? ['--nproc', String(to), '--dist-timeout', '30'] : [])]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, new RegExp(`resuming .* at SGD step ${step} `));
+    assert.equal(summary(part).sgd_steps, 8);
+    const d = relDiff(model(full), model(part));
+    assert.ok(d < 1e-5, `${from} → ${to}: relative weight difference ${d}`);
+  }
 });
