@@ -135,6 +135,7 @@ test('natural training: 2 ranks × batch 64 give the weights of 1 process × bat
   r = await cli(['train', ...args, '--nproc', '2', '--out', two]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /2 pass\(es\) × 4 batches, 8 SGD steps, 1 threads × 2 processes \(batch 64 each\)/);
+  assert.match(r.out, /run folder: .*nat2\n$/); // rank 0's last line reaches the launcher's output; no other rank prints
   const d = relDiff(model(one), model(two));
   assert.ok(d < 1e-5, `relative weight difference ${d}`);
   // rank 0 alone wrote the run folder: the same files as one process, metric lines over the global batch

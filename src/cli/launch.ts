@@ -91,7 +91,8 @@ export async function launch(args: string[], o: LaunchOptions, out: (s: string) 
     createInterface({ input: c.stdout! }).on('line', (l) => out(rank === 0 ? l : `[rank ${rank}] ${l}`));
     exits.push(
       new Promise<void>((res) => {
-        c.on('exit', (code, sig) => {
+        // 'close', not 'exit': the rank's stdout has been read to its end
+        c.on('close', (code, sig) => {
           codes[local] = code ?? (sig ? 128 : 1);
           if (code !== 0 && !failure && !(signalled && (code === 130 || sig === signalled))) {
             failure = { rank, what: sig ? `was killed by ${sig}` : `exited with code ${code}`, code: code && code !== 130 ? code : 1 };
