@@ -30,6 +30,13 @@ function cxx11abi(lib) {
   return buf.includes('__cxx11') ? 1 : 0;
 }
 
+// c10d's ProcessGroupGloo header needs gloo's headers (Debian: libgloo-dev); without them the addon is built
+// without process groups and `--nproc` explains what to install.
+function gloo(t) {
+  return ['/usr/include', ...t.inc].some((d) => fs.existsSync(path.join(d, 'gloo', 'context.h'))) &&
+    fs.existsSync(path.join(t.inc[0], 'torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupGloo.hpp'));
+}
+
 function flags(what) {
   const t = locate();
   const cuda = fs.existsSync(path.join(t.lib, 'libtorch_cuda.so'));
@@ -37,7 +44,7 @@ function flags(what) {
     case 'include':
       return t.inc;
     case 'defines':
-      return [`_GLIBCXX_USE_CXX11_ABI=${cxx11abi(t.lib)}`, `FREEADV_CUDA=${cuda ? 1 : 0}`];
+      return [`_GLIBCXX_USE_CXX11_ABI=${cxx11abi(t.lib)}`, `FREEADV_CUDA=${cuda ? 1 : 0}`, `FREEADV_GLOO=${gloo(t) ? 1 : 0}`];
     case 'libs':
       return [`-L${t.lib}`, '-ltorch', '-ltorch_cpu', '-lc10'];
     case 'ldflags':
@@ -48,7 +55,7 @@ function flags(what) {
         ...(cuda ? ['-Wl,--no-as-needed', `-L${t.lib}`, '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed'] : []),
       ];
     case 'info':
-      return [JSON.stringify({ ...t, cuda, cxx11abi: cxx11abi(t.lib) })];
+      return [JSON.stringify({ ...t, cuda, gloo: gloo(t), cxx11abi: cxx11abi(t.lib) })];
     default:
       throw new Error(`unknown query ${what}`);
   }

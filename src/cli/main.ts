@@ -13,6 +13,20 @@ import { DataError } from '../data/index.js';
 import { setNumThreads, getNumThreads, manualSeed, version, cuda, TorchError } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { buildReport, ReportError, REPORT_DEFAULTS, type ReportOptions } from '../report/index.js';
+import { dist } from '../torch/index.js';
+import { rendezvousFromEnv } from '../torch/dist.js';
+import { launch } from './launch.js';
+import { cpus } from 'node:os';
+import { Writable } from 'node:stream';
+
+/** Whether args[i] is a data-parallel launcher option or its value. */
+function isDistArg(args: string[], i: number): boolean {
+  const name = (a: string) => a.replace(/^--/, '').split('=')[0]!;
+  const a = args[i]!;
+  if (a.startsWith('--') && DIST_OPTS.includes(name(a))) return true;
+  const p = args[i - 1];
+  return p !== undefined && p.startsWith('--') && !p.includes('=') && DIST_OPTS.includes(name(p));
+}
 
 const TRAIN_HELP = `freeadv train — adversarial training for free (Shafahi et al. 2019) and its baselines
 
@@ -51,6 +65,15 @@ Run
   --checkpoint-every N  also checkpoint every N SGD steps (default: at the end of every pass)
   --json                print the summary as JSON
   -h, --help
+Several processes (data parallel over c10d/Gloo; --batch-size stays the global batch, B/N per process)
+  --nproc N             start N training processes on this machine (threads per process: cores / N)
+  --nnodes M            machines in the job (default 1); with --node-rank K, --master-addr A, --master-port P
+  --node-rank K         this machine's index in [0, M)
+  --master-addr A       address of rank 0's machine (default 127.0.0.1)
+  --master-port P       its TCP port (default: a free port with one machine, 29500 with several)
+  --dist-timeout S      seconds before a dead or hung peer stops the job with an error (default 300)
+  A process started with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) joins
+  that job: freeadv runs under torchrun, SLURM or any launcher that sets them.
 
 A run folder holds config.json, metrics.jsonl, latest.safetensors, best.safetensors and summary.json.
 Ctrl-C finishes the current step, writes a checkpoint and prints how to resume.`;
@@ -127,7 +150,11 @@ const TRAIN_OPTS: ParseArgsConfig['options'] = {
   'log-every': { type: 'string' }, 'checkpoint-every': { type: 'string' }, augment: { type: 'boolean' },
   'no-augment': { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   'image-size': { type: 'string' }, 'skip-bad': { type: 'boolean' },
+  nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
+  'master-port': { type: 'string' }, 'dist-timeout': { type: 'string' },
 };
+
+const DIST_OPTS = ['nproc', 'nnodes', 'node-rank', 'master-addr', 'master-port', 'dist-timeout'];
 
 const EVAL_OPTS: ParseArgsConfig['options'] = {
   run: { type: 'string' }, checkpoint: { type: 'string' }, weights: { type: 'string' }, model: { type: 'string' },
@@ -185,13 +212,34 @@ async function cmdTrain(args: string[], out: (s: string) => void): Promise<numbe
     out(TRAIN_HELP);
     return 0;
   }
-  let summary: Summary;
+  // data-parallel options: taken out of the training config (a run does not depend on its number of processes)
+  const nproc = intOpt(v, 'nproc', 1) ?? 1;
+  const nnodes = intOpt(v, 'nnodes', 1) ?? 1;
+  const nodeRank = intOpt(v, 'node-rank', 0) ?? 0;
+  if (nodeRank >= nnodes) throw new ConfigError('node-rank', `must be below --nnodes ${nnodes}, got ${nodeRank}`);
+  const masterPort = intOpt(v, 'master-port', 1, 65535);
+  if (masterPort !== undefined && masterPort > 65535) throw new ConfigError('master-port', `must be in [1, 65535], got ${masterPort}`);
+  const timeoutS = v['dist-timeout'] === undefined ? 300 : Number(v['dist-timeout']);
+  if (!(timeoutS > 0)) throw new ConfigError('dist-timeout', `must be a number of seconds > 0, got '${String(v['dist-timeout'])}'`);
+  const launching = nproc > 1 || nnodes > 1;
+  let rdv: dist.Rendezvous | undefined;
+  try {
+    rdv = rendezvousFromEnv();
+  } catch (e) {
+    throw new ConfigError('nproc', (e as Error).message);
+  }
+  if (launching && rdv) throw new ConfigError('nproc', `this process was started as rank ${rdv.rank} of ${rdv.worldSize} (RANK/WORLD_SIZE are set); --nproc and --nnodes start ranks and cannot be used inside one`);
+  const distArgs = Object.fromEntries(DIST_OPTS.map((k) => [k, v[k]]));
+  for (const k of DIST_OPTS) delete v[k];
+
+  let cfg: TrainConfig;
+  const resume = v.resume !== undefined;
   if (v.resume) {
     const dir = String(v.resume);
     const others = Object.keys(v).filter((k) => !['resume', 'json', 'threads'].includes(k) && v[k] !== undefined);
     if (others.length) throw new ConfigError('resume', `continues a run with its own config; drop ${others.map((o) => '--' + o).join(', ')}`);
-    const cfg = { ...readRunConfig(dir), out: dir };
-    summary = await train(cfg, { resume: true, log: out });
+    cfg = { ...readRunConfig(dir), out: dir };
+    if (v.threads !== undefined) cfg.threads = resolveConfig({ threads: v.threads }).threads;
   } else {
     const fromFile = v.config ? readConfigFile(String(v.config)) : {};
     const fromArgs: Record<string, unknown> = {};
@@ -201,7 +249,7 @@ async function cmdTrain(args: string[], out: (s: string) => void): Promise<numbe
     }
     if (v['no-augment']) fromArgs.augment = false;
     const merged = { ...Object.fromEntries(Object.entries(fromFile).map(([k, x]) => [camel(k), x])), ...Object.fromEntries(Object.entries(fromArgs).map(([k, x]) => [camel(k), x])) };
-    const cfg: TrainConfig = resolveConfig(merged);
+    cfg = resolveConfig(merged);
     for (const a of cfg.evalAttacks) {
       try {
         parseAttackName(a);
@@ -209,9 +257,59 @@ async function cmdTrain(args: string[], out: (s: string) => void): Promise<numbe
         throw new ConfigError('eval-attacks', (e as Error).message);
       }
     }
-    if (!cfg.out) cfg.out = join('runs', `${cfg.method}${cfg.method === 'free' ? cfg.replays : ''}-${cfg.dataset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
-    summary = await train(cfg, { log: out });
+    if (!cfg.out) {
+      if (rdv && rdv.worldSize > 1) throw new ConfigError('out', 'is required when several processes train together (every rank must name the same run folder)');
+      cfg.out = join('runs', `${cfg.method}${cfg.method === 'free' ? cfg.replays : ''}-${cfg.dataset}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
+    }
   }
+
+  if (launching) {
+    const world = nproc * nnodes;
+    if (cfg.batchSize % world !== 0) throw new ConfigError('batch-size', `the global batch ${cfg.batchSize} is not divisible by the ${world} processes (each takes batch-size / ${world})`);
+    if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+    if (nnodes > 1 && distArgs['master-addr'] === undefined) throw new ConfigError('master-addr', `is required with --nnodes ${nnodes} (the address of node 0)`);
+    const threads = v.threads !== undefined ? cfg.threads : Math.max(1, Math.floor(cpus().length / nproc));
+    const childArgs = resume
+      ? ['--resume', cfg.out, ...(v.json ? ['--json'] : [])]
+      : args.filter((_, i) => !isDistArg(args, i)).concat(v.out === undefined ? ['--out', cfg.out] : []);
+    if (v.threads === undefined) childArgs.push('--threads', String(threads));
+    childArgs.push('--dist-timeout', String(timeoutS));
+    return launch(childArgs, {
+      nproc, nnodes, nodeRank, threads,
+      masterAddr: String(distArgs['master-addr'] ?? '127.0.0.1'),
+      ...(masterPort !== undefined ? { masterPort } : nnodes > 1 ? { masterPort: 29500 } : {}),
+    }, out, (s) => process.stderr.write(s + '\n'));
+  }
+
+  let D: { rank: number; worldSize: number } | undefined;
+  if (rdv && rdv.worldSize > 1) {
+    if (process.env.FREEADV_LAUNCHED && process.channel) {
+      // launched by `freeadv train --nproc`: end with the launcher if it is killed
+      process.on('disconnect', () => {
+        process.stderr.write(`freeadv: rank ${rdv!.rank}: the launcher is gone; stopping\n`);
+        process.exit(1);
+      });
+      process.channel.unref();
+    }
+    if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+    dist.init({ ...rdv, timeoutMs: timeoutS * 1000 });
+    D = { rank: rdv.rank, worldSize: rdv.worldSize };
+    // one GPU per local rank, as torchrun users expect (cuda → cuda:LOCAL_RANK)
+    if (cfg.device === 'cuda') cfg.device = `cuda:${rdv.localRank}`;
+  }
+  const root = !D || D.rank === 0;
+  const quiet = () => undefined;
+  const summary: Summary = await train(cfg, {
+    resume,
+    log: root ? out : quiet,
+    ...(!root && { warn: quiet, progress: new Writable({ write: (_c, _e, cb) => cb() }) }),
+    ...(D && { dist: D }),
+  });
+  if (D) {
+    dist.barrier();
+    dist.destroy();
+  }
+  if (!root) return 0;
   if (v.json) out(JSON.stringify(summary, null, 2));
   else {
     out('');

@@ -21,7 +21,7 @@ export {
   IMAGE_EXTENSIONS, type LazyImageDataset, type ImageFolderOptions, type ImageFolderScan, type CropBox, type Skipped,
 } from './imagefolder.js';
 export { Loader, activeWorkers, type LoaderOptions, type LoaderStats, type LoaderDataset, type EpochOptions } from './loader.js';
-export { numBatches, epochOrder, sampleRng, type Batch, type LastBatch } from './producer.js';
+export { numBatches, epochOrder, epochLength, shardOf, sampleRng, type Batch, type LastBatch, type Shard } from './producer.js';
 export { padCropFlipParams, padCropFlipToFloat, toFloat, type PadCropFlip } from './augment.js';
 export { Rng, hashSeed, permutation, batchRng } from './prng.js';
 export { Progress, formatDuration, type ProgressOptions, type ProgressStream } from './progress.js';

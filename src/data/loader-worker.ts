@@ -20,7 +20,7 @@ port.on('message', (m: { type: string }) => {
 
 async function run(): Promise<void> {
   const order = epochOrder(source.n, cfg, epoch);
-  const total = numBatches(source.n, cfg.batchSize, cfg.lastBatch);
+  const total = numBatches(order.length, cfg.batchSize, cfg.lastBatch);
   for (let b = startBatch; b < total; b++) {
     while (credits <= 0) await new Promise<void>((r) => (wake = r));
     wake = undefined;

@@ -4,9 +4,9 @@
 import { Worker } from 'node:worker_threads';
 import { DataError } from './errors.js';
 import type { LazyImageDataset } from './imagefolder.js';
-import { defaultConfig, epochOrder, makeBatch, numBatches, type Batch, type LastBatch, type LoaderConfig, type MemorySource, type Source } from './producer.js';
+import { defaultConfig, epochLength, epochOrder, makeBatch, numBatches, type Batch, type LastBatch, type LoaderConfig, type MemorySource, type Shard, type Source } from './producer.js';
 
-export type { Batch, LastBatch } from './producer.js';
+export type { Batch, LastBatch, Shard } from './producer.js';
 
 /** An in-memory uint8 dataset (what loadDataset returns for IDX/CIFAR) or a lazy ImageFolder. */
 export type LoaderDataset =
@@ -30,6 +30,8 @@ export interface LoaderOptions {
   worker?: boolean;
   /** Image decodes in flight at once for lazy data. */
   decodeConcurrency?: number;
+  /** Only this process's shard of each epoch (DistributedSampler semantics; see Shard). */
+  shard?: Shard;
 }
 
 export interface LoaderStats {
@@ -84,6 +86,7 @@ export class Loader {
       ...(opts.pad !== undefined && { pad: opts.pad }),
       ...(opts.flip !== undefined && { flip: opts.flip }),
       ...(opts.decodeConcurrency !== undefined && { decodeConcurrency: opts.decodeConcurrency }),
+      ...(opts.shard !== undefined && { shard: opts.shard }),
     });
     if (this.config.lastBatch !== 'keep' && this.config.lastBatch !== 'drop') throw new RangeError(`lastBatch must be 'keep' or 'drop', got '${String(this.config.lastBatch)}'`);
     this.prefetch = Math.max(1, Math.floor(opts.prefetch ?? 2));
@@ -105,12 +108,12 @@ export class Loader {
   }
 
   get length(): number {
-    return numBatches(this.source.n, this.config.batchSize, this.config.lastBatch);
+    return numBatches(epochLength(this.source.n, this.config), this.config.batchSize, this.config.lastBatch);
   }
 
   /** Images per epoch (after the last-batch policy). */
   get samplesPerEpoch(): number {
-    return this.config.lastBatch === 'drop' ? this.length * this.config.batchSize : this.source.n;
+    return this.config.lastBatch === 'drop' ? this.length * this.config.batchSize : epochLength(this.source.n, this.config);
   }
 
   /** The sample order of an epoch (for tests and resumption checks). */

@@ -36,6 +36,21 @@ export interface LoaderConfig {
   flip: boolean;
   /** Decodes in flight per batch for lazy data. */
   decodeConcurrency: number;
+  /** This process's shard of every epoch (data-parallel training); absent: the whole epoch. */
+  shard?: Shard;
+}
+
+/**
+ * DistributedSampler semantics: the epoch's order (first `limit` positions if given) is padded by wrapping
+ * around to a multiple of `count` when `pad` is set, and shard `rank` takes positions rank, rank+count, ...
+ * With pad, every shard has the same length, and the union of the shards' k-th batches of size B/count is
+ * the unsharded k-th batch of size B.
+ */
+export interface Shard {
+  rank: number;
+  count: number;
+  pad: boolean;
+  limit?: number;
 }
 
 export interface Batch {
@@ -56,11 +71,32 @@ export function numBatches(n: number, batchSize: number, lastBatch: LastBatch): 
   return lastBatch === 'drop' ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 }
 
-export function epochOrder(n: number, cfg: Pick<LoaderConfig, 'shuffle' | 'seed'>, epoch: number): Int32Array {
-  if (cfg.shuffle) return permutation(n, cfg.seed, epoch);
-  const p = new Int32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  return p;
+export function epochOrder(n: number, cfg: Pick<LoaderConfig, 'shuffle' | 'seed'> & { shard?: Shard }, epoch: number): Int32Array {
+  let p: Int32Array;
+  if (cfg.shuffle) p = permutation(n, cfg.seed, epoch);
+  else {
+    p = new Int32Array(n);
+    for (let i = 0; i < n; i++) p[i] = i;
+  }
+  return cfg.shard ? shardOf(p, cfg.shard) : p;
+}
+
+/** Shard `s` of an epoch order (see Shard). */
+export function shardOf(order: Int32Array, s: Shard): Int32Array {
+  if (!(Number.isInteger(s.count) && s.count >= 1 && Number.isInteger(s.rank) && s.rank >= 0 && s.rank < s.count)) throw new RangeError(`shard ${s.rank} of ${s.count} is not valid`);
+  const m = Math.min(order.length, s.limit ?? order.length);
+  const len = s.pad ? Math.ceil(m / s.count) : Math.max(0, Math.ceil((m - s.rank) / s.count));
+  const out = new Int32Array(len);
+  for (let i = 0; i < len; i++) out[i] = order[(i * s.count + s.rank) % Math.max(1, m)]!;
+  return out;
+}
+
+/** Samples per epoch for this config (its shard's length when sharded). */
+export function epochLength(n: number, cfg: { shard?: Shard }): number {
+  const s = cfg.shard;
+  if (!s) return n;
+  const m = Math.min(n, s.limit ?? n);
+  return s.pad ? Math.ceil(m / s.count) : Math.max(0, Math.ceil((m - s.rank) / s.count));
 }
 
 /** The augmentation stream of one sample in one epoch: independent of batch size, order and resumption. */

@@ -8,3 +8,4 @@ export * as autograd from './autograd.js';
 export { noGrad, inferenceMode, withGradEnabled, isGradEnabled } from './autograd.js';
 export * as ops from './ops.js';
 export { def, defInplace } from './call.js';
+export * as dist from './dist.js';

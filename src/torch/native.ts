@@ -65,6 +65,15 @@ export interface Native {
   setCacheLimit(bytes: number): void;
   resetPeakMemory(): void;
   version(): { torch: string; parallel: string; config: string };
+  /** Whether the addon was built with c10d's Gloo process group. */
+  distAvailable(): boolean;
+  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string): void;
+  distInfo?(): { rank: number; worldSize: number; backend: string; timeoutMs: number } | undefined;
+  distAllReduce?(tensors: Handle[], op: number): void;
+  distBroadcast?(tensors: Handle[], root: number): void;
+  distAllGather?(tensor: Handle[]): Handle[];
+  distBarrier?(): void;
+  distDestroy?(): void;
 }
 
 function findAddon(): string {

@@ -3,7 +3,8 @@
 // per-minibatch step (method.ts).
 import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, statSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Tensor, manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, scope, keep, noGrad, fromTypedArray, cuda } from '../torch/index.js';
+import { Writable } from 'node:stream';
+import { Tensor, manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, scope, keep, noGrad, fromTypedArray, cuda, dist } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { createModel, checkModel } from '../models/index.js';
 import { SGD, makeSchedule, type Schedule } from '../optim/index.js';
@@ -18,6 +19,7 @@ import { natural } from './natural.js';
 import { free } from './free.js';
 import { pgd } from './pgd.js';
 import { fgsm } from './fgsm.js';
+import { isRoot, broadcastModule, gatherRows, localRows, any, reduceEval, type DistOptions } from './distributed.js';
 
 export const methods: Record<string, Method> = { natural, free, pgd, fgsm };
 
@@ -40,6 +42,8 @@ export interface Summary {
   warnings: string[];
   stopped_early?: string;
   run_dir: string;
+  /** Data-parallel runs: processes, and the gradient all-reduce cost per SGD step on rank 0. */
+  distributed?: { world_size: number; allreduce_bytes_per_step: number; allreduce_ms_per_step: number };
 }
 
 export class TrainingError extends Error {
@@ -70,6 +74,11 @@ export interface TrainOptions {
   handleSignals?: boolean;
   /** Skip the final evaluation. */
   noEval?: boolean;
+  /**
+   * Data-parallel training: this process's rank in the process group it has joined (src/torch/dist.ts).
+   * cfg.batchSize stays the global batch; each rank trains on batchSize / worldSize of its shard.
+   */
+  dist?: DistOptions;
 }
 
 /** Known input shapes, so that a model that does not fit the data is refused before data is loaded. */
@@ -105,17 +114,24 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   const warn = opts.warn ?? ((s: string) => process.stderr.write(`warning: ${s}\n`));
   const cfg = { ...cfgIn };
   precheck(cfg);
+  const D = opts.dist && opts.dist.worldSize > 1 ? opts.dist : undefined;
+  const root = isRoot(D);
+  const N = D?.worldSize ?? 1;
+  if (cfg.batchSize % N !== 0) throw new ConfigError('batch-size', `the global batch ${cfg.batchSize} is not divisible by the ${N} processes (each takes batch-size / ${N})`);
+  if (D && cfg.skipBad) throw new ConfigError('skip-bad', 'is not supported with several processes (ranks would train on batches of different sizes)');
   const runDir = resolve(cfg.out);
-  mkdirSync(runDir, { recursive: true });
-  try {
+  const latestPath = join(runDir, RUN_FILES.latest);
+  if (!root) {
+    if (opts.resume && !existsSync(latestPath)) throw new ConfigError('resume', `rank ${D!.rank} cannot read ${latestPath}: resuming with several machines needs the run folder on a file system every rank sees`);
+  } else mkdirSync(runDir, { recursive: true });
+  if (root) try {
     const probe = join(runDir, '.write-test');
     writeFileSync(probe, '');
     unlinkSync(probe);
   } catch (e) {
     throw new ConfigError('out', `run folder ${runDir} is not writable (${(e as Error).message})`);
   }
-  const latestPath = join(runDir, RUN_FILES.latest);
-  if (!opts.resume) {
+  if (!opts.resume && root) {
     if (existsSync(latestPath)) throw new ConfigError('out', `${runDir} already holds a run; use --resume ${cfg.out} or another --out`);
     writeJsonAtomic(join(runDir, 'config.json'), cfg);
   }
@@ -125,13 +141,16 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   const method = methods[cfg.method]!;
   const trainData = await loadData(cfg, 'train');
   const model = buildModel(cfg, trainData);
-  const loader = new Loader(trainData, { batchSize: cfg.batchSize, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3 });
-  const batchesPerPass = numBatches(trainData.n, cfg.batchSize, 'keep');
+  if (D) broadcastModule(model);
+  const shard = D ? { rank: D.rank, count: N, pad: true } : undefined;
+  const loader = new Loader(trainData, { batchSize: cfg.batchSize / N, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3, ...(shard && { shard }) });
+  const batchesPerPass = D ? loader.length : numBatches(trainData.n, cfg.batchSize, 'keep');
   const passes = method.passes(cfg);
   const planned = passes * batchesPerPass * method.stepsPerBatch(cfg);
   const totalSteps = Math.min(planned, cfg.maxSteps ?? Infinity);
   const schedule: Schedule = makeSchedule({ name: cfg.lrSchedule, lr: cfg.lr, totalSteps });
   const opt = new SGD(model.parameters(), { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov });
+  const averager = D ? new dist.GradAverager(model.parameters(), N) : undefined;
   const methodState = new Map<string, Tensor>();
   const st: LoopState = { step: 0, pass: 0, batch: 0, trainSeconds: 0, images: 0, bestGuard: -1 };
 
@@ -140,12 +159,13 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   const ctx: TrainContext = {
     model,
     cfg,
-    batchShape: [cfg.batchSize, trainData.c, trainData.h, trainData.w],
+    batchShape: [cfg.batchSize / N, trainData.c, trainData.h, trainData.w],
     state: methodState,
     sgdStep(loss: Tensor) {
       opt.lr = schedule(st.step);
       opt.zeroGrad();
       loss.backward();
+      averager?.average();
       opt.step();
       st.step++;
     },
@@ -156,12 +176,16 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
       lossSum += l * n;
       correctSum += noGrad(() => logits.argmax(1).eq(y).sum().item());
       seen += n;
-      st.images += n;
+      st.images += n * N;
       if (st.step % cfg.logEvery === 0) flushMetrics();
     },
   };
   const flushMetrics = () => {
-    if (!seen) return;
+    if (D) [lossSum, correctSum, seen] = dist.allReduceNumbers([lossSum, correctSum, seen]);
+    if (!seen || !root) {
+      lossSum = correctSum = seen = 0;
+      return;
+    }
     const now = performance.now();
     const line = {
       step: st.step,
@@ -178,15 +202,18 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   };
   method.init?.(ctx);
 
+  // With several processes, per-position method state (δ) is gathered into the single-process layout first.
   const checkpoint = (path: string) =>
-    scope(() =>
+    scope(() => {
+      const tensors = D ? Object.fromEntries([...methodState].map(([k, t]) => [k, gatherRows(t, D)])) : Object.fromEntries(methodState);
+      if (!root) return;
       saveCheckpoint(path, {
         model: model.stateDict(),
         optimizer: opt.stateDict(),
-        tensors: { ...Object.fromEntries(methodState), 'rng.cpu': getRngState() },
+        tensors: { ...tensors, 'rng.cpu': getRngState() },
         state: { ...st, format: 1 },
-      }),
-    );
+      });
+    });
 
   if (opts.resume) {
     if (!existsSync(latestPath)) throw new ConfigError('resume', `${runDir} has no checkpoint (${RUN_FILES.latest}) to resume from`);
@@ -197,19 +224,21 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
       for (const [k, t] of methodState) {
         const s = ck.tensors[k];
         if (!s) throw new TrainingError(`${latestPath}: checkpoint lacks '${k}'`);
-        noGrad(() => t.copy_(s));
+        // checkpoints hold the global layout; a rank takes its rows (any number of processes can resume)
+        noGrad(() => scope(() => t.copy_(D && s.ndim > 0 && s.size(0) === cfg.batchSize ? localRows(s, D) : s)));
       }
       if (ck.tensors['rng.cpu']) setRngState(ck.tensors['rng.cpu']);
       Object.assign(st, ck.state as Partial<LoopState>);
     } finally {
       for (const group of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(group)) t.dispose();
     }
-    forgetAfter(runDir, st.step);
+    if (root) forgetAfter(runDir, st.step);
     log(`resuming ${runDir} at SGD step ${st.step} (pass ${st.pass + 1}/${passes}, batch ${st.batch}/${batchesPerPass})`);
   }
 
   // Held-out guard: a fixed batch of training images, attacked after every pass (catastrophic-overfitting check).
-  const guard = await guardBatch(trainData, cfg);
+  // (several processes: each rank attacks its block of the batch and the counts are summed)
+  const guard = await guardBatch(trainData, cfg, D);
   let interrupted: string | undefined;
   const onSignal = (sig: string) => {
     if (interrupted) process.exit(130); // second Ctrl-C: give up immediately
@@ -224,7 +253,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     process.on('SIGTERM', sigterm);
   }
 
-  log(`freeadv train: ${cfg.method}${cfg.method === 'free' ? `-${cfg.replays}` : ''} on ${cfg.dataset} (${trainData.n} images), model ${cfg.model}, ε=${fmtEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads, run folder ${runDir}`);
+  log(`freeadv train: ${cfg.method}${cfg.method === 'free' ? `-${cfg.replays}` : ''} on ${cfg.dataset} (${trainData.n} images), model ${cfg.model}, ε=${fmtEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads${D ? ` × ${N} processes (batch ${cfg.batchSize / N} each)` : ''}, run folder ${runDir}`);
   const progress = new Progress({ total: totalSteps, label: 'train', stream: opts.progress ?? process.stderr, extra: () => `lr ${opt.lr.toExponential(2)}` });
   progress.tick(0, st.step);
   const done = () => st.step >= totalSteps;
@@ -245,15 +274,23 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
         });
         st.trainSeconds += (performance.now() - tb) / 1000;
         st.batch = b.batch + 1;
-        progress.tick(b.shape[0] * (st.step - before), st.step - before);
-        if (interrupted) break outer;
+        progress.tick(b.shape[0] * N * (st.step - before), st.step - before);
+        // every rank must stop at the same step: a signal seen by any rank stops all
+        if (D ? any(interrupted !== undefined) : interrupted) {
+          interrupted ??= 'SIGTERM';
+          break outer;
+        }
         if (done()) break;
         if (cfg.checkpointEvery > 0 && Math.floor(st.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) checkpoint(latestPath);
       }
       // end of a pass: held-out guard, best and latest checkpoints
       flushMetrics();
-      const g = guardAccuracy(model, guard, cfg);
-      appendLine(join(runDir, RUN_FILES.metrics), JSON.stringify({ step: st.step, epoch: st.pass, guard_robust_accuracy: g, pass_seconds: (performance.now() - t0) / 1000 }));
+      let g = guardAccuracy(model, guard, cfg);
+      if (D) {
+        const [c, n] = dist.allReduceNumbers([Math.round(g * guard.y.size(0)), guard.y.size(0)]);
+        g = c! / n!;
+      }
+      if (root) appendLine(join(runDir, RUN_FILES.metrics), JSON.stringify({ step: st.step, epoch: st.pass, guard_robust_accuracy: g, pass_seconds: (performance.now() - t0) / 1000 }));
       st.pass++;
       st.batch = 0;
       if (g >= st.bestGuard) {
@@ -263,7 +300,8 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
         // catastrophic overfitting (Wong et al.): robust accuracy collapsed; restore the best weights and stop
         st.stoppedEarly = `catastrophic overfitting: held-out PGD accuracy fell from ${pct(st.bestGuard)} to ${pct(g)} in pass ${st.pass}; restored the best weights`;
         warn(st.stoppedEarly);
-        restoreWeights(model, join(runDir, RUN_FILES.best));
+        if (root) restoreWeights(model, join(runDir, RUN_FILES.best));
+        if (D) broadcastModule(model);
         checkpoint(latestPath);
         break;
       }
@@ -297,7 +335,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   let ev: EvalResult | undefined;
   if (!opts.noEval) {
     const testData = await loadData(cfg, 'test');
-    ev = await evaluateOn(model, testData, cfg, cfg.evalAttacks);
+    ev = await evaluateOn(model, testData, cfg, cfg.evalAttacks, root ? process.stderr : nullStream(), D);
   }
   const summary: Summary = {
     method: cfg.method,
@@ -321,8 +359,11 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     ],
     ...(st.stoppedEarly ? { stopped_early: st.stoppedEarly } : {}),
     run_dir: runDir,
+    ...(averager && {
+      distributed: { world_size: N, allreduce_bytes_per_step: averager.bytesPerStep, allreduce_ms_per_step: (averager.seconds * 1000) / Math.max(1, averager.calls) },
+    }),
   };
-  writeJsonAtomic(join(runDir, RUN_FILES.summary), summary);
+  if (root) writeJsonAtomic(join(runDir, RUN_FILES.summary), summary);
   opt.dispose();
   for (const t of methodState.values()) t.dispose();
   model.dispose();
@@ -365,10 +406,19 @@ function restoreWeights(model: Module, path: string): void {
 }
 
 /** The first (up to) 512 training images in file order, without augmentation (eval transform for image folders). */
-async function guardBatch(d: Dataset, cfg: TrainConfig): Promise<{ x: Tensor; y: Tensor }> {
+async function guardBatch(d: Dataset, cfg: TrainConfig, dd?: DistOptions): Promise<{ x: Tensor; y: Tensor }> {
   const loader = new Loader(d, { batchSize: Math.min(512, d.n), shuffle: false, augment: false, worker: false });
   try {
-    for await (const b of loader.epoch(0)) return keep(toTensors(b, cfg.device));
+    for await (const b of loader.epoch(0)) {
+      const t = toTensors(b, cfg.device);
+      if (!dd) return keep(t);
+      const n = b.shape[0];
+      const lo = Math.floor((dd.rank * n) / dd.worldSize), hi = Math.floor(((dd.rank + 1) * n) / dd.worldSize);
+      const part = scope(() => ({ x: t.x.narrow(0, lo, hi - lo).contiguous(), y: t.y.narrow(0, lo, hi - lo).contiguous() }));
+      t.x.dispose();
+      t.y.dispose();
+      return keep(part);
+    }
     throw new DataError('the training set yielded no images');
   } finally {
     await loader.close();
@@ -376,7 +426,7 @@ async function guardBatch(d: Dataset, cfg: TrainConfig): Promise<{ x: Tensor; y:
 }
 
 function guardAccuracy(model: Module, g: { x: Tensor; y: Tensor }, cfg: TrainConfig): number {
-  if (cfg.eps === 0) return 0;
+  if (cfg.eps === 0 || g.y.size(0) === 0) return 0;
   return scope(() => {
     const atk = new PGD(model, { eps: cfg.eps, steps: 10 });
     const adv = atk.run(g.x, g.y);
@@ -389,10 +439,14 @@ function guardAccuracy(model: Module, g: { x: Tensor; y: Tensor }, cfg: TrainCon
 }
 
 /** Evaluates on a test set (first evalLimit examples) with the given attacks, printing a progress bar. */
-export async function evaluateOn(model: Module, data: Dataset, cfg: Pick<TrainConfig, 'eps' | 'evalLimit' | 'evalBatchSize' | 'evalRestarts' | 'device' | 'seed'>, attacks: string[], progressStream: NodeJS.WritableStream = process.stderr): Promise<EvalResult> {
-  const limit = Math.min(cfg.evalLimit ?? data.n, data.n);
-  manualSeed(cfg.seed + 12345);
-  const loader = new Loader(data, { batchSize: cfg.evalBatchSize, shuffle: false, augment: false, worker: false });
+export async function evaluateOn(model: Module, data: Dataset, cfg: Pick<TrainConfig, 'eps' | 'evalLimit' | 'evalBatchSize' | 'evalRestarts' | 'device' | 'seed'>, attacks: string[], progressStream: NodeJS.WritableStream = process.stderr, d?: DistOptions): Promise<EvalResult> {
+  const D = d && d.worldSize > 1 ? d : undefined;
+  const all = Math.min(cfg.evalLimit ?? data.n, data.n);
+  // several processes: rank r evaluates examples r, r+N, ... (no padding, so each is counted once); counts are summed
+  const shard = D ? { rank: D.rank, count: D.worldSize, pad: false, limit: all } : undefined;
+  const limit = D ? Math.max(0, Math.ceil((all - D.rank) / D.worldSize)) : all;
+  manualSeed(cfg.seed + 12345 + (D?.rank ?? 0));
+  const loader = new Loader(data, { batchSize: cfg.evalBatchSize, shuffle: false, augment: false, worker: false, ...(shard && { shard }) });
   const progress = new Progress({ total: Math.ceil(limit / cfg.evalBatchSize), label: 'eval', stream: progressStream as never });
   async function* batches(): AsyncGenerator<Batch> {
     let seen = 0;
@@ -413,7 +467,8 @@ export async function evaluateOn(model: Module, data: Dataset, cfg: Pick<TrainCo
     }
   }
   try {
-    const r = await evaluate(model, batches(), { eps: cfg.eps, attacks, restarts: cfg.evalRestarts });
+    let r = await evaluate(model, batches(), { eps: cfg.eps, attacks, restarts: cfg.evalRestarts });
+    if (D) r = reduceEval(r);
     const skipped = loader.stats().skipped;
     if (skipped) r.warnings.push(`${skipped} undecodable test image(s) were left out (--skip-bad)`);
     return r;
@@ -438,4 +493,9 @@ export function readRunConfig(dir: string): TrainConfig {
   } catch (e) {
     throw new ConfigError('resume', `${p}: ${(e as Error).message}`);
   }
+}
+
+/** A writable that discards everything (progress of ranks other than 0). */
+function nullStream(): NodeJS.WritableStream {
+  return new Writable({ write: (_c, _e, cb) => cb() });
 }

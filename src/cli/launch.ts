@@ -1,0 +1,128 @@
+// `freeadv train --nproc N`: starts N training processes on this machine under torchrun's launch contract
+// (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). With --nnodes/--node-rank it is
+// one node of a multi-machine job, like `torchrun --nnodes M --node-rank k --nproc-per-node N`.
+// The launcher forwards SIGINT/SIGTERM to its ranks; when a rank fails it stops the others and exits non-zero,
+// naming the rank.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'freeadv.js');
+
+export interface LaunchOptions {
+  nproc: number;
+  nnodes: number;
+  nodeRank: number;
+  masterAddr: string;
+  /** undefined: a free port on this machine (single node only). */
+  masterPort?: number;
+  /** Threads per rank. */
+  threads: number;
+  /** Seconds a killed rank is given to exit after SIGTERM before SIGKILL. */
+  graceSeconds?: number;
+}
+
+/** A free TCP port on the loopback interface. */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? res(a.port) : rej(new Error('no port'))));
+    });
+  });
+}
+
+/** Runs `freeadv train <args>` as nproc ranks; resolves with the exit code for the launcher. */
+export async function launch(args: string[], o: LaunchOptions, out: (s: string) => void, err: (s: string) => void): Promise<number> {
+  const port = o.masterPort ?? (await freePort());
+  const world = o.nproc * o.nnodes;
+  const children: ChildProcess[] = [];
+  const codes: (number | undefined)[] = [];
+  let signalled: NodeJS.Signals | undefined;
+  let failure: { rank: number; what: string; code: number } | undefined;
+  let killTimer: NodeJS.Timeout | undefined;
+
+  const stopOthers = () => {
+    children.forEach((c, i) => {
+      if (codes[i] === undefined) c.kill('SIGTERM');
+    });
+    killTimer ??= setTimeout(() => {
+      children.forEach((c, i) => {
+        if (codes[i] === undefined) c.kill('SIGKILL');
+      });
+    }, (o.graceSeconds ?? 5) * 1000);
+  };
+  const onSignal = (sig: NodeJS.Signals) => {
+    signalled = sig;
+    children.forEach((c, i) => {
+      if (codes[i] === undefined) c.kill(sig);
+    });
+  };
+  const sigint = () => onSignal('SIGINT');
+  const sigterm = () => onSignal('SIGTERM');
+  process.on('SIGINT', sigint);
+  process.on('SIGTERM', sigterm);
+
+  const exits: Promise<void>[] = [];
+  for (let local = 0; local < o.nproc; local++) {
+    const rank = o.nodeRank * o.nproc + local;
+    const env = {
+      ...process.env,
+      RANK: String(rank),
+      LOCAL_RANK: String(local),
+      WORLD_SIZE: String(world),
+      LOCAL_WORLD_SIZE: String(o.nproc),
+      MASTER_ADDR: o.masterAddr,
+      MASTER_PORT: String(port),
+      OMP_NUM_THREADS: String(o.threads),
+      FREEADV_LAUNCHED: '1',
+    };
+    // Own process group: a terminal's Ctrl-C reaches only the launcher, which forwards it once. The IPC
+    // channel lets a rank notice that its launcher is gone.
+    const c = spawn(process.execPath, [BIN, 'train', ...args], { env, stdio: ['ignore', 'pipe', 'inherit', 'ipc'], detached: true });
+    children.push(c);
+    codes.push(undefined);
+    err(`freeadv: started rank ${rank} of ${world} (pid ${c.pid}, ${o.threads} thread(s))`);
+    createInterface({ input: c.stdout! }).on('line', (l) => out(rank === 0 ? l : `[rank ${rank}] ${l}`));
+    exits.push(
+      new Promise<void>((res) => {
+        // 'close', not 'exit': the rank's stdout has been read to its end
+        c.on('close', (code, sig) => {
+          codes[local] = code ?? (sig ? 128 : 1);
+          if (code !== 0 && !failure && !(signalled && (code === 130 || sig === signalled))) {
+            failure = { rank, what: sig ? `was killed by ${sig}` : `exited with code ${code}`, code: code && code !== 130 ? code : 1 };
+            err(`freeadv: error: rank ${rank} ${failure.what}; stopping the other ranks`);
+            stopOthers();
+          }
+          res();
+        });
+        c.on('error', (e) => {
+          if (!failure) failure = { rank, what: `could not start (${e.message})`, code: 1 };
+          stopOthers();
+          res();
+        });
+      }),
+    );
+  }
+  try {
+    await Promise.all(exits);
+  } finally {
+    if (killTimer) clearTimeout(killTimer);
+    process.off('SIGINT', sigint);
+    process.off('SIGTERM', sigterm);
+  }
+  if (failure) {
+    err(`freeadv: error: distributed training failed: rank ${failure.rank} ${failure.what}`);
+    return failure.code;
+  }
+  if (codes.every((c) => c === 0)) return 0;
+  if (signalled && codes.every((c) => c === 130 || c === 0)) return 130;
+  const bad = codes.findIndex((c) => c !== 0);
+  err(`freeadv: error: rank ${o.nodeRank * o.nproc + bad} exited with code ${codes[bad]}`);
+  return codes[bad] || 1;
+}

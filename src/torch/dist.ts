@@ -1,0 +1,199 @@
+// Process groups over libtorch's c10d: TCPStore rendezvous and ProcessGroupGloo (CPU tensors), the engine
+// PyTorch's torch.distributed uses. One group per process. Collectives block the calling (main) thread until
+// every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError.
+//
+// The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK.
+import { native, type Handle } from './native.js';
+import { Tensor } from './tensor.js';
+import { TorchError } from './errors.js';
+import { cat, fromTypedArray } from './factory.js';
+import { noGrad } from './autograd.js';
+import { scope } from './scope.js';
+
+/** A collective failed: a peer died, hung past the timeout, or could not be reached. */
+export class DistError extends TorchError {
+  override name = 'DistError';
+}
+
+export interface Rendezvous {
+  masterAddr: string;
+  masterPort: number;
+  rank: number;
+  worldSize: number;
+  localRank: number;
+}
+
+export interface InitOptions extends Rendezvous {
+  /** Timeout of the rendezvous and of every collective, in milliseconds. */
+  timeoutMs: number;
+  /** Network interface for Gloo (default: $GLOO_SOCKET_IFNAME, else loopback for a loopback master, else the host name's address). */
+  ifname?: string;
+}
+
+export interface GroupInfo {
+  rank: number;
+  worldSize: number;
+  backend: string;
+  timeoutMs: number;
+}
+
+/** Whether this build of the addon has c10d process groups (Gloo). */
+export function available(): boolean {
+  return native.distAvailable();
+}
+
+function need<K extends keyof typeof native>(k: K): NonNullable<(typeof native)[K]> {
+  const f = native[k];
+  if (!f) throw new DistError('the native addon was built without c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+  return f as NonNullable<(typeof native)[K]>;
+}
+
+function wrapErr<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof Error && (e.name === 'TorchError' || e instanceof TorchError)) throw new DistError(`${what}: ${e.message}`);
+    throw e;
+  }
+}
+
+/**
+ * Reads torchrun's environment variables. Returns undefined when WORLD_SIZE and RANK are both unset (a plain
+ * single process). Throws a RangeError naming the variable when one is malformed.
+ */
+export function rendezvousFromEnv(env: NodeJS.ProcessEnv = process.env): Rendezvous | undefined {
+  if (env.WORLD_SIZE === undefined && env.RANK === undefined) return undefined;
+  const int = (name: string, dflt?: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') {
+      if (dflt !== undefined) return dflt;
+      throw new RangeError(`environment variable ${name} is required when RANK or WORLD_SIZE is set (torchrun contract)`);
+    }
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new RangeError(`environment variable ${name} must be a non-negative integer, got '${v}'`);
+    return n;
+  };
+  const worldSize = int('WORLD_SIZE');
+  const rank = int('RANK');
+  if (worldSize < 1) throw new RangeError(`environment variable WORLD_SIZE must be >= 1, got ${worldSize}`);
+  if (rank >= worldSize) throw new RangeError(`environment variable RANK=${rank} is not below WORLD_SIZE=${worldSize}`);
+  const masterPort = int('MASTER_PORT', worldSize === 1 ? 29500 : undefined);
+  if (masterPort < 1 || masterPort > 65535) throw new RangeError(`environment variable MASTER_PORT must be in [1, 65535], got ${masterPort}`);
+  return { masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort, rank, worldSize, localRank: int('LOCAL_RANK', rank) };
+}
+
+/** Joins the process group (blocks until all WORLD_SIZE ranks have joined, or throws DistError after the timeout). */
+export function init(o: InitOptions): GroupInfo {
+  const f = need('distInit');
+  wrapErr(`joining the process group at ${o.masterAddr}:${o.masterPort} as rank ${o.rank} of ${o.worldSize}`, () =>
+    f(o.masterAddr, o.masterPort, o.rank, o.worldSize, Math.max(1, Math.round(o.timeoutMs)), o.ifname ?? process.env.GLOO_SOCKET_IFNAME),
+  );
+  return info()!;
+}
+
+/** The group this process belongs to, or undefined. */
+export function info(): GroupInfo | undefined {
+  return native.distInfo?.();
+}
+
+const handles = (ts: Tensor[]): Handle[] => ts.map((t) => t.handle);
+
+export type ReduceOp = 'sum' | 'max' | 'min';
+const OPS: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
+
+/** In-place all-reduce of each tensor (all issued at once, then waited for). Tensors must be contiguous. */
+export function allReduce(tensors: Tensor[], op: ReduceOp = 'sum'): void {
+  const f = need('distAllReduce');
+  wrapErr('allReduce', () => f(handles(tensors), OPS[op]));
+}
+
+/** In-place broadcast of each tensor from `root`. */
+export function broadcast(tensors: Tensor[], root = 0): void {
+  const f = need('distBroadcast');
+  wrapErr('broadcast', () => f(handles(tensors), root));
+}
+
+/** Every rank's copy of `t`, in rank order. */
+export function allGather(t: Tensor): Tensor[] {
+  const f = need('distAllGather');
+  return wrapErr('allGather', () => f([t.handle])).map((h) => new Tensor(h));
+}
+
+export function barrier(): void {
+  const f = need('distBarrier');
+  wrapErr('barrier', () => f());
+}
+
+/** Leaves the group. Call on every rank (after a barrier) at the end of a successful run. */
+export function destroy(): void {
+  native.distDestroy?.();
+}
+
+/** Sums plain numbers across ranks (as float64). */
+export function allReduceNumbers(values: number[], op: ReduceOp = 'sum'): number[] {
+  return scope(() => {
+    const t = fromTypedArray(Float64Array.from(values), [values.length]);
+    allReduce([t], op);
+    return Array.from(t.toTypedArray() as Float64Array);
+  });
+}
+
+/**
+ * Averages gradients across ranks like PyTorch DDP: grads are packed into flat buckets of about `bucketBytes`
+ * (parameters in reverse order, as DDP does, since their gradients are ready first), the buckets are all-reduced
+ * (all in flight at once), divided by the world size and copied back. Parameters without a gradient take part
+ * with zeros so that every rank issues the same collectives.
+ */
+export class GradAverager {
+  readonly buckets: Tensor[][];
+  readonly bytesPerStep: number;
+  /** Seconds spent in all-reduce (pack, communicate, unpack) since construction. */
+  seconds = 0;
+  calls = 0;
+
+  constructor(readonly params: Tensor[], readonly worldSize: number, bucketBytes = 25 * 2 ** 20) {
+    const buckets: Tensor[][] = [];
+    let cur: Tensor[] = [];
+    let bytes = 0;
+    let total = 0;
+    for (const p of [...params].reverse()) {
+      const b = p.numel * 4;
+      if (cur.length && bytes + b > bucketBytes) {
+        buckets.push(cur);
+        cur = [];
+        bytes = 0;
+      }
+      cur.push(p);
+      bytes += b;
+      total += b;
+    }
+    if (cur.length) buckets.push(cur);
+    this.buckets = buckets;
+    this.bytesPerStep = total;
+  }
+
+  /** After backward(): every parameter's .grad becomes the mean over ranks. */
+  average(): void {
+    if (this.worldSize === 1) return;
+    const t0 = performance.now();
+    scope(() =>
+      noGrad(() => {
+        const flats = this.buckets.map((ps) => cat(ps.map((p) => (p.grad ?? p.detach().mul(0)).detach().reshape(-1))));
+        allReduce(flats, 'sum');
+        this.buckets.forEach((ps, i) => {
+          const flat = flats[i]!.div_(this.worldSize);
+          let off = 0;
+          for (const p of ps) {
+            const n = p.numel;
+            const g = flat.narrow(0, off, n).view(...p.shape);
+            if (p.grad) p.grad.copy_(g);
+            else p.grad = g.clone();
+            off += n;
+          }
+        });
+      }),
+    );
+    this.seconds += (performance.now() - t0) / 1000;
+    this.calls++;
+  }
+}

@@ -1,0 +1,85 @@
+// Data-parallel training helpers for the shared loop (loop.ts): what changes when several processes train one
+// model over c10d (src/torch/dist.ts). Each rank trains on its shard of every epoch with batch B/N; gradients
+// are averaged after every backward pass; weights start identical (broadcast from rank 0); rank 0 alone writes
+// files. Per-sample state of a method (free training's δ, one row per batch position) is kept per rank for the
+// rank's positions and gathered into the single-process layout for checkpoints, so a checkpoint does not depend
+// on the number of processes.
+import { Tensor, dist, noGrad, scope, cat, stack } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import type { EvalResult } from '../eval/index.js';
+
+export interface DistOptions {
+  rank: number;
+  worldSize: number;
+}
+
+export const isRoot = (d: DistOptions | undefined): boolean => !d || d.rank === 0;
+
+/** Copies rank 0's values of `tensors` into every rank's (any dtype and memory layout). */
+export function broadcastTensors(tensors: Tensor[]): void {
+  const byType = new Map<string, Tensor[]>();
+  for (const t of tensors) {
+    const k = `${t.dtype}@${t.device}`;
+    byType.set(k, [...(byType.get(k) ?? []), t]);
+  }
+  scope(() =>
+    noGrad(() => {
+      const groups = [...byType.values()];
+      const flats = groups.map((ts) => cat(ts.map((t) => t.detach().reshape(-1))));
+      dist.broadcast(flats, 0);
+      groups.forEach((ts, i) => {
+        let off = 0;
+        for (const t of ts) {
+          t.copy_(flats[i]!.narrow(0, off, t.numel).view(...t.shape));
+          off += t.numel;
+        }
+      });
+    }),
+  );
+}
+
+/** Rank 0's parameters and buffers everywhere. */
+export function broadcastModule(model: Module): void {
+  broadcastTensors([...model.parameters(), ...model.namedBuffers().map(([, t]) => t)]);
+}
+
+/**
+ * Local per-position state [b, ...] of every rank → the single-process layout [b·N, ...]: rank r's row j is
+ * global batch position j·N + r (DistributedSampler's striding within a batch).
+ */
+export function gatherRows(t: Tensor, d: DistOptions): Tensor {
+  return scope(() => {
+    const parts = dist.allGather(t.contiguous());
+    const s = stack(parts, 1); // [b, N, ...]
+    return s.reshape(t.size(0) * d.worldSize, ...t.shape.slice(1));
+  });
+}
+
+/** The inverse of gatherRows for one rank: rows rank, rank+N, ... of a global [B, ...] tensor. */
+export function localRows(global: Tensor, d: DistOptions): Tensor {
+  return scope(() => {
+    const b = global.size(0) / d.worldSize;
+    return global.reshape(b, d.worldSize, ...global.shape.slice(1)).select(1, d.rank).contiguous();
+  });
+}
+
+/** True on every rank if it is true on any rank. */
+export function any(flag: boolean): boolean {
+  return dist.allReduceNumbers([flag ? 1 : 0], 'max')[0]! > 0;
+}
+
+/** Sums each rank's evaluation counts into the result over the whole evaluated set (identical on all ranks). */
+export function reduceEval(r: EvalResult): EvalResult {
+  const names = Object.keys(r.robust_accuracy);
+  const counts = [r.examples, r.clean_accuracy * r.examples, ...names.map((k) => r.robust_accuracy[k]! * r.examples)];
+  const [n, clean, ...rest] = dist.allReduceNumbers(counts.map(Math.round));
+  const secs = dist.allReduceNumbers([r.seconds], 'max')[0]!;
+  const acc = (c: number) => (n! > 0 ? c / n! : 0);
+  return {
+    ...r,
+    examples: n!,
+    clean_accuracy: acc(clean!),
+    robust_accuracy: Object.fromEntries(names.map((k, i) => [k, acc(rest[i]!)])),
+    seconds: secs,
+  };
+}

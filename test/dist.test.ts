@@ -1,0 +1,273 @@
+// Data-parallel training over c10d (Gloo on loopback, 2 processes): native collectives, 2 ranks × B/2 = 1 × B,
+// free training end to end with --nproc 2, a killed or hung rank ends the job within the timeout, and resuming a
+// 2-process run with 1 process.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from '../src/cli/main.js';
+import { freePort } from '../src/cli/launch.js';
+import { loadCheckpoint } from '../src/io/index.js';
+import { shardOf, permutation } from '../src/data/index.js';
+import { smallFashionMnist } from './helpers/data.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = join(here, '..', '..', 'bin', 'freeadv.js');
+const WORKER = join(here, 'helpers', 'dist-worker.js');
+let data = '';
+let small = '';
+const tmp = mkdtempSync(join(tmpdir(), 'freeadv-dist-'));
+before(async () => {
+  data = await smallFashionMnist(512, 200);
+  small = await smallFashionMnist(256, 50);
+});
+
+const common = () => ['--data-dir', data, '--batch-size', '128', '--seed', '3', '--log-every', '2'];
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '', err = '';
+  const code = await run(args, (s) => (out += s + '\n'), (s) => (err += s + '\n'));
+  return { code, out, err };
+}
+
+interface Proc {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>;
+}
+function start(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>((r) =>
+    child.on('exit', (code, signal) => r({ code, signal, seconds: (performance.now() - t0) / 1000 })),
+  );
+  return { child, out: () => out, err: () => err, exit };
+}
+
+const rankEnv = (rank: number, world: number, port: number) => ({ RANK: String(rank), LOCAL_RANK: String(rank), WORLD_SIZE: String(world), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) });
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function model(dir: string): Record<string, Float32Array> {
+  const ck = loadCheckpoint(join(dir, 'latest.safetensors'));
+  const out = Object.fromEntries(Object.entries(ck.model).map(([k, t]) => [k, t.toTypedArray() as Float32Array]));
+  for (const g of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(g)) t.dispose();
+  return out;
+}
+
+function relDiff(a: Record<string, Float32Array>, b: Record<string, Float32Array>): number {
+  assert.deepEqual(Object.keys(b), Object.keys(a));
+  let worst = 0;
+  for (const k of Object.keys(a)) {
+    const x = a[k]!, y = b[k]!;
+    let d = 0, m = 0;
+    for (let i = 0; i < x.length; i++) {
+      d = Math.max(d, Math.abs(x[i]! - y[i]!));
+      m = Math.max(m, Math.abs(x[i]!));
+    }
+    worst = Math.max(worst, d / Math.max(m, 1e-12));
+  }
+  return worst;
+}
+
+const summary = (dir: string) => JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
+
+test('DistributedSampler shards: disjoint, padded to equal length, batch k of the shards = batch k of one process', () => {
+  const order = permutation(10, 1, 0);
+  const s = [0, 1, 2].map((rank) => shardOf(order, { rank, count: 3, pad: true }));
+  assert.deepEqual(s.map((x) => x.length), [4, 4, 4]);
+  const all = [...s[0]!, ...s[1]!, ...s[2]!];
+  assert.deepEqual(new Set(all), new Set(order)); // all covered; 2 padded duplicates
+  const two = [0, 1].map((rank) => shardOf(order, { rank, count: 2, pad: true }));
+  // global batch of 4 at k=1 is order[4..8): union of each shard's batch of 2 at k=1
+  assert.deepEqual(new Set([...two[0]!.subarray(2, 4), ...two[1]!.subarray(2, 4)]), new Set(order.subarray(4, 8)));
+  // evaluation shards: no padding, each example exactly once
+  const ev = [0, 1].map((rank) => shardOf(order, { rank, count: 2, pad: false, limit: 7 }));
+  assert.deepEqual([...ev[0]!, ...ev[1]!].sort(), [...order.subarray(0, 7)].sort());
+});
+
+test('native c10d collectives across 2 processes; a dead peer becomes a DistError, not a hang', async () => {
+  for (const mode of ['ok', 'die']) {
+    const port = await freePort();
+    const ps = [0, 1].map((r) => start([WORKER, mode], { ...rankEnv(r, 2, port), TIMEOUT_MS: '20000' }));
+    const ex = await Promise.all(ps.map((p) => p.exit));
+    assert.equal(ex[0]!.code, 0, ps[0]!.err());
+    if (mode === 'ok') assert.equal(ex[1]!.code, 0, ps[1]!.err());
+    for (const p of ps) {
+      const r = JSON.parse(p.out().split('\n')[0]!);
+      assert.equal(r.info.worldSize, 2);
+      assert.equal(r.info.backend, 'gloo');
+      assert.deepEqual(r.sum, [3, 30, -1]);
+      assert.deepEqual(r.sum2, [[3, 6], [9, 12]]);
+      assert.deepEqual(r.max, [1, 0]);
+      assert.deepEqual(r.bcast, [7, 8, 9]);
+      assert.deepEqual(r.gather, [[0, 0], [1, 2]]);
+      assert.deepEqual(r.numbers, [2, 2]);
+      assert.deepEqual(r.avg, [[1.5, 1.5, 1.5], [[3, 3], [3, 3]], 2, 28]);
+    }
+    if (mode === 'die') {
+      const e = JSON.parse(ps[0]!.out().trim().split('\n')[1]!);
+      assert.equal(e.error, 'DistError');
+      assert.match(e.message, /allReduce.*(peer|closed|timed out)/i);
+      assert.ok(e.seconds < 20, `failed after ${e.seconds} s`);
+    }
+  }
+});
+
+test('natural training: 2 ranks × batch 64 give the weights of 1 process × batch 128', async () => {
+  const args = [...common(), '--method', 'natural', '--eps', '0', '--epochs', '2', '--lr-schedule', 'constant', '--eval-limit', '50', '--eval-attacks', 'fgsm'];
+  const one = join(tmp, 'nat1'), two = join(tmp, 'nat2');
+  let r = await cli(['train', ...args, '--threads', '2', '--out', one]);
+  assert.equal(r.code, 0, r.err);
+  r = await cli(['train', ...args, '--nproc', '2', '--out', two]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /2 pass\(es\) × 4 batches, 8 SGD steps, 1 threads × 2 processes \(batch 64 each\)/);
+  assert.match(r.out, /run folder: .*nat2\n$/); // rank 0's last line reaches the launcher's output; no other rank prints
+  const d = relDiff(model(one), model(two));
+  assert.ok(d < 1e-5, `relative weight difference ${d}`);
+  // rank 0 alone wrote the run folder: the same files as one process, metric lines over the global batch
+  assert.deepEqual(readdirSync(two).sort(), readdirSync(one).sort());
+  const m1 = readFileSync(join(one, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const m2 = readFileSync(join(two, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(m2.length, m1.length);
+  m1.forEach((l, i) => {
+    if ('loss' in l) assert.ok(Math.abs(l.loss - m2[i].loss) < 1e-4 && l.train_accuracy === m2[i].train_accuracy, `metrics line ${i}`);
+  });
+  const s1 = summary(one), s2 = summary(two);
+  assert.equal(s2.sgd_steps, s1.sgd_steps);
+  assert.equal(s2.eval_examples, 50); // sharded evaluation, counts summed
+  assert.equal(s2.clean_accuracy, s1.clean_accuracy);
+  assert.equal(s2.distributed.world_size, 2);
+  assert.ok(s2.distributed.allreduce_bytes_per_step > 0);
+});
+
+test('two launchers as two machines (--nnodes 2 --node-rank 0/1 --master-addr/--master-port) train one model', async () => {
+  const args = [...common(), '--method', 'natural', '--eps', '0', '--epochs', '2', '--lr-schedule', 'constant', '--eval-limit', '50', '--eval-attacks', 'fgsm'];
+  const port = await freePort();
+  const out = join(tmp, 'nodes');
+  const node = (k: number) => start([BIN, 'train', ...args, '--nnodes', '2', '--node-rank', String(k), '--nproc', '1', '--master-addr', '127.0.0.1', '--master-port', String(port), '--out', out]);
+  const ps = [node(0), node(1)];
+  const ex = await Promise.all(ps.map((p) => p.exit));
+  assert.equal(ex[0]!.code, 0, ps[0]!.err());
+  assert.equal(ex[1]!.code, 0, ps[1]!.err());
+  assert.match(ps[0]!.err(), /started rank 0 of 2/);
+  assert.match(ps[1]!.err(), /started rank 1 of 2/);
+  assert.equal(summary(out).distributed.world_size, 2);
+  const d = relDiff(model(join(tmp, 'nat1')), model(out)); // the 1-process run of the test above
+  assert.ok(d < 1e-5, `relative weight difference ${d}`);
+});
+
+test('free training with --nproc 2 runs end to end; robust accuracy in line with one process; δ saved in the 1-process layout', async () => {
+  // free-4 with a budget of 8 epochs: 2 passes × 4 batches × 4 replays = 32 SGD steps (about 63% clean, 29% PGD-10)
+  const args = [...common(), '--method', 'free', '--replays', '4', '--epochs', '8', '--eval-limit', '200', '--eval-attacks', 'pgd-10'];
+  const one = join(tmp, 'free1'), two = join(tmp, 'free2');
+  let r = await cli(['train', ...args, '--threads', '2', '--out', one]);
+  assert.equal(r.code, 0, r.err);
+  r = await cli(['train', ...args, '--nproc', '2', '--out', two]);
+  assert.equal(r.code, 0, r.err);
+  const s1 = summary(one), s2 = summary(two);
+  assert.equal(s2.sgd_steps, 32);
+  assert.equal(s2.eval_examples, 200);
+  assert.ok(s1.robust_accuracy['pgd-10'] >= 0.15, `the 1-process run learned robustness (${s1.robust_accuracy['pgd-10']})`);
+  assert.ok(Math.abs(s2.robust_accuracy['pgd-10'] - s1.robust_accuracy['pgd-10']) <= 0.05, `robust ${s2.robust_accuracy['pgd-10']} vs ${s1.robust_accuracy['pgd-10']}`);
+  assert.ok(Math.abs(s2.clean_accuracy - s1.clean_accuracy) <= 0.05, `clean ${s2.clean_accuracy} vs ${s1.clean_accuracy}`);
+  const ck = loadCheckpoint(join(two, 'latest.safetensors'));
+  const delta = ck.tensors.delta!;
+  assert.deepEqual(delta.shape, [128, 1, 28, 28]);
+  assert.ok(delta.abs().max().item() <= 0.1 + 1e-7 && delta.abs().max().item() > 0);
+  for (const g of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(g)) t.dispose();
+});
+
+test('bad launcher input is refused naming the option', async () => {
+  const cases: [string[], RegExp][] = [
+    [['--nproc', '3'], /--batch-size: the global batch 128 is not divisible by the 3 processes/],
+    [['--nproc', '0'], /--nproc: expected a whole number in \[1, /],
+    [['--nproc', '2', '--dist-timeout=-1'], /--dist-timeout: must be a number of seconds > 0/],
+    [['--nnodes', '2', '--node-rank', '2'], /--node-rank: must be below --nnodes 2/],
+    [['--nnodes', '2', '--node-rank', '1'], /--master-addr: is required with --nnodes 2/],
+  ];
+  for (const [extra, re] of cases) {
+    const r = await cli(['train', ...common(), '--out', join(tmp, 'bad'), ...extra]);
+    assert.equal(r.code, 2, extra.join(' '));
+    assert.match(r.err, re);
+  }
+  assert.ok(!existsSync(join(tmp, 'bad')));
+});
+
+test('a killed rank makes the job exit non-zero within the timeout, naming the rank; the checkpoint stays valid', async () => {
+  const out = join(tmp, 'killed');
+  const p = start([BIN, 'train', ...common(), '--method', 'natural', '--eps', '0', '--epochs', '40', '--checkpoint-every', '2', '--nproc', '2', '--dist-timeout', '10', '--out', out]);
+  await waitFor(() => /started rank 1 of 2 \(pid \d+/.test(p.err()), 20_000);
+  await waitFor(() => existsSync(join(out, 'latest.safetensors')), 60_000);
+  const pid = Number(/started rank 1 of 2 \(pid (\d+)/.exec(p.err())![1]);
+  const t0 = performance.now();
+  process.kill(pid, 'SIGKILL');
+  const e = await p.exit;
+  const secs = (performance.now() - t0) / 1000;
+  assert.notEqual(e.code, 0);
+  assert.ok(secs < 20, `exited ${secs} s after the kill`);
+  assert.match(p.err(), /rank 1 was killed by SIGKILL/);
+  const ck = loadCheckpoint(join(out, 'latest.safetensors'));
+  for (const t of Object.values(ck.model)) assert.ok(t.isfinite().all().item());
+  for (const g of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(g)) t.dispose();
+});
+
+test('ranks started directly (torchrun contract): a hung peer stops rank 0 with a clear error after --dist-timeout', async () => {
+  const port = await freePort();
+  const out = join(tmp, 'hung');
+  const args = [BIN, 'train', ...common(), '--method', 'natural', '--eps', '0', '--epochs', '40', '--threads', '1', '--dist-timeout', '4', '--out', out];
+  const ps = [0, 1].map((r) => start(args, rankEnv(r, 2, port)));
+  try {
+    await waitFor(() => existsSync(join(out, 'metrics.jsonl')), 60_000);
+    const t0 = performance.now();
+    ps[1]!.child.kill('SIGSTOP');
+    const e = await ps[0]!.exit;
+    const secs = (performance.now() - t0) / 1000;
+    assert.equal(e.code, 1, ps[0]!.err());
+    assert.ok(secs < 15, `rank 0 stopped ${secs} s after its peer hung`);
+    assert.match(ps[0]!.err(), /freeadv: error: .*(timed out|Timed out)/);
+  } finally {
+    ps[1]!.child.kill('SIGKILL');
+    await ps[1]!.exit;
+  }
+});
+
+test('resume with another number of processes: free training stopped at 2 → resumed with 1, and 1 → 2, both end like an uninterrupted 1-process run (δ included)', async () => {
+  // 256 images: 2 batches per pass, 4 passes of 2 replays = 16 SGD steps; a checkpoint every 2 steps
+  const args = [...common(), '--data-dir', small, '--method', 'free', '--replays', '2', '--epochs', '8', '--lr', '0.02', '--eval-limit', '50', '--eval-attacks', 'fgsm', '--checkpoint-every', '2'];
+  const full = join(tmp, 'free-full');
+  assert.equal((await cli(['train', ...args, '--threads', '2', '--out', full])).code, 0);
+  for (const [from, to] of [[2, 1], [1, 2]] as const) {
+    const part = join(tmp, `free-resume-${from}-${to}`);
+    const p = start([BIN, 'train', ...args, ...(from > 1 ? ['--nproc', String(from), '--dist-timeout', '30'] : ['--threads', '2']), '--out', part]);
+    await waitFor(() => existsSync(join(part, 'latest.safetensors')), 60_000);
+    p.child.kill('SIGTERM');
+    const e = await p.exit;
+    assert.equal(e.code, 130, p.err());
+    assert.match(p.err(), /Resume with: freeadv train --resume/);
+    const stopped = loadCheckpoint(join(part, 'latest.safetensors'));
+    const step = (stopped.state as { step: number }).step;
+    assert.deepEqual(stopped.tensors.delta!.shape, [128, 1, 28, 28]);
+    for (const g of [stopped.model, stopped.optimizer, stopped.tensors]) for (const t of Object.values(g)) t.dispose();
+    assert.ok(step > 0 && step < 16, `stopped at step ${step}`);
+    const r = await cli(['train', '--resume', part, ...(to > 1 ? ['--nproc', String(to), '--dist-timeout', '30'] : [])]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, new RegExp(`resuming .* at SGD step ${step} `));
+    assert.equal(summary(part).sgd_steps, 16);
+    const d = relDiff(model(full), model(part));
+    assert.ok(d < 1e-5, `${from} → ${to}: relative weight difference ${d}`);
+  }
+});
