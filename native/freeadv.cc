@@ -71,6 +71,10 @@ class CachingCPUAllocator final : public c10::Allocator {
     return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  // libtorch >= 2.3 (e.g. the CUDA builds inside recent pip wheels) makes this pure virtual.
+  void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
+#endif
 
   void* alloc(size_t n) {
     size_t size = round(n);
