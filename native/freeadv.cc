@@ -882,6 +882,17 @@ EXPORT(distInfo) {
   return o;
 }
 
+// Starts one c10d work per tensor (all in flight at once), then waits for them with the group's timeout.
+template <typename Start>
+void eachInFlight(DistGroup& g, std::vector<at::Tensor>& ts, const char* what, Start start) {
+  std::vector<c10::intrusive_ptr<c10d::Work>> works;
+  for (auto& t : ts) {
+    std::vector<at::Tensor> one{t};
+    works.push_back(start(one));
+  }
+  waitAll(g, works, what);
+}
+
 // distAllReduce(tensors[], op) -- in place; op 0 sum, 1 max, 2 min. One c10d work per tensor, all in flight.
 EXPORT(distAllReduce) {
   Napi::Env env = info.Env();
@@ -891,12 +902,7 @@ EXPORT(distAllReduce) {
   c10d::AllreduceOptions o;
   o.reduceOp = op == 1 ? c10d::ReduceOp::MAX : op == 2 ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
   o.timeout = g.timeout;
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (auto& t : ts) {
-    std::vector<at::Tensor> one{t};
-    works.push_back(g.pg->allreduce(one, o));
-  }
-  waitAll(g, works, "allReduce");
+  eachInFlight(g, ts, "allReduce", [&](std::vector<at::Tensor>& one) { return g.pg->allreduce(one, o); });
   return env.Undefined();
 }
 
@@ -910,12 +916,7 @@ EXPORT(distBroadcast) {
   c10d::BroadcastOptions o;
   o.rootRank = root;
   o.timeout = g.timeout;
-  std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  for (auto& t : ts) {
-    std::vector<at::Tensor> one{t};
-    works.push_back(g.pg->broadcast(one, o));
-  }
-  waitAll(g, works, "broadcast");
+  eachInFlight(g, ts, "broadcast", [&](std::vector<at::Tensor>& one) { return g.pg->broadcast(one, o); });
   return env.Undefined();
 }
 
