@@ -5,11 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, existsSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import {
   encodeSafetensors, decodeSafetensors, saveSafetensors, loadSafetensors, readSafetensorsHeader, CheckpointError, findDuplicateKey,
-  writeFileAtomic, writeJsonAtomic, setBeforeWriteHook, WriteError, type WriteStage,
+  writeFileAtomic, writeJsonAtomic, appendLine, setBeforeWriteHook, WriteError, type WriteStage,
   saveCheckpoint, loadCheckpoint, disposeCheckpoint, CHECKPOINT_FORMAT,
 } from '../src/io/index.js';
 import { fuzzLoader, rawFile } from './io-fuzz.js';
@@ -358,4 +360,19 @@ test('run checkpoints: reserved names, foreign and future files are refused', ()
     saveCheckpoint(p, { model: {}, state: { format: 42, step: 1 } });
     assert.equal(loadCheckpoint(p).state.format, CHECKPOINT_FORMAT);
   });
+});
+
+test('appendLine is all or nothing: a write cut short by the file-size limit leaves the log as it was', () => {
+  const log = join(dir, 'partial.jsonl');
+  writeFileSync(log, '{"step":1}\n');
+  // A child whose files may not exceed 1 KiB (SIGXFSZ ignored): write() stores part of the 3,000-byte line, then
+  // fails with EFBIG — a real partial write, as on a disk that fills up mid-line.
+  const atomic = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'io', 'atomic.js');
+  const js = `import(${JSON.stringify(atomic)}).then((m) => { try { m.appendLine(${JSON.stringify(log)}, 'x'.repeat(3000)); } catch (e) { console.log(e.name + ': ' + e.message); } })`;
+  const r = spawnSync('bash', ['-c', 'trap "" XFSZ; ulimit -f 1; exec "$0" -e "$1"', process.execPath, js], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /WriteError: could not write .*partial\.jsonl: the file would exceed the file-size limit \(EFBIG\)/);
+  assert.equal(readFileSync(log, 'utf8'), '{"step":1}\n', 'the partial line was cut back');
+  appendLine(log, '{"step":2}');
+  assert.equal(readFileSync(log, 'utf8'), '{"step":1}\n{"step":2}\n');
 });
