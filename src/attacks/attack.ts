@@ -2,7 +2,7 @@
 // (x, y) of images in [0, 1], it returns adversarial images inside the ε-ball and [0, 1]. The model is put in
 // eval mode for the attack (BatchNorm statistics must not move) and its previous mode is restored.
 import { Tensor, autograd, scope, withGradEnabled, zerosLike } from '../torch/index.js';
-import type { Module } from '../nn/index.js';
+import { inEvalMode, type Module } from '../nn/index.js';
 import type { ThreatModel } from './threat.js';
 
 export abstract class Attack {
@@ -15,24 +15,26 @@ export abstract class Attack {
 
   /** Adversarial examples for (x, y). */
   run(x: Tensor, y: Tensor): Tensor {
-    const wasTraining = this.model.training;
-    this.model.eval();
-    try {
-      return withGradEnabled(true, () => scope(() => this.perturb(x.detach(), y)));
-    } finally {
-      this.model.train(wasTraining);
-    }
+    return inEvalMode(this.model, () => withGradEnabled(true, () => scope(() => this.perturb(x.detach(), y))));
   }
 
   /** The gradient of sum(loss) w.r.t. the input, and the logits at x (both detached). */
   protected inputGrad(x: Tensor, y: Tensor, loss: (logits: Tensor, y: Tensor) => Tensor): { g: Tensor; logits: Tensor; loss: Tensor } {
-    const xr = x.detach().requiresGrad_();
-    const logits = this.model.forward(xr);
-    const l = loss(logits, y);
-    // a model whose output does not depend on x differentiably (masking) has no gradient: treat it as zero
-    const [g] = l.requiresGrad ? autograd.grad(l.sum(), [xr], { allowUnused: true }) : [undefined];
-    return { g: g ?? zerosLike(x), logits: logits.detach(), loss: l.detach() };
+    return lossInputGrad(this.model, x, y, loss);
   }
+}
+
+/**
+ * The gradient of sum(loss) w.r.t. the input x (per example, since examples do not mix), with the logits and the
+ * per-example loss at x (all detached). Needs grad mode on; the caller chooses the model's mode.
+ */
+export function lossInputGrad(model: Module, x: Tensor, y: Tensor, loss: (logits: Tensor, y: Tensor) => Tensor): { g: Tensor; logits: Tensor; loss: Tensor } {
+  const xr = x.detach().requiresGrad_();
+  const logits = model.forward(xr);
+  const l = loss(logits, y);
+  // a model whose output does not depend on x differentiably (masking) has no gradient: treat it as zero
+  const [g] = l.requiresGrad ? autograd.grad(l.sum(), [xr], { allowUnused: true }) : [undefined];
+  return { g: g ?? zerosLike(x), logits: logits.detach(), loss: l.detach() };
 }
 
 /** Per-example: true where the model's prediction is correct. */

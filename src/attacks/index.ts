@@ -1,4 +1,4 @@
-export { Attack, correct } from './attack.js';
+export { Attack, correct, lossInputGrad } from './attack.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
 export { APGD } from './apgd.js';

@@ -3,6 +3,7 @@
 // brief's `Tensor.fromTypedArray(data, shape, dtype)` has the same signature.)
 import { fromTypedArray, type Tensor } from '../torch/index.js';
 import type { Batch } from './producer.js';
+import { Loader, type LoaderDataset } from './loader.js';
 
 /** x: float32 N×C×H×W in [0,1]; y: int64 [N] (what cross-entropy wants). The caller disposes both. */
 export function toTensors(batch: Pick<Batch, 'x' | 'shape' | 'y'>, device?: string): { x: Tensor; y: Tensor } {
@@ -10,4 +11,18 @@ export function toTensors(batch: Pick<Batch, 'x' | 'shape' | 'y'>, device?: stri
   const x = fromTypedArray(batch.x, [...batch.shape], 'float32', device);
   const y = fromTypedArray(BigInt64Array.from(batch.y, (v) => BigInt(v)), [n], 'int64', device);
   return { x, y };
+}
+
+/**
+ * The first (up to) n images in file order, without augmentation (the eval transform for image folders), as
+ * tensors the caller disposes; undefined when the data set yields no image.
+ */
+export async function firstImages(data: LoaderDataset, n: number, device?: string): Promise<{ x: Tensor; y: Tensor } | undefined> {
+  const loader = new Loader(data, { batchSize: Math.min(n, data.n), shuffle: false, augment: false, worker: false });
+  try {
+    for await (const b of loader.epoch(0)) return toTensors(b, device);
+    return undefined;
+  } finally {
+    await loader.close();
+  }
 }

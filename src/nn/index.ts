@@ -1,2 +1,2 @@
-export { Module, StateDictError, chain, release } from './module.js';
+export { Module, StateDictError, chain, release, inEvalMode } from './module.js';
 export * from './layers.js';

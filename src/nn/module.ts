@@ -33,6 +33,17 @@ export function chain(x: Tensor, ...steps: ((t: Tensor) => Tensor)[]): Tensor {
   return h;
 }
 
+/** Runs fn with the model in eval mode (BatchNorm statistics stay put), restoring its previous mode afterwards. */
+export function inEvalMode<T>(model: Module, fn: () => T): T {
+  const was = model.training;
+  model.eval();
+  try {
+    return fn();
+  } finally {
+    model.train(was);
+  }
+}
+
 /** Frees intermediate tensors now (a no-op for tensors already freed); see chain. */
 export function release(...ts: (Tensor | undefined)[]): void {
   for (const t of ts) t?.dispose();

@@ -2,34 +2,14 @@
 // images along the adversarial and a random direction, input-gradient saliency, adversarial examples, and
 // large-ε targeted attacks. Everything runs with the model in eval mode (BatchNorm statistics stay put) and
 // frees every tensor it does not return.
-import { Tensor, scope, noGrad, autograd, withGradEnabled, zerosLike, fromTypedArray, cat } from '../torch/index.js';
-import type { Module } from '../nn/index.js';
-import { PGD, ceLoss } from '../attacks/index.js';
+import { Tensor, scope, noGrad, withGradEnabled, fromTypedArray, cat } from '../torch/index.js';
+import { inEvalMode, type Module } from '../nn/index.js';
+import { PGD, ceLoss, lossInputGrad } from '../attacks/index.js';
 import { Rng, hashSeed } from '../data/index.js';
-
-/** Runs fn with the model in eval mode, restoring its mode afterwards. */
-function evalMode<T>(model: Module, fn: () => T): T {
-  const was = model.training;
-  model.eval();
-  try {
-    return fn();
-  } finally {
-    model.train(was);
-  }
-}
 
 /** ∇ₓ of the cross-entropy loss, per example (the gradient of the sum, so examples do not mix). Same shape as x. */
 export function inputGradient(model: Module, x: Tensor, y: Tensor): Tensor {
-  return evalMode(model, () =>
-    withGradEnabled(true, () =>
-      scope(() => {
-        const xr = x.detach().requiresGrad_();
-        const l = ceLoss(model.forward(xr), y).sum();
-        const [g] = l.requiresGrad ? autograd.grad(l, [xr], { allowUnused: true }) : [undefined];
-        return g ?? zerosLike(x);
-      }),
-    ),
-  );
+  return inEvalMode(model, () => withGradEnabled(true, () => scope(() => lossInputGrad(model, x, y, ceLoss).g)));
 }
 
 /**
@@ -46,12 +26,12 @@ export function saliency(model: Module, x: Tensor, y: Tensor): { grad: Tensor; d
 
 /** Per-example predicted class. */
 export function predict(model: Module, x: Tensor): number[] {
-  return evalMode(model, () => scope(() => Array.from(noGrad(() => model.forward(x).argmax(1)).toTypedArray(), Number)));
+  return inEvalMode(model, () => scope(() => Array.from(noGrad(() => model.forward(x).argmax(1)).toTypedArray(), Number)));
 }
 
 /** Per-example cross-entropy loss (no autograd). */
 export function lossAt(model: Module, x: Tensor, y: Tensor): number[] {
-  return evalMode(model, () => scope(() => Array.from(noGrad(() => ceLoss(model.forward(x), y)).toTypedArray() as Float32Array)));
+  return inEvalMode(model, () => scope(() => Array.from(noGrad(() => ceLoss(model.forward(x), y)).toTypedArray() as Float32Array)));
 }
 
 export interface SurfaceOptions {

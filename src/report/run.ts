@@ -6,8 +6,8 @@ import { RUN_FILES, loadData, type Summary } from '../train/loop.js';
 import type { TrainConfig } from '../train/config.js';
 import { createModel, checkModel } from '../models/index.js';
 import { loadCheckpoint, disposeCheckpoint, CheckpointError } from '../io/index.js';
-import { Loader, DataError, type Dataset } from '../data/index.js';
-import { toTensors } from '../data/tensor.js';
+import { DataError, type Dataset } from '../data/index.js';
+import { firstImages } from '../data/tensor.js';
 import type { Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 
@@ -118,13 +118,9 @@ export function loadRunModel(run: RunInfo, data: Dataset): Module {
 
 /** The first n test images in file order (eval transform), as tensors the caller disposes. */
 export async function firstTestImages(data: Dataset, n: number): Promise<{ x: Tensor; y: Tensor }> {
-  const loader = new Loader(data, { batchSize: Math.min(n, data.n), shuffle: false, augment: false, worker: false });
-  try {
-    for await (const b of loader.epoch(0)) return toTensors(b);
-    throw new ReportError('the test set is empty');
-  } finally {
-    await loader.close();
-  }
+  const t = await firstImages(data, n);
+  if (!t) throw new ReportError('the test set is empty');
+  return t;
 }
 
 /** Class names of a data set (indices when it has none). */

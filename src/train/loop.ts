@@ -5,11 +5,11 @@ import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, statSyn
 import { join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { Tensor, manualSeed, setNumThreads, getNumThreads, getRngState, setRngState, scope, keep, noGrad, fromTypedArray, cuda, dist } from '../torch/index.js';
-import type { Module } from '../nn/index.js';
+import { inEvalMode, type Module } from '../nn/index.js';
 import { createModel, checkModel } from '../models/index.js';
 import { SGD, makeSchedule, type Schedule } from '../optim/index.js';
 import { loadDataset, Loader, Progress, DataError, numBatches, type InMemoryDataset, type Dataset } from '../data/index.js';
-import { toTensors } from '../data/tensor.js';
+import { toTensors, firstImages } from '../data/tensor.js';
 import { saveCheckpoint, loadCheckpoint, writeJsonAtomic, writeFileAtomic, appendLine } from '../io/index.js';
 import { evaluate, type EvalResult, type Batch } from '../eval/index.js';
 import { PGD } from '../attacks/index.js';
@@ -407,22 +407,15 @@ function restoreWeights(model: Module, path: string): void {
 
 /** The first (up to) 512 training images in file order, without augmentation (eval transform for image folders). */
 async function guardBatch(d: Dataset, cfg: TrainConfig, dd?: DistOptions): Promise<{ x: Tensor; y: Tensor }> {
-  const loader = new Loader(d, { batchSize: Math.min(512, d.n), shuffle: false, augment: false, worker: false });
-  try {
-    for await (const b of loader.epoch(0)) {
-      const t = toTensors(b, cfg.device);
-      if (!dd) return keep(t);
-      const n = b.shape[0];
-      const lo = Math.floor((dd.rank * n) / dd.worldSize), hi = Math.floor(((dd.rank + 1) * n) / dd.worldSize);
-      const part = scope(() => ({ x: t.x.narrow(0, lo, hi - lo).contiguous(), y: t.y.narrow(0, lo, hi - lo).contiguous() }));
-      t.x.dispose();
-      t.y.dispose();
-      return keep(part);
-    }
-    throw new DataError('the training set yielded no images');
-  } finally {
-    await loader.close();
-  }
+  const t = await firstImages(d, 512, cfg.device);
+  if (!t) throw new DataError('the training set yielded no images');
+  if (!dd) return keep(t);
+  const n = t.y.size(0);
+  const lo = Math.floor((dd.rank * n) / dd.worldSize), hi = Math.floor(((dd.rank + 1) * n) / dd.worldSize);
+  const part = scope(() => ({ x: t.x.narrow(0, lo, hi - lo).contiguous(), y: t.y.narrow(0, lo, hi - lo).contiguous() }));
+  t.x.dispose();
+  t.y.dispose();
+  return keep(part);
 }
 
 function guardAccuracy(model: Module, g: { x: Tensor; y: Tensor }, cfg: TrainConfig): number {
@@ -430,11 +423,7 @@ function guardAccuracy(model: Module, g: { x: Tensor; y: Tensor }, cfg: TrainCon
   return scope(() => {
     const atk = new PGD(model, { eps: cfg.eps, steps: 10 });
     const adv = atk.run(g.x, g.y);
-    const wasTraining = model.training;
-    model.eval();
-    const acc = noGrad(() => model.forward(adv).argmax(1).eq(g.y).float().mean().item());
-    model.train(wasTraining);
-    return acc;
+    return inEvalMode(model, () => noGrad(() => model.forward(adv).argmax(1).eq(g.y).float().mean().item()));
   });
 }
 
