@@ -65,8 +65,8 @@ describe('ImageFolder', () => {
     assert.deepEqual(ds.classNames, ['ant', 'cat', 'dog']);
     assert.deepEqual([ds.n, ds.c, ds.h, ds.w, ds.numClasses], [5, 3, 12, 12, 3]);
     assert.deepEqual(ds.mean, [...NORMALIZATION.imagenet.mean]);
-    // File order: ant/sub/z.PNG, ant/y.png, cat/x.png, dog/a.png, dog/b.png.
-    const order = [3, 4, 2, 1, 0];
+    // File order, classes round-robin: ant/sub/z.PNG, cat/x.png, dog/a.png, ant/y.png, dog/b.png.
+    const order = [3, 2, 1, 4, 0];
     assert.deepEqual(Array.from(ds.labels), order.map((i) => expected[i]!.label));
     order.forEach((src, k) => assert.deepEqual(ds.images.subarray(k * 432, (k + 1) * 432), expected[src]!.pix, `image ${k}`));
   });
@@ -76,7 +76,7 @@ describe('ImageFolder', () => {
     assert.equal(lazy.kind, 'lazy');
     const [b] = await collect(new Loader(lazy, { batchSize: 8, shuffle: false }).epoch(0));
     assert.deepEqual(b!.shape, [5, 3, 12, 12]);
-    const order = [3, 4, 2, 1, 0];
+    const order = [3, 2, 1, 4, 0];
     order.forEach((src, k) => assert.deepEqual(b!.x.subarray(k * 432, (k + 1) * 432), Float32Array.from(expected[src]!.pix, (v) => v / 255)));
     const tr = { batchSize: 2, seed: 4, augment: true } as const;
     const a1 = await collect(new Loader(lazy, tr).epoch(1));
@@ -198,10 +198,12 @@ describe('CIFAR-10 as JPEG ImageFolder', { skip: existsSync(ARCHIVE) ? false : `
     const counts = new Array(10).fill(0);
     for (const l of a.labels) counts[l]++;
     assert.deepEqual(counts, new Array(10).fill(20));
-    // Files are grouped by class in CIFAR-10 order: image k is train/<CIFAR10_CLASSES[label]>/<k%20 as 4 digits>.jpg.
+    // Classes interleaved in CIFAR-10 order (so the first N images cover every class): image k is
+    // train/<CIFAR10_CLASSES[k % 10]>/<floor(k / 10) as 4 digits>.jpg.
     for (const k of [0, 25, 199]) {
-      const cls = CIFAR10_CLASSES[a.labels[k]!]!;
-      const d = await decodeImage(join(dir, 'train', cls, `${String(k % 20).padStart(4, '0')}.jpg`));
+      assert.equal(a.labels[k], k % 10);
+      const cls = CIFAR10_CLASSES[k % 10]!;
+      const d = await decodeImage(join(dir, 'train', cls, `${String(Math.floor(k / 10)).padStart(4, '0')}.jpg`));
       assert.deepEqual(a.images.subarray(k * 3072, (k + 1) * 3072), d.data);
     }
     let lo = 255, hi = 0, sum = 0;
@@ -235,9 +237,9 @@ describe('CIFAR-10 as JPEG ImageFolder', { skip: existsSync(ARCHIVE) ? false : `
     assert.equal(c.cache!.decoded, 200);
     assert.notEqual(c.cache!.fingerprint, a.cache!.fingerprint);
     assert.equal(readCacheHeader(c.cache!.path!).fingerprint, c.cache!.fingerprint);
-    const k = 3 * 20 + 12; // cat/0012.jpg
+    const k = 12 * 10 + 3; // cat/0012.jpg
     assert.equal(c.labels[k], 3);
-    assert.deepEqual(c.images.subarray(k * 3072, (k + 1) * 3072), c.images.subarray((8 * 20 + 15) * 3072, (8 * 20 + 16) * 3072));
+    assert.deepEqual(c.images.subarray(k * 3072, (k + 1) * 3072), c.images.subarray((15 * 10 + 8) * 3072, (15 * 10 + 9) * 3072));
     assert.notDeepEqual(c.images.subarray(k * 3072, (k + 1) * 3072), a.images.subarray(k * 3072, (k + 1) * 3072));
     const d = await loadDataset({ name: 'cifar10', dataDir: dir, split: 'train' });
     assert.equal(d.cache!.status, 'hit');

@@ -45,7 +45,7 @@ export interface ScanOptions {
   classOrder?: readonly string[];
 }
 
-/** Lists the classes and image files of an ImageFolder tree. */
+/** Lists the classes and image files of an ImageFolder tree, classes interleaved (see below). */
 export function scanImageFolder(root: string, opts: ScanOptions = {}): ImageFolderScan {
   const exts = opts.extensions ?? IMAGE_EXTENSIONS;
   if (!existsSync(root)) throw new DataError('image folder does not exist', root);
@@ -68,18 +68,27 @@ export function scanImageFolder(root: string, opts: ScanOptions = {}): ImageFold
   } else {
     classNames = found;
   }
-  const files: string[] = [];
-  const labels: number[] = [];
-  classNames.forEach((cls, li) => {
+  const perClass = classNames.map((cls) => {
     const dir = join(root, cls);
     const mine: string[] = [];
     walkImages(dir, exts, mine);
     if (mine.length === 0) throw new DataError(`class folder '${cls}' has no images (${exts.join(', ')})`, dir);
-    for (const f of mine) {
-      files.push(f);
-      labels.push(li);
-    }
+    return mine;
   });
+  // Round-robin over the classes (the first file of every class, then the second, ...), so that the first N
+  // examples of a split — an evaluation limit, a report gallery, a guard batch — cover every class, as the first
+  // N of the official CIFAR test file do, instead of being the first class only.
+  const files: string[] = [];
+  const labels: number[] = [];
+  const longest = Math.max(...perClass.map((f) => f.length));
+  for (let i = 0; i < longest; i++) {
+    perClass.forEach((mine, li) => {
+      if (i < mine.length) {
+        files.push(mine[i]!);
+        labels.push(li);
+      }
+    });
+  }
   return { root, classNames, files, labels: Int32Array.from(labels) };
 }
 
