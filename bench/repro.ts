@@ -1,14 +1,15 @@
 // The reproduction table (the paper's Table 1, on the data we have): natural, free-m, FGSM-RS and PGD-7 trained
 // by freeadv and by the PyTorch reference (bench/reference/train.py) with the same budget and hyper-parameters,
-// every model then evaluated by the same evaluator (clean, PGD-20, PGD-100 with restarts).
+// every model then evaluated by the same evaluator (clean, PGD-20, PGD-100 with restarts; APGD-CE on CIFAR-10).
 // Resumable: finished runs (their summary/eval files) are reused. Prints a Markdown table and writes JSON.
-//   node dist/bench/repro.js [--quick] [--out bench-runs] [--dataset fashion-mnist|mnist] [--data-dir D]
+//   node dist/bench/repro.js [--quick] [--out bench-runs] [--dataset fashion-mnist|mnist|cifar10] [--data-dir D]
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -23,28 +24,71 @@ const { values: o } = parseArgs({
   },
 });
 const quick = o.quick!;
-const eps = o.dataset === 'mnist' ? 0.3 : 0.1;
+const cifar = o.dataset === 'cifar10';
+if (!['fashion-mnist', 'mnist', 'cifar10'].includes(o.dataset!)) throw new Error(`--dataset: fashion-mnist, mnist or cifar10, not '${o.dataset}'`);
+if ((cifar || o.dataset === 'mnist') && !o['data-dir']) throw new Error(`--dataset ${o.dataset} needs --data-dir`);
+// Per data set: the threat model, the model, the training hyper-parameters and what the evaluation runs.
+const S = cifar
+  ? {
+      eps: 8 / 255, epsArg: '8/255', model: 'resnet-cifar-small', batch: 128, lr: 0.1, augment: true,
+      freeStep: 8 / 255, // the paper's δ step ε on CIFAR-10
+      stepsPerEpoch: 391, attacks: 'pgd-20,pgd-100,apgd-ce', evalLimit: quick ? 500 : 1000,
+    }
+  : {
+      eps: o.dataset === 'mnist' ? 0.3 : 0.1, epsArg: o.dataset === 'mnist' ? '0.3' : '0.1', model: 'small-cnn', batch: 128, lr: 0.05, augment: false,
+      // δ step ε/2: measured on Fashion-MNIST at ε = 0.1 (step ε lets PGD accuracy collapse; see BENCHMARKS.md),
+      // used on MNIST too
+      freeStep: o.dataset === 'mnist' ? 0.15 : 0.05,
+      stepsPerEpoch: 469, attacks: 'pgd-20,pgd-100', evalLimit: quick ? 500 : 10000,
+    };
 const epochs = 8;
-const evalLimit = quick ? 500 : 10000;
 // --quick: every method gets the SGD steps of one natural epoch (the paper's equal-cost comparison, shortened):
 // natural, FGSM-RS and PGD-7 one epoch; free-m the first 1/m of a pass, replayed m times. The schedule spans them.
-const quickSteps = 469;
+const quickSteps = S.stepsPerEpoch;
 const outDir = resolve(o.out!, quick ? `${o.dataset}-quick` : o.dataset!);
 mkdirSync(outDir, { recursive: true });
-const ms = quick ? [2, 4, 8] : [2, 4, 8, 10];
-// δ step ε/2: measured on Fashion-MNIST at ε = 0.1 (step ε lets PGD accuracy collapse; see BENCHMARKS.md)
-const freeStep = eps / 2;
+const ms = quick || cifar ? [2, 4, 8] : [2, 4, 8, 10];
 function budget(m: number): string[] {
   return quick ? ['--epochs', String(m), '--max-steps', String(quickSteps)] : ['--epochs', String(epochs)];
 }
 const rows: { name: string; args: string[] }[] = [
   { name: 'natural', args: ['--method', 'natural', ...budget(1)] },
-  ...ms.map((m) => ({ name: `free-${m}`, args: ['--method', 'free', '--replays', String(m), '--step-size', String(freeStep), ...budget(m)] })),
+  ...ms.map((m) => ({ name: `free-${m}`, args: ['--method', 'free', '--replays', String(m), '--step-size', String(S.freeStep), ...budget(m)] })),
   { name: 'fgsm-rs', args: ['--method', 'fgsm', ...budget(1)] },
   { name: 'pgd-7', args: ['--method', 'pgd', '--attack-steps', '7', ...budget(1)] },
 ];
 const dataArgs = o['data-dir'] ? ['--data-dir', o['data-dir']] : [];
-const common = ['--batch-size', '128', '--lr', '0.05', '--lr-schedule', 'cosine', '--eps', String(eps), '--threads', o.threads!, '--seed', '0'];
+const common = ['--model', S.model, '--batch-size', String(S.batch), '--lr', String(S.lr), '--lr-schedule', 'cosine', '--threads', o.threads!, '--seed', '0'];
+const freeadvCommon = [...common, '--eps', S.epsArg, ...(S.augment ? ['--augment'] : ['--no-augment'])];
+const refCommon = [...common, '--eps', String(S.eps), ...(S.augment ? ['--augment'] : [])];
+
+/** The reference reads CIFAR-10 in the official binary format: written once from freeadv's decoded (cached) JPEGs. */
+async function referenceDataDir(): Promise<string[]> {
+  const dir = o['data-dir'];
+  if (!cifar) return dir ? ['--data-dir', dir] : [];
+  if (existsSync(join(dir!, 'test_batch.bin'))) return ['--data-dir', dir!];
+  const binDir = join(outDir, 'cifar10-bin');
+  if (!existsSync(join(binDir, 'test_batch.bin'))) {
+    mkdirSync(binDir, { recursive: true });
+    for (const split of ['train', 'test'] as const) {
+      const ds = (await loadDataset({ name: 'cifar10', dataDir: dir!, split, eager: true })) as InMemoryDataset;
+      const per = 3 * 32 * 32;
+      const files = split === 'train' ? [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`) : ['test_batch.bin'];
+      const each = ds.n / files.length;
+      files.forEach((f, fi) => {
+        const out = Buffer.alloc(each * (1 + per));
+        for (let k = 0; k < each; k++) {
+          const i = fi * each + k;
+          out[k * (1 + per)] = ds.labels[i]!;
+          out.set(ds.images.subarray(i * per, (i + 1) * per), k * (1 + per) + 1);
+        }
+        writeFileSync(join(binDir, f), out);
+      });
+    }
+  }
+  return ['--data-dir', binDir];
+}
+const refData = await referenceDataDir();
 
 function sh(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: root, maxBuffer: 64 * 2 ** 20, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
@@ -56,42 +100,44 @@ const log = (s: string) => process.stderr.write(s + '\n');
 
 function evaluate(weights: string, file: string): Record<string, any> {
   if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
-  const r = lastJson(sh(process.execPath, [bin, 'eval', '--weights', weights, '--model', 'small-cnn', '--dataset', o.dataset!, ...dataArgs, '--eps', String(eps), '--attacks', 'pgd-20,pgd-100', '--restarts', quick ? '1' : '2', '--limit', String(evalLimit), '--threads', o.threads!, '--json']));
+  const r = lastJson(sh(process.execPath, [bin, 'eval', '--weights', weights, '--model', S.model, '--dataset', o.dataset!, ...dataArgs, '--eps', S.epsArg, '--attacks', S.attacks, '--restarts', quick ? '1' : '2', '--limit', String(S.evalLimit), '--threads', o.threads!, '--json']));
   writeFileSync(file, JSON.stringify(r, null, 2));
   return r;
 }
+const row = (impl: string, method: string, e: Record<string, any>, minutes: number, backward: number) => ({
+  impl, method, clean: e.clean_accuracy, pgd20: e.robust_accuracy['pgd-20'], pgd100: e.robust_accuracy['pgd-100'], apgd: e.robust_accuracy['apgd-ce'], minutes, backward,
+});
 
 const table: Record<string, any>[] = [];
-for (const row of rows) {
+for (const r of rows) {
   // freeadv
-  const run = join(outDir, `freeadv-${row.name}`);
+  const run = join(outDir, `freeadv-${r.name}`);
   if (!existsSync(join(run, 'summary.json'))) {
-    log(`freeadv ${row.name}...`);
-    sh(process.execPath, [bin, 'train', '--dataset', o.dataset!, ...dataArgs, ...common, ...row.args, '--eval-limit', '100', '--out', run]);
+    log(`freeadv ${r.name}...`);
+    sh(process.execPath, [bin, 'train', '--dataset', o.dataset!, ...dataArgs, ...freeadvCommon, ...r.args, '--eval-limit', '100', '--out', run]);
   }
   const s = JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8'));
   const e = evaluate(join(run, 'latest.safetensors'), join(run, 'eval.json'));
-  table.push({ impl: 'freeadv', method: row.name, clean: e.clean_accuracy, pgd20: e.robust_accuracy['pgd-20'], pgd100: e.robust_accuracy['pgd-100'], minutes: s.train_seconds / 60, backward: s.backward_passes });
+  table.push(row('freeadv', r.name, e, s.train_seconds / 60, s.backward_passes));
   // PyTorch reference
-  const ref = join(outDir, `pytorch-${row.name}`);
+  const ref = join(outDir, `pytorch-${r.name}`);
   mkdirSync(ref, { recursive: true });
   if (!existsSync(join(ref, 'result.json'))) {
-    log(`pytorch ${row.name}...`);
-    const refArgs = [...row.args, ...common];
-    sh('/usr/bin/python3', [join(root, 'bench', 'reference', 'train.py'), ...refArgs, ...(o['data-dir'] ? ['--data-dir', o['data-dir']] : []), '--eval-limit', '100', '--out', join(ref, 'result.json'), '--save-weights', join(ref, 'weights.safetensors')]);
+    log(`pytorch ${r.name}...`);
+    sh('/usr/bin/python3', [join(root, 'bench', 'reference', 'train.py'), ...r.args, ...refCommon, ...refData, '--eval-limit', '100', '--out', join(ref, 'result.json'), '--save-weights', join(ref, 'weights.safetensors')]);
   }
   const rs = JSON.parse(readFileSync(join(ref, 'result.json'), 'utf8'));
   const re = evaluate(join(ref, 'weights.safetensors'), join(ref, 'eval.json'));
-  table.push({ impl: 'pytorch', method: row.name, clean: re.clean_accuracy, pgd20: re.robust_accuracy['pgd-20'], pgd100: re.robust_accuracy['pgd-100'], minutes: rs.train_seconds / 60, backward: rs.backward_passes });
+  table.push(row('pytorch', r.name, re, rs.train_seconds / 60, rs.backward_passes));
 }
 
 const pct = (v: number) => (v * 100).toFixed(2);
 const md = [
-  `${o.dataset}, ε = ${eps}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, small-cnn, batch 128, lr 0.05 cosine, ${evalLimit} test images; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
+  `${o.dataset}, ε = ${S.epsArg}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, ${S.model}, batch ${S.batch}, lr ${S.lr} cosine${S.augment ? ', pad-4 crop + flip' : ''}, δ step ${+S.freeStep.toFixed(4)}, ${S.evalLimit} test images; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
   '',
-  '| method | impl | clean % | PGD-20 % | PGD-100 % | train min | backward passes |',
-  '|---|---|---|---|---|---|---|',
-  ...table.map((r) => `| ${r.method} | ${r.impl} | ${pct(r.clean)} | ${pct(r.pgd20)} | ${pct(r.pgd100)} | ${r.minutes.toFixed(1)} | ${r.backward} |`),
+  `| method | impl | clean % | PGD-20 % | PGD-100 % |${cifar ? ' APGD-CE % |' : ''} train min | backward passes |`,
+  `|---|---|---|---|---|${cifar ? '---|' : ''}---|---|`,
+  ...table.map((r) => `| ${r.method} | ${r.impl} | ${pct(r.clean)} | ${pct(r.pgd20)} | ${pct(r.pgd100)} |${cifar ? ` ${pct(r.apgd)} |` : ''} ${r.minutes.toFixed(1)} | ${r.backward} |`),
 ].join('\n');
 writeFileSync(join(outDir, 'table.json'), JSON.stringify(table, null, 2));
 writeFileSync(join(outDir, 'table.md'), md + '\n');

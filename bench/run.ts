@@ -91,22 +91,27 @@ if (parts.has('step') || parts.has('memory')) {
 if (parts.has('overhead')) {
   // The same pair of steps in freeadv and in PyTorch: the extra cost of a free replay step (the input gradient
   // and the δ update) is a property of the algorithm on this model, so PyTorch's figure is the yardstick.
-  log('overhead: free vs natural step...');
-  const ms: Record<string, number[]> = { freeadv_free: [], freeadv_natural: [], pytorch_free: [], pytorch_natural: [] };
-  for (let r = 0; r < Math.max(rounds, 3); r++) {
-    const common = ['--model', 'small-cnn', '--batch', '128', '--threads', String(threads), '--steps', quick ? '15' : '40', '--warmup', '3'];
-    for (const kind of ['free', 'natural']) {
-      ms[`freeadv_${kind}`]!.push(runJson(process.execPath, [join(here, 'step-worker.js'), ...common, '--kind', kind]).ms_per_step);
-      ms[`pytorch_${kind}`]!.push(runJson('/usr/bin/python3', [join(root, 'bench', 'reference', 'step_bench.py'), ...common, '--kind', kind]).ms_per_step);
+  // On a small CNN the first layer's input gradient is a visible share of the step; on a ResNet it is not.
+  const rows = [];
+  for (const [model, steps] of [['small-cnn', quick ? 15 : 40], ['resnet-cifar-small', quick ? 4 : 10]] as const) {
+    log(`overhead: free vs natural step, ${model}...`);
+    const ms: Record<string, number[]> = { freeadv_free: [], freeadv_natural: [], pytorch_free: [], pytorch_natural: [] };
+    for (let r = 0; r < Math.max(rounds, 3); r++) {
+      const common = ['--model', model, '--batch', '128', '--threads', String(threads), '--steps', String(steps), '--warmup', '3'];
+      for (const kind of ['free', 'natural']) {
+        ms[`freeadv_${kind}`]!.push(runJson(process.execPath, [join(here, 'step-worker.js'), ...common, '--kind', kind]).ms_per_step);
+        ms[`pytorch_${kind}`]!.push(runJson('/usr/bin/python3', [join(root, 'bench', 'reference', 'step_bench.py'), ...common, '--kind', kind]).ms_per_step);
+      }
     }
+    const m = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, median(v)])) as Record<string, number>;
+    const pct = (f: number, n: number) => Math.round((f / n - 1) * 1000) / 10;
+    rows.push({
+      model, batch: 128,
+      free_ms_per_step: m.freeadv_free, natural_ms_per_step: m.freeadv_natural, overhead_percent: pct(m.freeadv_free!, m.freeadv_natural!),
+      pytorch_free_ms_per_step: m.pytorch_free, pytorch_natural_ms_per_step: m.pytorch_natural, pytorch_overhead_percent: pct(m.pytorch_free!, m.pytorch_natural!),
+    });
   }
-  const m = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, median(v)])) as Record<string, number>;
-  const pct = (f: number, n: number) => Math.round((f / n - 1) * 1000) / 10;
-  results.overhead = {
-    model: 'small-cnn', batch: 128,
-    free_ms_per_step: m.freeadv_free, natural_ms_per_step: m.freeadv_natural, overhead_percent: pct(m.freeadv_free!, m.freeadv_natural!),
-    pytorch_free_ms_per_step: m.pytorch_free, pytorch_natural_ms_per_step: m.pytorch_natural, pytorch_overhead_percent: pct(m.pytorch_free!, m.pytorch_natural!),
-  };
+  results.overhead = rows;
 }
 
 async function fashion(): Promise<InMemoryDataset> {

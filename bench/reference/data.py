@@ -1,4 +1,4 @@
-"""IDX (MNIST / Fashion-MNIST) and CIFAR-10 binary loaders + seeded minibatch iterator."""
+"""IDX (MNIST / Fashion-MNIST) and CIFAR-10 binary loaders, seeded minibatch iterator, CIFAR augmentation."""
 import gzip
 import os
 import struct
@@ -60,3 +60,17 @@ def batches(x, y, batch_size, seed, epoch, shuffle=True):
     for i in range(0, n, batch_size):
         j = idx[i:i + batch_size]
         yield x[j], y[j]
+
+
+def pad_crop_flip(x, generator, pad=4):
+    """torchvision RandomCrop(32, padding=pad) + RandomHorizontalFlip on a batch [N,C,H,W], zero padding."""
+    n, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    top = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    left = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    out = torch.empty_like(x)
+    for i in range(n):
+        crop = padded[i, :, top[i]:top[i] + h, left[i]:left[i] + w]
+        out[i] = crop.flip(-1) if flip[i] else crop
+    return out

@@ -42,6 +42,7 @@ def main():
     ap.add_argument("--attack-steps", type=int, default=7)
     ap.add_argument("--step-size", type=float, default=None,
                     help="training attack step; default eps (free), 2.5*eps/k (pgd), 1.25*eps (fgsm)")
+    ap.add_argument("--augment", action="store_true", help="CIFAR pad-4 random crop + horizontal flip")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-steps", type=int, default=None, help="stop after this many SGD steps")
@@ -78,6 +79,7 @@ def main():
         return loss
 
     model.train()
+    aug_gen = torch.Generator().manual_seed(a.seed + 777)
     delta = torch.zeros(a.batch_size, *xtr.shape[1:])  # free: persistent perturbation, starts at 0
     step, images = 0, 0
     t0 = time.perf_counter()
@@ -85,6 +87,8 @@ def main():
         for x, y in data.batches(xtr, ytr, a.batch_size, a.seed, p):
             if step >= total:
                 break
+            if a.augment:
+                x = data.pad_crop_flip(x, aug_gen)
             n = x.shape[0]
             for _ in range(m):
                 if step >= total:

@@ -38,6 +38,8 @@ Data and model
   --data-dir DIR        data folder (IDX files; CIFAR binaries or train/<class>/*.jpg; ImageFolder)
   --image-size S        imagefolder: training crop (RandomResizedCrop + flip) and eval centre crop side (default 224)
   --skip-bad            imagefolder: leave out undecodable images (counted and reported) instead of stopping
+  --augment, --no-augment  training augmentation on or off (default on for CIFAR and image folders: pad-4 crop
+                        + flip, RandomResizedCrop + flip; off for 28×28 data)
   --model NAME          default: small-cnn for 28×28 data, resnet-cifar-small for CIFAR on CPU
 ${describeModels()}
 Method
