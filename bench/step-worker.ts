@@ -36,16 +36,12 @@ const delta = T.zerosLike(x).keep();
 
 function step(): void {
   T.scope(() => {
-    let inp = x;
-    let d: T.Tensor | undefined;
-    if (a.kind === 'free') {
-      d = delta.clone().requiresGrad_();
-      inp = x.add(d).clamp(0, 1);
-    }
+    const free = a.kind === 'free';
+    const inp = free ? T.noGrad(() => x.add(delta).clamp_(0, 1)).requiresGrad_() : x;
     const loss = T.ops.crossEntropy(model.forward(inp), y);
     opt.zeroGrad();
     loss.backward();
-    if (d) T.noGrad(() => delta.add_(d!.grad!.sign(), eps).clamp_(-eps, eps));
+    if (free) T.noGrad(() => delta.add_(inp.grad!.sign(), eps).clamp_(-eps, eps));
     opt.step();
   });
 }

@@ -37,15 +37,14 @@ def main():
     def step():
         nonlocal delta
         if a.kind == "free":
-            d = delta.clone().requires_grad_(True)
-            inp = torch.clamp(x + d, 0, 1)
+            inp = torch.clamp(x + delta, 0, 1).requires_grad_(True)
         else:
             inp = x
         loss = F.cross_entropy(model(inp), y)
         opt.zero_grad()
         loss.backward()
         if a.kind == "free":
-            delta = (delta + a.eps * d.grad.sign()).clamp(-a.eps, a.eps)
+            delta = (delta + a.eps * inp.grad.sign()).clamp(-a.eps, a.eps)
         opt.step()
 
     for _ in range(a.warmup):

@@ -98,11 +98,12 @@ def main():
                 if a.method == "natural":
                     sgd_step(x, y)
                 elif a.method == "free":
-                    d = delta[:n].clone().requires_grad_(True)
-                    loss = F.cross_entropy(model(torch.clamp(x + d, 0, 1)), y)
+                    # gradient w.r.t. the model input clip(x + delta) (Algorithm 1's grad_x), not through the clip
+                    x_adv = torch.clamp(x + delta[:n], 0, 1).requires_grad_(True)
+                    loss = F.cross_entropy(model(x_adv), y)
                     opt.zero_grad()
                     loss.backward()  # one backward: parameter grads and input grad
-                    delta[:n] = (delta[:n] + step_size * d.grad.sign()).clamp(-a.eps, a.eps)
+                    delta[:n] = (delta[:n] + step_size * x_adv.grad.sign()).clamp(-a.eps, a.eps)
                     opt.step()
                 elif a.method == "pgd":  # model stays in train mode during the attack (official code)
                     x_adv = x + uniform_start(x.shape, a.eps)
