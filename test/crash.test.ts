@@ -1,4 +1,4 @@
-// Crash and resume: `freeadv train` is SIGKILLed at 20 random moments (checkpointing every step, so many kills
+// Crash and resume: `freeadv train` is SIGKILLed at 20 random moments of training (checkpointing every step, so many kills
 // land during checkpoint writes) and resumed each time. Every resume must succeed, no checkpoint may ever be
 // unreadable, and the final weights must equal those of an uninterrupted run bit for bit.
 import { test, before } from 'node:test';
@@ -22,9 +22,16 @@ before(async () => {
 function start(args: string[]) {
   const child = spawn(process.execPath, [BIN, 'train', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
-  child.stderr.on('data', (d) => (err += d));
+  let onTraining: () => void = () => {};
+  // resolves when the progress line shows that training has begun (start-up takes seconds on a loaded machine)
+  const training = new Promise<void>((r) => (onTraining = r));
+  child.stderr.on('data', (d) => {
+    err += d;
+    if (/train \d+\//.test(err)) onTraining();
+  });
   const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string }>((r) => child.on('exit', (code, signal) => r({ code, signal, err })));
-  return { child, done };
+  void done.then(() => onTraining());
+  return { child, done, training };
 }
 
 function modelBytes(dir: string): Record<string, Buffer> {
@@ -54,7 +61,9 @@ test(`SIGKILL at ${KILLS} random moments, resume each time: same final weights a
     }
     const p = start(resume ? ['--resume', dir, '--threads', '1'] : [...args, '--out', dir]);
     if (kills < KILLS) {
-      await new Promise((r) => setTimeout(r, 400 + rnd() * 1200));
+      // a random moment in the first ~1.2 s of training (checkpoint writes included), whatever start-up took
+      await p.training;
+      await new Promise((r) => setTimeout(r, rnd() * 1200));
       p.child.kill('SIGKILL');
     }
     const r = await p.done;

@@ -232,7 +232,8 @@ test('--dataset imagefolder trains on lazily decoded images (RandomResizedCrop +
   assert.equal(s.eval_examples, 60);
   assert.ok(s.clean_accuracy > 0.6, `clean accuracy ${s.clean_accuracy} on 3 classes`);
   assert.ok(s.warnings.some((w: string) => /undecodable training images were left out 4 time\(s\)/.test(w)), JSON.stringify(s.warnings)); // 1 file × 4 passes
-  const e = await cli(['eval', '--run', out, '--json']);
+  // the summary evaluates the final weights; `eval --run` takes the best checkpoint unless told otherwise
+  const e = await cli(['eval', '--run', out, '--checkpoint', 'latest', '--json']);
   assert.equal(e.code, 0, e.err);
   const j = JSON.parse(e.out.trim().split('\n').pop()!);
   assert.equal(j.clean_accuracy, s.clean_accuracy);
