@@ -83,3 +83,25 @@ export function reduceEval(r: EvalResult): EvalResult {
     seconds: secs,
   };
 }
+
+export interface GradSync {
+  /** overlap: all-reduce buckets during backward (c10d's Reducer); after-backward: bucket and all-reduce after it. */
+  mode: 'overlap' | 'after-backward';
+  /** Bucket size cap in bytes (undefined: each averager's default, 25 MiB). */
+  bucketBytes?: number;
+}
+
+/**
+ * How gradients are averaged, from the environment (every rank inherits the launcher's):
+ * FREEADV_GRAD_SYNC=overlap (default) | after-backward, FREEADV_BUCKET_MB=<MiB per bucket> (default 25).
+ * Both modes give the same gradients; this only changes when the communication happens.
+ */
+export function gradSyncFromEnv(env: NodeJS.ProcessEnv = process.env): GradSync {
+  const mode = env.FREEADV_GRAD_SYNC || 'overlap';
+  if (mode !== 'overlap' && mode !== 'after-backward') throw new RangeError(`environment variable FREEADV_GRAD_SYNC must be 'overlap' or 'after-backward', got '${mode}'`);
+  const mb = env.FREEADV_BUCKET_MB;
+  if (mb === undefined || mb === '') return { mode };
+  const n = Number(mb);
+  if (!(n > 0) || !Number.isFinite(n)) throw new RangeError(`environment variable FREEADV_BUCKET_MB must be a number of MiB > 0, got '${mb}'`);
+  return { mode, bucketBytes: Math.max(1, Math.round(n * 2 ** 20)) };
+}
