@@ -1,6 +1,7 @@
 // Process groups over libtorch's c10d: TCPStore rendezvous and ProcessGroupGloo (CPU tensors), the engine
 // PyTorch's torch.distributed uses. One group per process. Collectives block the calling (main) thread until
-// every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError.
+// every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError. Gradients
+// are averaged either after backward (GradAverager) or during it (OverlappedGradAverager, c10d's Reducer).
 //
 // The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK.
 import { native, type Handle } from './native.js';

@@ -1,9 +1,9 @@
 // Data-parallel training helpers for the shared loop (loop.ts): what changes when several processes train one
 // model over c10d (src/torch/dist.ts). Each rank trains on its shard of every epoch with batch B/N; gradients
-// are averaged after every backward pass; weights start identical (broadcast from rank 0); rank 0 alone writes
-// files. Per-sample state of a method (free training's δ, one row per batch position) is kept per rank for the
-// rank's positions and gathered into the single-process layout for checkpoints, so a checkpoint does not depend
-// on the number of processes.
+// are averaged in every SGD step's backward pass (overlapped with it, or after it: gradSyncFromEnv); weights
+// start identical (broadcast from rank 0); rank 0 alone writes files. Per-sample state of a method (free
+// training's δ, one row per batch position) is kept per rank for the rank's positions and gathered into the
+// single-process layout for checkpoints, so a checkpoint does not depend on the number of processes.
 import { Tensor, dist, noGrad, scope, cat, stack } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import type { EvalResult } from '../eval/index.js';
