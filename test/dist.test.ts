@@ -13,6 +13,7 @@ import { run } from '../src/cli/main.js';
 import { freePort } from '../src/cli/launch.js';
 import { loadCheckpoint } from '../src/io/index.js';
 import { shardOf, permutation } from '../src/data/index.js';
+import { gradSyncFromEnv } from '../src/train/distributed.js';
 import { smallFashionMnist } from './helpers/data.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -99,6 +100,13 @@ test('DistributedSampler shards: disjoint, padded to equal length, batch k of th
   // evaluation shards: no padding, each example exactly once
   const ev = [0, 1].map((rank) => shardOf(order, { rank, count: 2, pad: false, limit: 7 }));
   assert.deepEqual([...ev[0]!, ...ev[1]!].sort(), [...order.subarray(0, 7)].sort());
+});
+
+test('FREEADV_GRAD_SYNC and FREEADV_BUCKET_MB: defaults, values, bad values named', () => {
+  assert.deepEqual(gradSyncFromEnv({}), { mode: 'overlap' });
+  assert.deepEqual(gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'after-backward', FREEADV_BUCKET_MB: '0.5' }), { mode: 'after-backward', bucketBytes: 524288 });
+  assert.throws(() => gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'later' }), /FREEADV_GRAD_SYNC must be 'overlap' or 'after-backward', got 'later'/);
+  assert.throws(() => gradSyncFromEnv({ FREEADV_BUCKET_MB: '0' }), /FREEADV_BUCKET_MB must be a number of MiB > 0, got '0'/);
 });
 
 test('native c10d collectives across 2 processes; a dead peer becomes a DistError, not a hang', async () => {
@@ -203,6 +211,25 @@ test('natural training: 2 ranks × batch 64 give the weights of 1 process × bat
     const dd = relDiff(model(one), model(dir));
     assert.ok(dd < 1e-5, `${JSON.stringify(env)}: relative weight difference ${dd}`);
   }
+});
+
+test('PGD training with --nproc 2 (attack steps are backward passes too): overlapped and after-backward averaging give the same weights', async () => {
+  const args = [...common(), '--data-dir', small, '--method', 'pgd', '--attack-steps', '2', '--epochs', '2', '--eval-limit', '20', '--eval-attacks', 'fgsm', '--nproc', '2'];
+  const dirs: string[] = [];
+  for (const sync of ['after-backward', 'overlap']) {
+    const dir = join(tmp, `pgd-${sync}`);
+    process.env.FREEADV_GRAD_SYNC = sync;
+    try {
+      const r = await cli(['train', ...args, '--out', dir]);
+      assert.equal(r.code, 0, r.err);
+    } finally {
+      delete process.env.FREEADV_GRAD_SYNC;
+    }
+    assert.equal(summary(dir).distributed.grad_sync, sync);
+    dirs.push(dir);
+  }
+  const d = relDiff(model(dirs[0]!), model(dirs[1]!));
+  assert.ok(d < 1e-6, `relative weight difference ${d}`);
 });
 
 test('two launchers as two machines (--nnodes 2 --node-rank 0/1 --master-addr/--master-port) train one model', async () => {
