@@ -65,6 +65,7 @@ if (opt['ab-worker']) {
   const times = ways.map(() => [] as number[]);
   const n = Number(opt['ab-steps']);
   for (let i = -3; i < n; i++) {
+    if (i === 0) for (const a of [old, ov, ovSmall]) a.seconds = a.calls = 0; // after 3 warm-up steps
     for (let k = 0; k < ways.length; k++) {
       const w = (k + Math.max(0, i)) % ways.length;
       T.dist.barrier();
