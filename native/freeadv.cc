@@ -34,7 +34,15 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+// c10d's Reducer takes a c10d::ProcessGroup; from libtorch 2.0 on, ProcessGroupGloo is a c10d::Backend that would
+// first have to be wrapped in a ProcessGroup (an API that changed across 2.x and is untested here), so the
+// overlapped gradient averaging is built for libtorch 1.x only; elsewhere the JS layer averages after backward.
+#if FREEADV_GLOO && TORCH_VERSION_MAJOR < 2
+#define FREEADV_REDUCER 1
 #include <torch/csrc/distributed/c10d/reducer.hpp>
+#else
+#define FREEADV_REDUCER 0
 #endif
 #include <algorithm>
 #include <chrono>
@@ -959,6 +967,7 @@ EXPORT(distDestroy) {
   return info.Env().Undefined();
 }
 
+#if FREEADV_REDUCER
 // ---------------------------------------------------------------------------------------------------------------
 // Gradient averaging overlapped with the backward pass: c10d's Reducer, the engine under PyTorch's
 // DistributedDataParallel. It adds a post-hook to every parameter's gradient accumulator. In a backward pass
@@ -1166,6 +1175,7 @@ EXPORT(distReducerFree) {
   dropReducer(info[0].As<Napi::External<ReducerHolder>>().Data());
   return env.Undefined();
 }
+#endif  // FREEADV_REDUCER
 #endif
 EXPORT(distAvailable) { return Napi::Boolean::New(info.Env(), FREEADV_GLOO ? true : false); }
 
@@ -1190,6 +1200,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #if FREEADV_GLOO
   REG(distInit); REG(distInfo); REG(distAllReduce); REG(distBroadcast); REG(distAllGather); REG(distBarrier);
   REG(distDestroy);
+#endif
+#if FREEADV_REDUCER
   REG(distReducerNew); REG(distReducerPrepare); REG(distReducerStatus); REG(distReducerBuckets); REG(distReducerFree);
 #endif
 #undef REG

@@ -104,6 +104,8 @@ test('DistributedSampler shards: disjoint, padded to equal length, batch k of th
 
 test('FREEADV_GRAD_SYNC and FREEADV_BUCKET_MB: defaults, values, bad values named', () => {
   assert.deepEqual(gradSyncFromEnv({}), { mode: 'overlap' });
+  assert.deepEqual(gradSyncFromEnv({}, false), { mode: 'after-backward' }); // an addon without the Reducer
+  assert.throws(() => gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'overlap' }, false), /FREEADV_GRAD_SYNC=overlap: this build of the native addon has no c10d Reducer/);
   assert.deepEqual(gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'after-backward', FREEADV_BUCKET_MB: '0.5' }), { mode: 'after-backward', bucketBytes: 524288 });
   assert.throws(() => gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'later' }), /FREEADV_GRAD_SYNC must be 'overlap' or 'after-backward', got 'later'/);
   assert.throws(() => gradSyncFromEnv({ FREEADV_BUCKET_MB: '0' }), /FREEADV_BUCKET_MB must be a number of MiB > 0, got '0'/);

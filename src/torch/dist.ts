@@ -43,9 +43,17 @@ export function available(): boolean {
   return native.distAvailable();
 }
 
+/** Whether it also has c10d's Reducer for OverlappedGradAverager (builds against libtorch 1.x). */
+export function overlapAvailable(): boolean {
+  return native.distReducerNew !== undefined;
+}
+
 function need<K extends keyof typeof native>(k: K): NonNullable<(typeof native)[K]> {
   const f = native[k];
-  if (!f) throw new DistError('the native addon was built without c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+  if (!f) {
+    if (k.startsWith('distReducer') && native.distAvailable()) throw new DistError('this build of the native addon has no c10d Reducer (it is built against libtorch 1.x only): average gradients after backward with GradAverager');
+    throw new DistError('the native addon was built without c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+  }
   return f as NonNullable<(typeof native)[K]>;
 }
 

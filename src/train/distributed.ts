@@ -93,12 +93,14 @@ export interface GradSync {
 
 /**
  * How gradients are averaged, from the environment (every rank inherits the launcher's):
- * FREEADV_GRAD_SYNC=overlap (default) | after-backward, FREEADV_BUCKET_MB=<MiB per bucket> (default 25).
- * Both modes give the same gradients; this only changes when the communication happens.
+ * FREEADV_GRAD_SYNC=overlap (default where the addon has c10d's Reducer, else after-backward) | after-backward,
+ * FREEADV_BUCKET_MB=<MiB per bucket> (default 25). Both modes give the same gradients; only when the
+ * communication happens differs.
  */
-export function gradSyncFromEnv(env: NodeJS.ProcessEnv = process.env): GradSync {
-  const mode = env.FREEADV_GRAD_SYNC || 'overlap';
+export function gradSyncFromEnv(env: NodeJS.ProcessEnv = process.env, canOverlap = dist.overlapAvailable()): GradSync {
+  const mode = env.FREEADV_GRAD_SYNC || (canOverlap ? 'overlap' : 'after-backward');
   if (mode !== 'overlap' && mode !== 'after-backward') throw new RangeError(`environment variable FREEADV_GRAD_SYNC must be 'overlap' or 'after-backward', got '${mode}'`);
+  if (mode === 'overlap' && !canOverlap) throw new RangeError('environment variable FREEADV_GRAD_SYNC=overlap: this build of the native addon has no c10d Reducer (built against libtorch 1.x only); use after-backward');
   const mb = env.FREEADV_BUCKET_MB;
   if (mb === undefined || mb === '') return { mode };
   const n = Number(mb);
