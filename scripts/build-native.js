@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build', 'Release', 'freeadv.node');
-const sources = ['native/freeadv.cc', 'binding.gyp', 'scripts/libtorch.cjs'].map((f) => join(root, f));
+const sources = ['native/freeadv.cc', 'native/compat/torch/csrc/distributed/autograd/context/context.h', 'binding.gyp', 'scripts/libtorch.cjs'].map((f) => join(root, f));
 const force = process.argv.includes('--force') || process.env.LIBTORCH !== undefined;
 if (!force && existsSync(out) && sources.every((s) => statSync(s).mtimeMs < statSync(out).mtimeMs)) {
   console.log('freeadv: native addon is up to date');

@@ -1,4 +1,5 @@
-// Data-parallel training over c10d (Gloo on loopback, 2 processes): native collectives, 2 ranks × B/2 = 1 × B,
+// Data-parallel training over c10d (Gloo on loopback, 2 processes): native collectives, gradient averaging
+// overlapped with backward (c10d's Reducer) against averaging after it, 2 ranks × B/2 = 1 × B with either,
 // free training end to end with --nproc 2, a killed or hung rank ends the job within the timeout, and resuming a
 // 2-process run with 1 process.
 import { test, before } from 'node:test';
@@ -12,11 +13,13 @@ import { run } from '../src/cli/main.js';
 import { freePort } from '../src/cli/launch.js';
 import { loadCheckpoint } from '../src/io/index.js';
 import { shardOf, permutation } from '../src/data/index.js';
+import { gradSyncFromEnv } from '../src/train/distributed.js';
 import { smallFashionMnist } from './helpers/data.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = join(here, '..', '..', 'bin', 'freeadv.js');
 const WORKER = join(here, 'helpers', 'dist-worker.js');
+const REDUCER_WORKER = join(here, 'helpers', 'reducer-worker.js');
 let data = '';
 let small = '';
 const tmp = mkdtempSync(join(tmpdir(), 'freeadv-dist-'));
@@ -99,6 +102,15 @@ test('DistributedSampler shards: disjoint, padded to equal length, batch k of th
   assert.deepEqual([...ev[0]!, ...ev[1]!].sort(), [...order.subarray(0, 7)].sort());
 });
 
+test('FREEADV_GRAD_SYNC and FREEADV_BUCKET_MB: defaults, values, bad values named', () => {
+  assert.deepEqual(gradSyncFromEnv({}), { mode: 'overlap' });
+  assert.deepEqual(gradSyncFromEnv({}, false), { mode: 'after-backward' }); // an addon without the Reducer
+  assert.throws(() => gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'overlap' }, false), /FREEADV_GRAD_SYNC=overlap: this build of the native addon has no c10d Reducer/);
+  assert.deepEqual(gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'after-backward', FREEADV_BUCKET_MB: '0.5' }), { mode: 'after-backward', bucketBytes: 524288 });
+  assert.throws(() => gradSyncFromEnv({ FREEADV_GRAD_SYNC: 'later' }), /FREEADV_GRAD_SYNC must be 'overlap' or 'after-backward', got 'later'/);
+  assert.throws(() => gradSyncFromEnv({ FREEADV_BUCKET_MB: '0' }), /FREEADV_BUCKET_MB must be a number of MiB > 0, got '0'/);
+});
+
 test('native c10d collectives across 2 processes; a dead peer becomes a DistError, not a hang', async () => {
   for (const mode of ['ok', 'die']) {
     const port = await freePort();
@@ -118,6 +130,39 @@ test('native c10d collectives across 2 processes; a dead peer becomes a DistErro
       assert.deepEqual(r.numbers, [2, 2]);
       assert.deepEqual(r.avg, [[1.5, 1.5, 1.5], [[3, 3], [3, 3]], 2, 28]);
     }
+    if (mode === 'die') {
+      const e = JSON.parse(ps[0]!.out().trim().split('\n')[1]!);
+      assert.equal(e.error, 'DistError');
+      assert.match(e.message, /allReduce.*(peer|closed|timed out)/i);
+      assert.ok(e.seconds < 20, `failed after ${e.seconds} s`);
+    }
+  }
+});
+
+test('overlapped gradient averaging (c10d Reducer): the old averager\'s means, several buckets, input gradients and unarmed passes stay per rank, unused parameters refused or handled, a dead peer is a DistError', async () => {
+  for (const mode of ['ok', 'die']) {
+    const port = await freePort();
+    const ps = [0, 1].map((r) => start([REDUCER_WORKER, mode], { ...rankEnv(r, 2, port), TIMEOUT_MS: '20000' }));
+    const ex = await Promise.all(ps.map((p) => p.exit));
+    assert.equal(ex[0]!.code, 0, ps[0]!.err());
+    if (mode === 'ok') assert.equal(ex[1]!.code, 0, ps[1]!.err());
+    const rs = ps.map((p) => JSON.parse(p.out().split('\n')[0]!));
+    for (const r of rs) {
+      assert.equal(r.bucketsBefore, 4); // small-cnn's 8 tensors in 4 KiB buckets
+      assert.ok(r.buckets.length >= 2, `buckets after the first step: ${JSON.stringify(r.buckets)}`);
+      assert.deepEqual(r.buckets.flat().sort(), [0, 1, 2, 3, 4, 5, 6, 7]);
+      assert.equal(r.calls, 3);
+      for (const [i, s] of r.steps.entries()) {
+        assert.ok(s.local_vs_mean > 1e-3, `step ${i}: the ranks' gradients differ (${s.local_vs_mean})`);
+        assert.ok(s.overlapped_vs_old <= 1e-6 * s.grad_scale, `step ${i}: overlapped vs after-backward means differ by ${s.overlapped_vs_old}`);
+        assert.equal(s.unarmed_vs_local, 0, `step ${i}: an unarmed backward was reduced`);
+        assert.equal(s.input_grad_vs_local, 0, `step ${i}: the input gradient was not the rank's own`);
+      }
+      assert.equal(r.unusedRefused?.name, 'DistError');
+      assert.match(r.unusedRefused.message, /parameter\(s\) u got no gradient .*findUnusedParameters/);
+      for (const h of r.unusedHandled) assert.deepEqual(h, { w: [[3, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]], u: 'undefined', v: [1, 1, 1] });
+    }
+    assert.equal(rs[0].weights, rs[1].weights); // the same update on both ranks
     if (mode === 'die') {
       const e = JSON.parse(ps[0]!.out().trim().split('\n')[1]!);
       assert.equal(e.error, 'DistError');
@@ -151,7 +196,42 @@ test('natural training: 2 ranks × batch 64 give the weights of 1 process × bat
   assert.equal(s2.eval_examples, 50); // sharded evaluation, counts summed
   assert.equal(s2.clean_accuracy, s1.clean_accuracy);
   assert.equal(s2.distributed.world_size, 2);
+  assert.equal(s2.distributed.grad_sync, 'overlap');
+  assert.equal(s2.distributed.buckets, 1); // 0.8 MB of gradients, 25 MiB buckets
   assert.ok(s2.distributed.allreduce_bytes_per_step > 0);
+  // several buckets (re-formed after the first step), and the old after-backward averager: the same weights
+  for (const [env, grad_sync, buckets] of [[{ FREEADV_BUCKET_MB: '0.004' }, 'overlap', 4], [{ FREEADV_GRAD_SYNC: 'after-backward' }, 'after-backward', 1]] as const) {
+    const dir = join(tmp, `nat2-${grad_sync}`);
+    Object.assign(process.env, env); // the launcher passes its environment to the ranks
+    try {
+      r = await cli(['train', ...args, '--nproc', '2', '--out', dir]);
+    } finally {
+      for (const k of Object.keys(env)) delete process.env[k];
+    }
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual({ ...summary(dir).distributed, allreduce_ms_per_step: 0 }, { ...s2.distributed, grad_sync, buckets, allreduce_ms_per_step: 0 });
+    const dd = relDiff(model(one), model(dir));
+    assert.ok(dd < 1e-5, `${JSON.stringify(env)}: relative weight difference ${dd}`);
+  }
+});
+
+test('PGD training with --nproc 2 (attack steps are backward passes too): overlapped and after-backward averaging give the same weights', async () => {
+  const args = [...common(), '--data-dir', small, '--method', 'pgd', '--attack-steps', '2', '--epochs', '2', '--eval-limit', '20', '--eval-attacks', 'fgsm', '--nproc', '2'];
+  const dirs: string[] = [];
+  for (const sync of ['after-backward', 'overlap']) {
+    const dir = join(tmp, `pgd-${sync}`);
+    process.env.FREEADV_GRAD_SYNC = sync;
+    try {
+      const r = await cli(['train', ...args, '--out', dir]);
+      assert.equal(r.code, 0, r.err);
+    } finally {
+      delete process.env.FREEADV_GRAD_SYNC;
+    }
+    assert.equal(summary(dir).distributed.grad_sync, sync);
+    dirs.push(dir);
+  }
+  const d = relDiff(model(dirs[0]!), model(dirs[1]!));
+  assert.ok(d < 1e-6, `relative weight difference ${d}`);
 });
 
 test('two launchers as two machines (--nnodes 2 --node-rank 0/1 --master-addr/--master-port) train one model', async () => {

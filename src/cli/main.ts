@@ -76,6 +76,8 @@ Several processes (data parallel over c10d/Gloo; --batch-size stays the global b
   --dist-timeout S      seconds before a dead or hung peer stops the job with an error (default 300)
   A process started with torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK) joins
   that job: freeadv runs under torchrun, SLURM or any launcher that sets them.
+  Gradients are all-reduced in buckets during the backward pass (c10d's Reducer, as PyTorch DDP);
+  FREEADV_GRAD_SYNC=after-backward all-reduces them after it instead, FREEADV_BUCKET_MB sets the bucket size (25).
 
 A run folder holds config.json, metrics.jsonl, latest.safetensors, best.safetensors and summary.json.
 Ctrl-C finishes the current step, writes a checkpoint and prints how to resume.`;

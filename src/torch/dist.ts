@@ -1,6 +1,7 @@
 // Process groups over libtorch's c10d: TCPStore rendezvous and ProcessGroupGloo (CPU tensors), the engine
 // PyTorch's torch.distributed uses. One group per process. Collectives block the calling (main) thread until
-// every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError.
+// every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError. Gradients
+// are averaged either after backward (GradAverager) or during it (OverlappedGradAverager, c10d's Reducer).
 //
 // The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK.
 import { native, type Handle } from './native.js';
@@ -42,9 +43,17 @@ export function available(): boolean {
   return native.distAvailable();
 }
 
+/** Whether it also has c10d's Reducer for OverlappedGradAverager (builds against libtorch 1.x). */
+export function overlapAvailable(): boolean {
+  return native.distReducerNew !== undefined;
+}
+
 function need<K extends keyof typeof native>(k: K): NonNullable<(typeof native)[K]> {
   const f = native[k];
-  if (!f) throw new DistError('the native addon was built without c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+  if (!f) {
+    if (k.startsWith('distReducer') && native.distAvailable()) throw new DistError('this build of the native addon has no c10d Reducer (it is built against libtorch 1.x only): average gradients after backward with GradAverager');
+    throw new DistError('the native addon was built without c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+  }
   return f as NonNullable<(typeof native)[K]>;
 }
 
@@ -195,5 +204,111 @@ export class GradAverager {
     );
     this.seconds += (performance.now() - t0) / 1000;
     this.calls++;
+  }
+}
+
+export interface OverlapOptions {
+  /** Most bytes per bucket (default 25 MiB, DDP's default). */
+  bucketBytes?: number;
+  /**
+   * Most bytes of the first bucket once the buckets are re-formed after the first step (default: 1 MiB with the
+   * default bucketBytes, else bucketBytes; DDP's rule). A small first bucket starts communicating early.
+   */
+  firstBucketBytes?: number;
+  /**
+   * Allow parameters that get no gradient in a step (DDP's find_unused_parameters), at the cost of one walk of the
+   * autograd graph and one small all-reduce per step. A parameter unused on every rank keeps .grad undefined, as
+   * with one process; one used on some ranks gets the mean with zeros for the others. Without it such a step is
+   * refused with a DistError.
+   */
+  findUnusedParameters?: boolean;
+  /** Parameter names, for error messages (default: their indices). */
+  names?: string[];
+}
+
+export const DEFAULT_BUCKET_BYTES = 25 * 2 ** 20;
+
+/**
+ * Averages gradients across ranks while the backward pass runs, with c10d's Reducer (the engine under PyTorch's
+ * DistributedDataParallel): a gradient is copied into its bucket as soon as autograd has accumulated it, and a
+ * full bucket is all-reduced in the background while backward goes on; the end of backward waits for the last
+ * buckets and writes the means into .grad. Buckets start as the parameters in reverse order (their gradients come
+ * first), at most `bucketBytes` each; after the first step they are re-formed in the order the gradients arrived.
+ *
+ *   avg.prepare([loss]); loss.backward(); avg.finish();      // or: avg.backward(loss)
+ *
+ * Every rank must make the same calls. Only a backward pass between prepare() and finish() is reduced: other
+ * backward passes (attack steps, autograd.grad w.r.t. inputs) leave gradients per rank, and gradients of inputs
+ * (free training's δ) are never reduced. A failed or timed-out all-reduce becomes a DistError.
+ */
+export class OverlappedGradAverager {
+  readonly bytesPerStep: number;
+  /**
+   * Seconds, summed over steps, from the start of the last bucket's all-reduce to the end of backward: the part
+   * of the communication not hidden behind the backward pass (the rest of GradAverager.seconds' work is).
+   */
+  seconds = 0;
+  calls = 0;
+  private handle: Handle | undefined;
+  private readonly names: string[];
+
+  constructor(readonly params: Tensor[], opts: OverlapOptions = {}) {
+    const f = need('distReducerNew');
+    const bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+    const first = opts.firstBucketBytes ?? (opts.bucketBytes === undefined ? 2 ** 20 : bucketBytes);
+    if (!(bucketBytes >= 1) || !(first >= 1)) throw new RangeError(`bucket sizes must be at least 1 byte, got ${bucketBytes} and ${first}`);
+    this.names = opts.names ?? params.map((_, i) => `#${i}`);
+    this.handle = wrapErr('creating the gradient reducer', () => f(handles(params), Math.round(bucketBytes), Math.round(first), opts.findUnusedParameters ?? false));
+    this.bytesPerStep = params.reduce((s, p) => s + p.numel * 4, 0);
+  }
+
+  private get h(): Handle {
+    if (!this.handle) throw new DistError('the gradient averager was disposed');
+    return this.handle;
+  }
+
+  /** Parameter indices of each bucket, in the order the buckets are all-reduced. */
+  get buckets(): number[][] {
+    return need('distReducerBuckets')(this.h);
+  }
+
+  /** Arms the reducer for the next backward pass, which must start from `outputs` (e.g. [loss]). */
+  prepare(outputs: Tensor[]): void {
+    const f = need('distReducerPrepare');
+    const h = this.h;
+    wrapErr('preparing the gradient all-reduce', () => f(h, handles(outputs)));
+  }
+
+  /** After the armed backward pass: checks that every bucket was all-reduced (the .grad means are then in place). */
+  finish(): void {
+    const s = need('distReducerStatus')(this.h);
+    if (s.failure) throw new DistError(s.failure);
+    if (s.armed) {
+      const missing = scope(() => this.params.flatMap((p, i) => (p.grad ? [] : [this.names[i]!])));
+      throw new DistError(
+        `gradient all-reduce: ${missing.length ? `parameter(s) ${missing.join(', ')} got` : 'some parameters got'} no gradient in this backward pass, so their buckets were never all-reduced; every parameter must take part in every step (or pass findUnusedParameters: true)`,
+      );
+    }
+    if (s.tailMs >= 0) this.seconds += s.tailMs / 1000;
+    this.calls++;
+  }
+
+  /** prepare([loss]), loss.backward(), finish(); a failed all-reduce inside backward becomes a DistError. */
+  backward(loss: Tensor): void {
+    this.prepare([loss]);
+    try {
+      loss.backward();
+    } catch (e) {
+      const s = this.handle && need('distReducerStatus')(this.handle);
+      if (s?.failure) throw new DistError(s.failure);
+      throw e;
+    }
+    this.finish();
+  }
+
+  /** Removes the reducer's hooks from the parameters. */
+  dispose(): void {
+    if (this.handle) native.distReducerFree?.(this.handle);
+    this.handle = undefined;
   }
 }

@@ -74,6 +74,11 @@ export interface Native {
   distAllGather?(tensor: Handle[]): Handle[];
   distBarrier?(): void;
   distDestroy?(): void;
+  distReducerNew?(params: Handle[], bucketBytes: number, firstBucketBytes: number, findUnused: boolean): Handle;
+  distReducerPrepare?(reducer: Handle, outputs: Handle[]): void;
+  distReducerStatus?(reducer: Handle): { armed: boolean; failure: string | null; tailMs: number };
+  distReducerBuckets?(reducer: Handle): number[][];
+  distReducerFree?(reducer: Handle): void;
 }
 
 function findAddon(): string {

@@ -1,9 +1,9 @@
 // Data-parallel training helpers for the shared loop (loop.ts): what changes when several processes train one
 // model over c10d (src/torch/dist.ts). Each rank trains on its shard of every epoch with batch B/N; gradients
-// are averaged after every backward pass; weights start identical (broadcast from rank 0); rank 0 alone writes
-// files. Per-sample state of a method (free training's δ, one row per batch position) is kept per rank for the
-// rank's positions and gathered into the single-process layout for checkpoints, so a checkpoint does not depend
-// on the number of processes.
+// are averaged in every SGD step's backward pass (overlapped with it, or after it: gradSyncFromEnv); weights
+// start identical (broadcast from rank 0); rank 0 alone writes files. Per-sample state of a method (free
+// training's δ, one row per batch position) is kept per rank for the rank's positions and gathered into the
+// single-process layout for checkpoints, so a checkpoint does not depend on the number of processes.
 import { Tensor, dist, noGrad, scope, cat, stack } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import type { EvalResult } from '../eval/index.js';
@@ -82,4 +82,28 @@ export function reduceEval(r: EvalResult): EvalResult {
     robust_accuracy: Object.fromEntries(names.map((k, i) => [k, acc(rest[i]!)])),
     seconds: secs,
   };
+}
+
+export interface GradSync {
+  /** overlap: all-reduce buckets during backward (c10d's Reducer); after-backward: bucket and all-reduce after it. */
+  mode: 'overlap' | 'after-backward';
+  /** Bucket size cap in bytes (undefined: each averager's default, 25 MiB). */
+  bucketBytes?: number;
+}
+
+/**
+ * How gradients are averaged, from the environment (every rank inherits the launcher's):
+ * FREEADV_GRAD_SYNC=overlap (default where the addon has c10d's Reducer, else after-backward) | after-backward,
+ * FREEADV_BUCKET_MB=<MiB per bucket> (default 25). Both modes give the same gradients; only when the
+ * communication happens differs.
+ */
+export function gradSyncFromEnv(env: NodeJS.ProcessEnv = process.env, canOverlap = dist.overlapAvailable()): GradSync {
+  const mode = env.FREEADV_GRAD_SYNC || (canOverlap ? 'overlap' : 'after-backward');
+  if (mode !== 'overlap' && mode !== 'after-backward') throw new RangeError(`environment variable FREEADV_GRAD_SYNC must be 'overlap' or 'after-backward', got '${mode}'`);
+  if (mode === 'overlap' && !canOverlap) throw new RangeError('environment variable FREEADV_GRAD_SYNC=overlap: this build of the native addon has no c10d Reducer (built against libtorch 1.x only); use after-backward');
+  const mb = env.FREEADV_BUCKET_MB;
+  if (mb === undefined || mb === '') return { mode };
+  const n = Number(mb);
+  if (!(n > 0) || !Number.isFinite(n)) throw new RangeError(`environment variable FREEADV_BUCKET_MB must be a number of MiB > 0, got '${mb}'`);
+  return { mode, bucketBytes: Math.max(1, Math.round(n * 2 ** 20)) };
 }

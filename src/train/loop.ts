@@ -19,7 +19,7 @@ import { natural } from './natural.js';
 import { free } from './free.js';
 import { pgd } from './pgd.js';
 import { fgsm } from './fgsm.js';
-import { isRoot, broadcastModule, gatherRows, localRows, any, reduceEval, type DistOptions } from './distributed.js';
+import { isRoot, broadcastModule, gatherRows, localRows, any, reduceEval, gradSyncFromEnv, type DistOptions } from './distributed.js';
 
 export const methods: Record<string, Method> = { natural, free, pgd, fgsm };
 
@@ -42,8 +42,13 @@ export interface Summary {
   warnings: string[];
   stopped_early?: string;
   run_dir: string;
-  /** Data-parallel runs: processes, and the gradient all-reduce cost per SGD step on rank 0. */
-  distributed?: { world_size: number; allreduce_bytes_per_step: number; allreduce_ms_per_step: number };
+  /**
+   * Data-parallel runs: processes; how gradients were averaged (FREEADV_GRAD_SYNC) and in how many buckets;
+   * and rank 0's milliseconds per SGD step between the last gradient being ready and the averaged gradients
+   * being in place (after-backward: the whole bucketed all-reduce after backward; overlap: from the start of
+   * the last bucket's all-reduce to the end of backward, i.e. the communication not hidden behind backward).
+   */
+  distributed?: { world_size: number; grad_sync: 'overlap' | 'after-backward'; buckets: number; allreduce_bytes_per_step: number; allreduce_ms_per_step: number };
 }
 
 export class TrainingError extends Error {
@@ -115,6 +120,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   const cfg = { ...cfgIn };
   precheck(cfg);
   const D = opts.dist && opts.dist.worldSize > 1 ? opts.dist : undefined;
+  const sync = D ? gradSyncFromEnv() : undefined;
   const root = isRoot(D);
   const N = D?.worldSize ?? 1;
   if (cfg.batchSize % N !== 0) throw new ConfigError('batch-size', `the global batch ${cfg.batchSize} is not divisible by the ${N} processes (each takes batch-size / ${N})`);
@@ -150,7 +156,11 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   const totalSteps = Math.min(planned, cfg.maxSteps ?? Infinity);
   const schedule: Schedule = makeSchedule({ name: cfg.lrSchedule, lr: cfg.lr, totalSteps });
   const opt = new SGD(model.parameters(), { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov });
-  const averager = D ? new dist.GradAverager(model.parameters(), N) : undefined;
+  // gradient averaging across ranks: overlapped with backward (c10d's Reducer), or after it (FREEADV_GRAD_SYNC)
+  const overlapped = sync?.mode === 'overlap'
+    ? new dist.OverlappedGradAverager(model.parameters(), { bucketBytes: sync.bucketBytes, names: model.namedParameters().map(([k]) => k) })
+    : undefined;
+  const averager = sync?.mode === 'after-backward' ? new dist.GradAverager(model.parameters(), N, sync.bucketBytes) : undefined;
   const methodState = new Map<string, Tensor>();
   const st: LoopState = { step: 0, pass: 0, batch: 0, trainSeconds: 0, images: 0, bestGuard: -1 };
 
@@ -164,8 +174,11 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     sgdStep(loss: Tensor) {
       opt.lr = schedule(st.step);
       opt.zeroGrad();
-      loss.backward();
-      averager?.average();
+      if (overlapped) overlapped.backward(loss);
+      else {
+        loss.backward();
+        averager?.average();
+      }
       opt.step();
       st.step++;
     },
@@ -258,6 +271,7 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
   progress.tick(0, st.step);
   const done = () => st.step >= totalSteps;
   let skippedTrain = 0;
+  let buckets = averager?.buckets.length ?? 0;
   try {
     outer: while (st.pass < passes && !done()) {
       const t0 = performance.now();
@@ -321,7 +335,12 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     }
     skippedTrain = loader.stats().skipped;
     await loader.close();
+    if (overlapped) {
+      buckets = overlapped.buckets.length;
+      overlapped.dispose(); // removes its hooks from the parameters
+    }
   }
+  const syncStats = averager ?? overlapped;
   progress.finish();
   flushMetrics();
   if (interrupted) {
@@ -359,8 +378,14 @@ export async function train(cfgIn: TrainConfig, opts: TrainOptions & { resume?: 
     ],
     ...(st.stoppedEarly ? { stopped_early: st.stoppedEarly } : {}),
     run_dir: runDir,
-    ...(averager && {
-      distributed: { world_size: N, allreduce_bytes_per_step: averager.bytesPerStep, allreduce_ms_per_step: (averager.seconds * 1000) / Math.max(1, averager.calls) },
+    ...(syncStats && {
+      distributed: {
+        world_size: N,
+        grad_sync: sync!.mode,
+        buckets,
+        allreduce_bytes_per_step: syncStats.bytesPerStep,
+        allreduce_ms_per_step: (syncStats.seconds * 1000) / Math.max(1, syncStats.calls),
+      },
     }),
   };
   if (root) writeJsonAtomic(join(runDir, RUN_FILES.summary), summary);
