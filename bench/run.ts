@@ -1,7 +1,7 @@
 // `npm run bench`: freeadv measured against PyTorch (bench/reference, Debian's python3-torch) on this machine,
 // in one run, each figure a ratio or a pair:
 //   step      images/s of one free-training step, freeadv vs PyTorch (alternating rounds, median)
-//   overhead  a free replay step vs a natural step in freeadv
+//   overhead  a free replay step vs a natural step, interleaved in one process (freeadv and PyTorch)
 //   ladder    backward passes and seconds per natural-epoch budget: natural, free-m, FGSM-RS, PGD-7
 //   memory    peak RSS of the same step job, freeadv vs PyTorch
 //   data      share of step time spent waiting for data (Fashion-MNIST and CIFAR-shaped with augmentation)
@@ -43,6 +43,7 @@ const log = (s: string) => process.stderr.write(s + '\n');
 interface StepResult {
   images_per_second: number;
   ms_per_step: number;
+  ms_median: Record<string, number>;
   peak_rss_mb: number;
 }
 
@@ -92,24 +93,27 @@ if (parts.has('overhead')) {
   // The same pair of steps in freeadv and in PyTorch: the extra cost of a free replay step (the input gradient
   // and the δ update) is a property of the algorithm on this model, so PyTorch's figure is the yardstick.
   // On a small CNN the first layer's input gradient is a visible share of the step; on a ResNet it is not.
+  // Each process interleaves natural and free steps one by one and reports each kind's median step time:
+  // separate processes of the very same job differ by up to ±25% here, which once passed for a regression.
   const rows = [];
-  for (const [model, steps] of [['small-cnn', quick ? 15 : 40], ['resnet-cifar-small', quick ? 4 : 10]] as const) {
+  for (const [model, steps] of [['small-cnn', quick ? 20 : 60], ['resnet-cifar-small', quick ? 6 : 20]] as const) {
     log(`overhead: free vs natural step, ${model}...`);
-    const ms: Record<string, number[]> = { freeadv_free: [], freeadv_natural: [], pytorch_free: [], pytorch_natural: [] };
+    const runs: Record<'freeadv' | 'pytorch', { natural: number; free: number }[]> = { freeadv: [], pytorch: [] };
     for (let r = 0; r < Math.max(rounds, 3); r++) {
-      const common = ['--model', model, '--batch', '128', '--threads', String(threads), '--steps', String(steps), '--warmup', '3'];
-      for (const kind of ['free', 'natural']) {
-        ms[`freeadv_${kind}`]!.push(runJson(process.execPath, [join(here, 'step-worker.js'), ...common, '--kind', kind]).ms_per_step);
-        ms[`pytorch_${kind}`]!.push(runJson('/usr/bin/python3', [join(root, 'bench', 'reference', 'step_bench.py'), ...common, '--kind', kind]).ms_per_step);
+      const common = ['--model', model, '--batch', '128', '--threads', String(threads), '--steps', String(steps), '--warmup', '3', '--kind', 'natural,free'];
+      for (const impl of ['freeadv', 'pytorch'] as const) {
+        const res = impl === 'freeadv'
+          ? runJson(process.execPath, [join(here, 'step-worker.js'), ...common])
+          : runJson('/usr/bin/python3', [join(root, 'bench', 'reference', 'step_bench.py'), ...common]);
+        runs[impl].push(res.ms_median as { natural: number; free: number });
       }
     }
-    const m = Object.fromEntries(Object.entries(ms).map(([k, v]) => [k, median(v)])) as Record<string, number>;
     const pct = (f: number, n: number) => Math.round((f / n - 1) * 1000) / 10;
-    rows.push({
-      model, batch: 128,
-      free_ms_per_step: m.freeadv_free, natural_ms_per_step: m.freeadv_natural, overhead_percent: pct(m.freeadv_free!, m.freeadv_natural!),
-      pytorch_free_ms_per_step: m.pytorch_free, pytorch_natural_ms_per_step: m.pytorch_natural, pytorch_overhead_percent: pct(m.pytorch_free!, m.pytorch_natural!),
+    const summary = (rs: { natural: number; free: number }[]) => ({
+      free_ms: median(rs.map((r) => r.free)), natural_ms: median(rs.map((r) => r.natural)),
+      overhead_percent: median(rs.map((r) => pct(r.free, r.natural))), overhead_percent_per_process: rs.map((r) => pct(r.free, r.natural)),
     });
+    rows.push({ model, batch: 128, steps_per_kind: steps, processes: runs.freeadv.length, freeadv: summary(runs.freeadv), pytorch: summary(runs.pytorch) });
   }
   results.overhead = rows;
 }

@@ -1,6 +1,9 @@
 // Times one training step of freeadv on random data, in its own process (so that peak RSS is its own):
 // free (forward, backward, SGD-momentum step, δ ← clip(δ + ε·sign(g), −ε, ε)) or natural. The twin of
 // bench/reference/step_bench.py; prints one JSON line.
+// --kind natural,free interleaves the kinds step by step in this one process and reports each kind's median
+// step time (`ms_median`): the way to compare two kinds, since separate processes of the same job differ by up
+// to ±25% on this shared machine while steps in one process differ by a few percent.
 import { parseArgs } from 'node:util';
 import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
@@ -34,9 +37,9 @@ const x = (cl ? x0.channelsLast() : x0).keep();
 const y = T.randint(0, 10, [B]).keep();
 const delta = T.zerosLike(x).keep();
 
-function step(): void {
+function step(kind: string): void {
   T.scope(() => {
-    const free = a.kind === 'free';
+    const free = kind === 'free';
     const inp = free ? T.noGrad(() => x.add(delta).clamp_(0, 1)).requiresGrad_() : x;
     const loss = T.ops.crossEntropy(model.forward(inp), y);
     opt.zeroGrad();
@@ -46,16 +49,28 @@ function step(): void {
   });
 }
 
-for (let i = 0; i < Number(a.warmup); i++) step();
+const kinds = a.kind!.split(',');
+for (const k of kinds) if (k !== 'free' && k !== 'natural') throw new Error(`--kind: ${k} is not free or natural`);
+for (let i = 0; i < Number(a.warmup); i++) for (const k of kinds) step(k);
 const live0 = T.liveTensors();
-const t0 = performance.now();
 const n = Number(a.steps);
-for (let i = 0; i < n; i++) step();
-const dt = (performance.now() - t0) / n / 1000;
+const times: Record<string, number[]> = Object.fromEntries(kinds.map((k) => [k, []]));
+const t0 = performance.now();
+for (let i = 0; i < n; i++) {
+  for (const k of kinds) {
+    const s0 = performance.now();
+    step(k);
+    times[k]!.push(performance.now() - s0);
+  }
+}
+const dt = (performance.now() - t0) / n / kinds.length / 1000;
+if (process.env.STEP_TIMES) console.error(JSON.stringify(Object.fromEntries(kinds.map((k) => [k, times[k]!.map((t) => Math.round(t))]))));
+const median = (xs: number[]) => [...xs].sort((u, v) => u - v)[xs.length >> 1]!;
 console.log(
   JSON.stringify({
     model: a.model, kind: a.kind, batch: B, threads: T.getNumThreads(), input_shape: [c, s, s], channels_last: cl, steps: n,
     images_per_second: Math.round((B / dt) * 10) / 10, ms_per_step: Math.round(dt * 1e6) / 1e3,
+    ms_median: Object.fromEntries(kinds.map((k) => [k, Math.round(median(times[k]!) * 1e3) / 1e3])),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 102.4) / 10,
     live_tensors_delta: T.liveTensors() - live0,
   }),

@@ -2,6 +2,7 @@
 // mapping, and scope/dispose semantics with live-tensor counts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as T from '../src/torch/index.js';
 
 const close = (a: number[], b: number[], tol = 1e-6) => {
@@ -202,4 +203,19 @@ test('threads and devices', () => {
   T.setNumThreads(n);
   assert.equal(typeof T.cuda.isAvailable(), 'boolean');
   if (!T.cuda.isAvailable()) assert.equal(T.cuda.deviceCount(), 0);
+});
+
+test("libtorch's OpenMP runtime waits passively unless the user chose otherwise", () => {
+  // OMP_DISPLAY_ENV makes libgomp print the settings it read when the addon loaded it
+  const policy = (set?: string) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, OMP_DISPLAY_ENV: 'true' };
+    delete env.OMP_WAIT_POLICY;
+    if (set) env.OMP_WAIT_POLICY = set;
+    const url = new URL('../src/torch/index.js', import.meta.url).href;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(url)})`], { env, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return /OMP_WAIT_POLICY = '(\w+)'/.exec(r.stderr)?.[1];
+  };
+  assert.equal(policy(), 'PASSIVE');
+  assert.equal(policy('active'), 'ACTIVE');
 });

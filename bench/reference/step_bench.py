@@ -1,4 +1,7 @@
-"""Time one training step on random data: free (fwd, bwd, SGD-momentum step, delta update) or natural."""
+"""Time one training step on random data: free (fwd, bwd, SGD-momentum step, delta update) or natural.
+
+--kind natural,free interleaves the kinds step by step in one process and reports each kind's median step
+time (ms_median), as bench/step-worker.ts does."""
 import argparse
 import json
 import resource
@@ -16,7 +19,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--input-shape", default=None, help="C,H,W (default: the model's)")
-    ap.add_argument("--kind", choices=["free", "natural"], default="free")
+    ap.add_argument("--kind", default="free", help="free, natural or a comma list (interleaved)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--eps", type=float, default=8 / 255)
     ap.add_argument("--warmup", type=int, default=3)
@@ -34,29 +37,40 @@ def main():
     y = torch.randint(0, 10, (a.batch,))
     delta = torch.zeros_like(x)
 
-    def step():
+    kinds = a.kind.split(",")
+    for k in kinds:
+        if k not in ("free", "natural"):
+            ap.error(f"--kind: {k} is not free or natural")
+
+    def step(kind):
         nonlocal delta
-        if a.kind == "free":
+        if kind == "free":
             inp = torch.clamp(x + delta, 0, 1).requires_grad_(True)
         else:
             inp = x
         loss = F.cross_entropy(model(inp), y)
         opt.zero_grad()
         loss.backward()
-        if a.kind == "free":
+        if kind == "free":
             delta = (delta + a.eps * inp.grad.sign()).clamp(-a.eps, a.eps)
         opt.step()
 
     for _ in range(a.warmup):
-        step()
+        for k in kinds:
+            step(k)
+    times = {k: [] for k in kinds}
     t0 = time.perf_counter()
     for _ in range(a.steps):
-        step()
-    dt = (time.perf_counter() - t0) / a.steps
+        for k in kinds:
+            s0 = time.perf_counter()
+            step(k)
+            times[k].append(time.perf_counter() - s0)
+    dt = (time.perf_counter() - t0) / a.steps / len(kinds)
     print(json.dumps({
         "model": a.model, "kind": a.kind, "batch": a.batch, "threads": a.threads,
         "input_shape": list(shape), "channels_last": a.channels_last, "steps": a.steps,
         "images_per_second": round(a.batch / dt, 1), "ms_per_step": round(dt * 1000, 3),
+        "ms_median": {k: round(sorted(v)[len(v) // 2] * 1000, 3) for k, v in times.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__,
     }))
