@@ -35,10 +35,11 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
-// c10d's Reducer takes a c10d::ProcessGroup; from libtorch 2.0 on, ProcessGroupGloo is a c10d::Backend that would
-// first have to be wrapped in a ProcessGroup (an API that changed across 2.x and is untested here), so the
-// overlapped gradient averaging is built for libtorch 1.x only; elsewhere the JS layer averages after backward.
-#if FREEADV_GLOO && TORCH_VERSION_MAJOR < 2
+// c10d's Reducer takes a c10d::ProcessGroup. In libtorch 1.x ProcessGroupGloo is one; from 2.0 on it is a
+// c10d::Backend, wrapped here in a ProcessGroup (the 2.3+ API, tested with 2.13). The Reducer's constructor
+// changed across 2.x, so makeReducer picks the signature this libtorch has; where none is known (2.0-2.2, or a
+// future change) the overlapped averaging is left out and the JS layer averages after backward.
+#if FREEADV_GLOO && (TORCH_VERSION_MAJOR < 2 || TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 3)
 #define FREEADV_REDUCER 1
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 #else
@@ -54,6 +55,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -74,15 +76,23 @@ constexpr size_t kSmall = 16 * 1024;
 // deleter (which oneDNN uses: it frees by data pointer alone) can find the free list the block belongs to.
 constexpr size_t kHeader = kAlign;
 
+// libtorch >= 2.3 (the pip wheels, CUDA builds included) made allocate() non-const and copy_data() pure virtual.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define FREEADV_ALLOCATOR_2_3 1
+#define FREEADV_ALLOCATE_CONST
+#else
+#define FREEADV_ALLOCATOR_2_3 0
+#define FREEADV_ALLOCATE_CONST const
+#endif
+
 class CachingCPUAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) FREEADV_ALLOCATE_CONST override {
     void* p = const_cast<CachingCPUAllocator*>(this)->alloc(n);
     return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
-  // libtorch >= 2.3 (e.g. the CUDA builds inside recent pip wheels) makes this pure virtual.
+#if FREEADV_ALLOCATOR_2_3
   void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 #endif
 
@@ -732,9 +742,9 @@ EXPORT(manualSeed) {
     gen.set_current_seed(seed);
   }
   if (at::hasCUDA()) {
-    auto& hooks = at::detail::getCUDAHooks();
-    for (int64_t i = 0; i < hooks.getNumGPUs(); i++) {
-      auto gen = hooks.getDefaultCUDAGenerator(i);
+    for (int64_t i = 0; i < at::detail::getCUDAHooks().getNumGPUs(); i++) {
+      // Context::defaultGenerator exists in libtorch 1.x and 2.x (the hooks' method was renamed in 2.x)
+      auto gen = at::globalContext().defaultGenerator(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(i)));
       std::lock_guard<std::mutex> lock(gen.mutex());
       gen.set_current_seed(seed);
     }
@@ -812,6 +822,7 @@ struct DistGroup {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
   int rank = 0, size = 1;
   std::chrono::milliseconds timeout{300000};
+  c10::intrusive_ptr<c10d::ProcessGroup> wrapped;  // pg as a ProcessGroup, for the Reducer (made on first use)
 };
 // Deliberately leaked at exit: destroying a group whose peer died can block in gloo's threads.
 DistGroup* g_dist = nullptr;
@@ -992,7 +1003,7 @@ struct ReducerState {
 
 class AverageHook final : public c10d::CommHookInterface {
  public:
-  AverageHook(c10::intrusive_ptr<c10d::ProcessGroup> pg, std::chrono::milliseconds timeout,
+  AverageHook(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, std::chrono::milliseconds timeout,
               std::shared_ptr<ReducerState> st)
       : pg_(std::move(pg)), timeout_(timeout), st_(std::move(st)) {}
 
@@ -1011,7 +1022,7 @@ class AverageHook final : public c10d::CommHookInterface {
     const int n = pg_->getSize();
     auto st = st_;
     return fut->then(
-        [buf, n, st](c10::ivalue::Future& f) mutable -> c10::IValue {
+        [buf, n, st](c10::ivalue::Future& f) -> c10::IValue {
           if (f.hasError()) {
             std::string why = f.tryRetrieveErrorMessage();
             auto pos = why.find("\nException raised from");
@@ -1033,7 +1044,7 @@ class AverageHook final : public c10d::CommHookInterface {
   at::Tensor parseHookResult(const c10::IValue& result) override { return result.toTensor(); }
 
  private:
-  c10::intrusive_ptr<c10d::ProcessGroup> pg_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<ReducerState> st_;
 };
@@ -1054,6 +1065,56 @@ class GradReducer final : public c10d::Reducer {
     return out;
   }
 };
+
+// The group as the c10d::ProcessGroup the Reducer takes (null where this libtorch offers no known way).
+c10::intrusive_ptr<c10d::ProcessGroup> asProcessGroup(DistGroup& g) {
+#if TORCH_VERSION_MAJOR < 2
+  return g.pg;
+#else
+  if (!g.wrapped) {
+    if constexpr (std::is_constructible_v<c10d::ProcessGroup, c10::intrusive_ptr<c10d::Store>, int, int>) {
+      auto pg = c10::make_intrusive<c10d::ProcessGroup>(g.store, g.rank, g.size);
+      pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+      pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, c10::intrusive_ptr<c10d::Backend>(g.pg));
+      g.wrapped = pg;
+    }
+  }
+  return g.wrapped;
+#endif
+}
+
+// The Reducer's constructor by libtorch version: 1.13 (per-bucket limits, then the group), later 2.x releases
+// that appended flags, and 2.13 (no per-bucket limits; skip-unused, python-reducer flags and a cap list).
+// Unused parameters are all-reduced like the rest (skip = false), as in 1.x.
+using RParams = std::vector<at::Tensor>;
+using RBuckets = std::vector<std::vector<size_t>>;
+using RLimits = std::vector<size_t>;
+using RGroup = c10::intrusive_ptr<c10d::ProcessGroup>;
+using RSparse = std::vector<bool>;
+using RNames = std::unordered_map<size_t, std::string>;
+template <class... A>
+constexpr bool kReducerTakes = std::is_constructible_v<GradReducer, A...>;
+constexpr bool kReducerKnown =
+    kReducerTakes<RParams, RBuckets, RLimits, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t> ||
+    kReducerTakes<RParams, RBuckets, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t, bool, bool, std::vector<int64_t>>;
+
+std::unique_ptr<GradReducer> makeReducer(RParams params, RBuckets buckets, RLimits limits, RGroup pg, int64_t cap,
+                                         bool findUnused, int64_t first) {
+  const size_t n = params.size();
+  if constexpr (kReducerTakes<RParams, RBuckets, RLimits, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t>) {
+    return std::make_unique<GradReducer>(std::move(params), std::move(buckets), std::move(limits), std::move(pg),
+                                         RSparse(n, false), cap, findUnused, /*gradient_as_bucket_view=*/false,
+                                         RNames(), first);
+  } else if constexpr (kReducerTakes<RParams, RBuckets, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t, bool,
+                                     bool, std::vector<int64_t>>) {
+    return std::make_unique<GradReducer>(std::move(params), std::move(buckets), std::move(pg), RSparse(n, false), cap,
+                                         findUnused, /*gradient_as_bucket_view=*/false, RNames(), first,
+                                         /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false,
+                                         std::vector<int64_t>());
+  } else {
+    return nullptr;
+  }
+}
 
 struct ReducerHolder {
   std::unique_ptr<GradReducer> reducer;
@@ -1104,12 +1165,10 @@ EXPORT(distReducerNew) {
   std::reverse(buckets.begin(), buckets.end());
   std::reverse(limits.begin(), limits.end());
   auto st = std::make_shared<ReducerState>();
-  const size_t n = params.size();
-  auto r = std::make_unique<GradReducer>(std::move(params), std::move(buckets), std::move(limits),
-                                         c10::intrusive_ptr<c10d::ProcessGroup>(g.pg),
-                                         std::vector<bool>(n, false), cap, findUnused,
-                                         /*gradient_as_bucket_view=*/false,
-                                         std::unordered_map<size_t, std::string>(), first);
+  auto wrapped = asProcessGroup(g);
+  if (!wrapped) throw torchError(env, "gradient reducer: this libtorch cannot wrap the Gloo group for c10d's Reducer");
+  auto r = makeReducer(std::move(params), std::move(buckets), std::move(limits), wrapped, cap, findUnused, first);
+  if (!r) throw torchError(env, "gradient reducer: this libtorch's c10d::Reducer has an unknown constructor");
   r->register_comm_hook(std::make_unique<AverageHook>(g.pg, g.timeout, st));
   auto* h = new ReducerHolder{std::move(r), std::move(st)};
   auto ext = Napi::External<ReducerHolder>::New(env, h, [](Napi::Env, ReducerHolder* h) {
@@ -1202,7 +1261,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   REG(distDestroy);
 #endif
 #if FREEADV_REDUCER
-  REG(distReducerNew); REG(distReducerPrepare); REG(distReducerStatus); REG(distReducerBuckets); REG(distReducerFree);
+  if (kReducerKnown) {
+    REG(distReducerNew); REG(distReducerPrepare); REG(distReducerStatus); REG(distReducerBuckets); REG(distReducerFree);
+  }
 #endif
 #undef REG
   return exports;
