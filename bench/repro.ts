@@ -4,7 +4,7 @@
 // where --quick leaves PGD-100 out to fit its time).
 // Resumable: finished runs (their summary/eval files) are reused. Prints a Markdown table and writes JSON.
 //   node dist/bench/repro.js [--quick] [--out bench-runs] [--dataset fashion-mnist|mnist|cifar10] [--data-dir D]
-//                            [--threads N] [--impl both|freeadv|pytorch]
+//                            [--threads N] [--impl both|freeadv|pytorch] [--table-only]
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,12 +24,14 @@ const { values: o } = parseArgs({
     'data-dir': { type: 'string' },
     threads: { type: 'string', default: String(cpus().length) },
     impl: { type: 'string', default: 'both' },
+    'table-only': { type: 'boolean', default: false },
   },
 });
 // --impl freeadv|pytorch: run one side only (two such processes with --threads 1 can share 2 cores); the table
 // then shows the rows whose results exist.
 if (!['both', 'freeadv', 'pytorch'].includes(o.impl!)) throw new Error(`--impl: both, freeadv or pytorch, not '${o.impl}'`);
-const runs = (impl: string) => o.impl === 'both' || o.impl === impl;
+// --table-only: print the table of the results that exist, run nothing (while other processes fill it in).
+const runs = (impl: string) => !o['table-only'] && (o.impl === 'both' || o.impl === impl);
 const quick = o.quick!;
 const cifar = o.dataset === 'cifar10';
 if (!['fashion-mnist', 'mnist', 'cifar10'].includes(o.dataset!)) throw new Error(`--dataset: fashion-mnist, mnist or cifar10, not '${o.dataset}'`);
@@ -122,6 +124,7 @@ function evaluate(weights: string, file: string): Record<string, any> {
 }
 const row = (impl: string, method: string, e: Record<string, any>, minutes: number, backward: number) => ({
   impl, method, clean: e.clean_accuracy, pgd20: e.robust_accuracy['pgd-20'], pgd100: e.robust_accuracy['pgd-100'], apgd: e.robust_accuracy['apgd-ce'], minutes, backward,
+  strongClean: e.strong?.clean_accuracy,
 });
 
 // Runs go in order of what the comparison needs most (natural, free-8, PGD-7 first), the table in the usual order.
@@ -160,12 +163,16 @@ const table = rows.flatMap((r) => byName.get(r.name)!);
 const hasPgd100 = table.every((r) => r.pgd100 !== undefined);
 
 const pct = (v: number) => (v * 100).toFixed(2);
+// With the strong attack on a prefix, its column comes with the clean accuracy of that prefix.
+const strong = 'strong' in S && S.strong ? S.strong : undefined;
+const pgd100Head = strong ? ` clean % (first ${strong.limit}) | PGD-100 % (first ${strong.limit}) |` : ' PGD-100 % |';
+const pgd100Cell = (r: Record<string, any>) => (strong ? ` ${pct(r.strongClean)} | ${pct(r.pgd100)} |` : ` ${pct(r.pgd100)} |`);
 const md = [
   `${o.dataset}, ε = ${S.epsArg}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, ${S.model}, batch ${S.batch}, lr ${S.lr} cosine${S.augment ? ', pad-4 crop + flip' : ''}, δ step ${+S.freeStep.toFixed(4)}, ${S.evalLimit} test images${'strong' in S && S.strong ? ` (${S.strong.attacks} with 2 restarts: the first ${S.strong.limit})` : ''}; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
   '',
-  `| method | impl | clean % | PGD-20 % |${hasPgd100 ? ' PGD-100 % |' : ''}${cifar ? ' APGD-CE % |' : ''} train min | backward passes |`,
-  `|---|---|---|---|${hasPgd100 ? '---|' : ''}${cifar ? '---|' : ''}---|---|`,
-  ...table.map((r) => `| ${r.method} | ${r.impl} | ${pct(r.clean)} | ${pct(r.pgd20)} |${hasPgd100 ? ` ${pct(r.pgd100)} |` : ''}${cifar ? ` ${pct(r.apgd)} |` : ''} ${r.minutes.toFixed(1)} | ${r.backward} |`),
+  `| method | impl | clean % | PGD-20 % |${hasPgd100 ? pgd100Head : ''}${cifar ? ' APGD-CE % |' : ''} train min | backward passes |`,
+  `|---|---|---|---|${hasPgd100 ? (strong ? '---|---|' : '---|') : ''}${cifar ? '---|' : ''}---|---|`,
+  ...table.map((r) => `| ${r.method} | ${r.impl} | ${pct(r.clean)} | ${pct(r.pgd20)} |${hasPgd100 ? pgd100Cell(r) : ''}${cifar ? ` ${pct(r.apgd)} |` : ''} ${r.minutes.toFixed(1)} | ${r.backward} |`),
 ].join('\n');
 writeFileSync(join(outDir, 'table.json'), JSON.stringify(table, null, 2));
 writeFileSync(join(outDir, 'table.md'), md + '\n');
