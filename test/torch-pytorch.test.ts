@@ -76,7 +76,17 @@ test('a conv net: loss, parameter gradients and input gradient equal PyTorch’s
     const py = pythonJson<{ loss: number; xgrad: number[]; grads: Record<string, number[]>; running_mean: number[] }>(PY_NET, [], { timeoutMs: 60_000, input });
     assert.ok(Math.abs(loss.item() - py.loss) / Math.abs(py.loss) < 1e-5, `loss ${loss.item()} vs ${py.loss}`);
     assert.ok(relErr(flat(x.grad!), py.xgrad) < 1e-5, 'input gradient');
-    for (const [k, p] of net.namedParameters()) assert.ok(relErr(flat(p.grad!), py.grads[k]!) < 1e-5, `gradient of ${k}`);
+    const maxAbs = (v: number[]) => v.reduce((m, u) => Math.max(m, Math.abs(u)), 0);
+    for (const [k, p] of net.namedParameters()) {
+      if (k === 'conv1.bias') {
+        // BatchNorm follows conv1, so the analytic gradient of conv1's bias is 0 and both sides hold rounding
+        // noise (equal bit for bit with the same libtorch, not with libtorch 2.x against PyTorch 1.13)
+        const scale = maxAbs(py.grads['conv1.weight']!);
+        assert.ok(maxAbs(flat(p.grad!)) < 1e-5 * scale && maxAbs(py.grads[k]!) < 1e-5 * scale, `gradient of ${k} is not ~0`);
+        continue;
+      }
+      assert.ok(relErr(flat(p.grad!), py.grads[k]!) < 1e-5, `gradient of ${k}`);
+    }
     const rm = net.stateDict()['bn1.running_mean']!;
     assert.ok(relErr(flat(rm), py.running_mean) < 1e-5, 'BatchNorm running mean');
     net.dispose();
