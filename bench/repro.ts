@@ -51,6 +51,8 @@ const S = cifar
       // (200 gradient steps an image: 12 min a model on all of them, 2.4 min on 2,000)
       strong: quick ? undefined : { attacks: 'pgd-100', limit: 2000 },
     };
+// the strong attack on a prefix of the test set, where the full table has one
+const strong = 'strong' in S ? S.strong : undefined;
 const epochs = 8;
 // --quick: every method gets the SGD steps of one natural epoch (the paper's equal-cost comparison, shortened):
 // natural, FGSM-RS and PGD-7 one epoch; free-m the first 1/m of a pass, replayed m times. The schedule spans them.
@@ -112,7 +114,6 @@ function evaluate(weights: string, file: string): Record<string, any> {
   if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
   const ev = (attacks: string, limit: number) =>
     lastJson(sh(process.execPath, [bin, 'eval', '--weights', weights, '--model', S.model, '--dataset', o.dataset!, ...dataArgs, '--eps', S.epsArg, '--attacks', attacks, '--restarts', quick ? '1' : '2', '--limit', String(limit), '--threads', o.threads!, '--json']));
-  const strong = 'strong' in S ? S.strong : undefined;
   let r = ev(strong ? 'pgd-20' : S.attacks, S.evalLimit);
   if (strong) {
     // the strong attack on a prefix of the test set: its own clean count and example count are kept beside it
@@ -164,11 +165,10 @@ const hasPgd100 = table.every((r) => r.pgd100 !== undefined);
 
 const pct = (v: number) => (v * 100).toFixed(2);
 // With the strong attack on a prefix, its column comes with the clean accuracy of that prefix.
-const strong = 'strong' in S && S.strong ? S.strong : undefined;
 const pgd100Head = strong ? ` clean % (first ${strong.limit}) | PGD-100 % (first ${strong.limit}) |` : ' PGD-100 % |';
 const pgd100Cell = (r: Record<string, any>) => (strong ? ` ${pct(r.strongClean)} | ${pct(r.pgd100)} |` : ` ${pct(r.pgd100)} |`);
 const md = [
-  `${o.dataset}, ε = ${S.epsArg}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, ${S.model}, batch ${S.batch}, lr ${S.lr} cosine${S.augment ? ', pad-4 crop + flip' : ''}, δ step ${+S.freeStep.toFixed(4)}, ${S.evalLimit} test images${'strong' in S && S.strong ? ` (${S.strong.attacks} with 2 restarts: the first ${S.strong.limit})` : ''}; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
+  `${o.dataset}, ε = ${S.epsArg}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, ${S.model}, batch ${S.batch}, lr ${S.lr} cosine${S.augment ? ', pad-4 crop + flip' : ''}, δ step ${+S.freeStep.toFixed(4)}, ${S.evalLimit} test images${strong ? ` (${strong.attacks} with 2 restarts: the first ${strong.limit})` : ''}; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
   '',
   `| method | impl | clean % | PGD-20 % |${hasPgd100 ? pgd100Head : ''}${cifar ? ' APGD-CE % |' : ''} train min | backward passes |`,
   `|---|---|---|---|${hasPgd100 ? (strong ? '---|---|' : '---|') : ''}${cifar ? '---|' : ''}---|---|`,

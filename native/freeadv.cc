@@ -39,7 +39,9 @@
 // c10d::Backend, wrapped here in a ProcessGroup (the 2.3+ API, tested with 2.13). The Reducer's constructor
 // changed across 2.x, so makeReducer picks the signature this libtorch has; where none is known (2.0-2.2, or a
 // future change) the overlapped averaging is left out and the JS layer averages after backward.
-#if FREEADV_GLOO && (TORCH_VERSION_MAJOR < 2 || TORCH_VERSION_MAJOR > 2 || TORCH_VERSION_MINOR >= 3)
+// libtorch >= 2.3: also the allocator's API below (allocate() non-const, copy_data() pure virtual).
+#define FREEADV_TORCH_2_3 (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3))
+#if FREEADV_GLOO && (TORCH_VERSION_MAJOR < 2 || FREEADV_TORCH_2_3)
 #define FREEADV_REDUCER 1
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 #else
@@ -77,11 +79,9 @@ constexpr size_t kSmall = 16 * 1024;
 constexpr size_t kHeader = kAlign;
 
 // libtorch >= 2.3 (the pip wheels, CUDA builds included) made allocate() non-const and copy_data() pure virtual.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
-#define FREEADV_ALLOCATOR_2_3 1
+#if FREEADV_TORCH_2_3
 #define FREEADV_ALLOCATE_CONST
 #else
-#define FREEADV_ALLOCATOR_2_3 0
 #define FREEADV_ALLOCATE_CONST const
 #endif
 
@@ -92,7 +92,7 @@ class CachingCPUAllocator final : public c10::Allocator {
     return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
-#if FREEADV_ALLOCATOR_2_3
+#if FREEADV_TORCH_2_3
   void copy_data(void* dest, const void* src, std::size_t count) const override { std::memcpy(dest, src, count); }
 #endif
 
@@ -1083,8 +1083,9 @@ c10::intrusive_ptr<c10d::ProcessGroup> asProcessGroup(DistGroup& g) {
 #endif
 }
 
-// The Reducer's constructor by libtorch version: 1.13 (per-bucket limits, then the group), later 2.x releases
-// that appended flags, and 2.13 (no per-bucket limits; skip-unused, python-reducer flags and a cap list).
+// The Reducer's constructor by libtorch version: the 1.13 form (per-bucket limits, then the group; also taken
+// where later parameters have defaults) and the 2.13 form (no per-bucket limits; skip-unused and python-reducer
+// flags and a cap list).
 // Unused parameters are all-reduced like the rest (skip = false), as in 1.x.
 using RParams = std::vector<at::Tensor>;
 using RBuckets = std::vector<std::vector<size_t>>;
