@@ -4,7 +4,7 @@
 // where --quick leaves PGD-100 out to fit its time).
 // Resumable: finished runs (their summary/eval files) are reused. Prints a Markdown table and writes JSON.
 //   node dist/bench/repro.js [--quick] [--out bench-runs] [--dataset fashion-mnist|mnist|cifar10] [--data-dir D]
-//                            [--threads N] [--impl both|freeadv|pytorch] [--table-only]
+//                            [--threads N] [--impl both|freeadv|pytorch] [--table-only] [--seed N] [--methods a,b]
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -25,6 +25,8 @@ const { values: o } = parseArgs({
     threads: { type: 'string', default: String(cpus().length) },
     impl: { type: 'string', default: 'both' },
     'table-only': { type: 'boolean', default: false },
+    seed: { type: 'string', default: '0' },
+    methods: { type: 'string' },
   },
 });
 // --impl freeadv|pytorch: run one side only (two such processes with --threads 1 can share 2 cores); the table
@@ -57,20 +59,28 @@ const epochs = 8;
 // --quick: every method gets the SGD steps of one natural epoch (the paper's equal-cost comparison, shortened):
 // natural, FGSM-RS and PGD-7 one epoch; free-m the first 1/m of a pass, replayed m times. The schedule spans them.
 const quickSteps = S.stepsPerEpoch;
-const outDir = resolve(o.out!, quick ? `${o.dataset}-quick` : o.dataset!);
+// --seed N (N ≠ 0): the same table with another seed (weights, data order, δ start), in its own folder, to
+// measure the seed-to-seed spread that the comparison between implementations has to be read against.
+const seed = Number(o.seed);
+if (!Number.isInteger(seed) || seed < 0) throw new Error(`--seed: a non-negative integer, not '${o.seed}'`);
+const outDir = resolve(o.out!, `${quick ? `${o.dataset}-quick` : o.dataset!}${seed ? `-seed${seed}` : ''}`);
 mkdirSync(outDir, { recursive: true });
 const ms = quick || cifar ? [2, 4, 8] : [2, 4, 8, 10];
 function budget(m: number): string[] {
   return quick ? ['--epochs', String(m), '--max-steps', String(quickSteps)] : ['--epochs', String(epochs)];
 }
-const rows: { name: string; args: string[] }[] = [
+const allRows: { name: string; args: string[] }[] = [
   { name: 'natural', args: ['--method', 'natural', ...budget(1)] },
   ...ms.map((m) => ({ name: `free-${m}`, args: ['--method', 'free', '--replays', String(m), '--step-size', String(S.freeStep), ...budget(m)] })),
   { name: 'fgsm-rs', args: ['--method', 'fgsm', ...budget(1)] },
   { name: 'pgd-7', args: ['--method', 'pgd', '--attack-steps', '7', ...budget(1)] },
 ];
+// --methods free-8,natural: only these rows (for extra seeds, say)
+const only = o.methods?.split(',');
+for (const m of only ?? []) if (!allRows.some((r) => r.name === m)) throw new Error(`--methods: '${m}' is not one of ${allRows.map((r) => r.name).join(', ')}`);
+const rows = only ? allRows.filter((r) => only.includes(r.name)) : allRows;
 const dataArgs = o['data-dir'] ? ['--data-dir', o['data-dir']] : [];
-const common = ['--model', S.model, '--batch-size', String(S.batch), '--lr', String(S.lr), '--lr-schedule', 'cosine', '--threads', o.threads!, '--seed', '0'];
+const common = ['--model', S.model, '--batch-size', String(S.batch), '--lr', String(S.lr), '--lr-schedule', 'cosine', '--threads', o.threads!, '--seed', String(seed)];
 const freeadvCommon = [...common, '--eps', S.epsArg, ...(S.augment ? ['--augment'] : ['--no-augment'])];
 const refCommon = [...common, '--eps', String(S.eps), ...(S.augment ? ['--augment'] : [])];
 
@@ -168,7 +178,7 @@ const pct = (v: number) => (v * 100).toFixed(2);
 const pgd100Head = strong ? ` clean % (first ${strong.limit}) | PGD-100 % (first ${strong.limit}) |` : ' PGD-100 % |';
 const pgd100Cell = (r: Record<string, any>) => (strong ? ` ${pct(r.strongClean)} | ${pct(r.pgd100)} |` : ` ${pct(r.pgd100)} |`);
 const md = [
-  `${o.dataset}, ε = ${S.epsArg}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, ${S.model}, batch ${S.batch}, lr ${S.lr} cosine${S.augment ? ', pad-4 crop + flip' : ''}, δ step ${+S.freeStep.toFixed(4)}, ${S.evalLimit} test images${strong ? ` (${strong.attacks} with 2 restarts: the first ${strong.limit})` : ''}; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
+  `${o.dataset}, ε = ${S.epsArg}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, ${S.model}, batch ${S.batch}, lr ${S.lr} cosine${S.augment ? ', pad-4 crop + flip' : ''}${seed ? `, seed ${seed}` : ''}, δ step ${+S.freeStep.toFixed(4)}, ${S.evalLimit} test images${strong ? ` (${strong.attacks} with 2 restarts: the first ${strong.limit})` : ''}; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
   '',
   `| method | impl | clean % | PGD-20 % |${hasPgd100 ? pgd100Head : ''}${cifar ? ' APGD-CE % |' : ''} train min | backward passes |`,
   `|---|---|---|---|${hasPgd100 ? (strong ? '---|---|' : '---|') : ''}${cifar ? '---|' : ''}---|---|`,

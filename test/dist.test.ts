@@ -325,11 +325,19 @@ test('ranks started directly (torchrun contract): a hung peer stops rank 0 with 
   }
 });
 
-test('resume with another number of processes: free training stopped at 2 → resumed with 1, and 1 → 2, both end like an uninterrupted 1-process run (δ included)', async () => {
+test('resume with another number of processes: free training stopped at 2 → resumed with 1, and 1 → 2, both end like an uninterrupted run (δ included)', async () => {
   // 256 images: 2 batches per pass, 4 passes of 2 replays = 16 SGD steps; a checkpoint every 2 steps
   const args = [...common(), '--data-dir', small, '--method', 'free', '--replays', '2', '--epochs', '8', '--lr', '0.02', '--eval-limit', '50', '--eval-attacks', 'fgsm', '--checkpoint-every', '2'];
   const full = join(tmp, 'free-full');
   assert.equal((await cli(['train', ...args, '--threads', '2', '--out', full])).code, 0);
+  // And uninterrupted with 2 processes. With libtorch 1.13 the two layouts end within 2e-7 of each other (the same
+  // δ signs throughout). Other versions order the sums differently at batch 64 and 128: a rounding-level
+  // difference flips the sign of a few near-zero input-gradient elements in the first steps (2.13: 29 of δ's
+  // elements at step 4), each flip a full ε step of δ, and the layouts then run 7e-4 apart. So a resumed run must
+  // end within 1e-5 of one of the two uninterrupted runs (on 2.13: the one it started in, to 1.2e-7). Losing δ,
+  // the momentum or the data position on resume lands 1e-2 away from both.
+  const full2 = join(tmp, 'free-full-2proc');
+  assert.equal((await cli(['train', ...args, '--nproc', '2', '--dist-timeout', '30', '--out', full2])).code, 0);
   for (const [from, to] of [[2, 1], [1, 2]] as const) {
     const part = join(tmp, `free-resume-${from}-${to}`);
     const p = start([BIN, 'train', ...args, ...(from > 1 ? ['--nproc', String(from), '--dist-timeout', '30'] : ['--threads', '2']), '--out', part]);
@@ -347,7 +355,7 @@ test('resume with another number of processes: free training stopped at 2 → re
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, new RegExp(`resuming .* at SGD step ${step} `));
     assert.equal(summary(part).sgd_steps, 16);
-    const d = relDiff(model(full), model(part));
-    assert.ok(d < 1e-5, `${from} → ${to}: relative weight difference ${d}`);
+    const [d1, d2] = [relDiff(model(full), model(part)), relDiff(model(full2), model(part))];
+    assert.ok(Math.min(d1, d2) < 1e-5, `${from} → ${to}: relative weight difference ${d1} from the 1-process run, ${d2} from the 2-process run`);
   }
 });
