@@ -888,7 +888,7 @@ EXPORT(distInit) {
   else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   opts->threads = 2;
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(rank), static_cast<int>(size), opts);
-  g_dist = new DistGroup{tcp, pg, static_cast<int>(rank), static_cast<int>(size), timeout};
+  g_dist = new DistGroup{tcp, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}};
   return env.Undefined();
 }
 
@@ -1093,21 +1093,20 @@ using RLimits = std::vector<size_t>;
 using RGroup = c10::intrusive_ptr<c10d::ProcessGroup>;
 using RSparse = std::vector<bool>;
 using RNames = std::unordered_map<size_t, std::string>;
-template <class... A>
-constexpr bool kReducerTakes = std::is_constructible_v<GradReducer, A...>;
-constexpr bool kReducerKnown =
-    kReducerTakes<RParams, RBuckets, RLimits, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t> ||
-    kReducerTakes<RParams, RBuckets, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t, bool, bool, std::vector<int64_t>>;
+constexpr bool kReducer113 =
+    std::is_constructible_v<GradReducer, RParams, RBuckets, RLimits, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t>;
+constexpr bool kReducer213 = std::is_constructible_v<GradReducer, RParams, RBuckets, RGroup, RSparse, int64_t, bool, bool,
+                                                     RNames, int64_t, bool, bool, std::vector<int64_t>>;
+constexpr bool kReducerKnown = kReducer113 || kReducer213;
 
 std::unique_ptr<GradReducer> makeReducer(RParams params, RBuckets buckets, RLimits limits, RGroup pg, int64_t cap,
                                          bool findUnused, int64_t first) {
   const size_t n = params.size();
-  if constexpr (kReducerTakes<RParams, RBuckets, RLimits, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t>) {
+  if constexpr (kReducer113) {
     return std::make_unique<GradReducer>(std::move(params), std::move(buckets), std::move(limits), std::move(pg),
                                          RSparse(n, false), cap, findUnused, /*gradient_as_bucket_view=*/false,
                                          RNames(), first);
-  } else if constexpr (kReducerTakes<RParams, RBuckets, RGroup, RSparse, int64_t, bool, bool, RNames, int64_t, bool,
-                                     bool, std::vector<int64_t>>) {
+  } else if constexpr (kReducer213) {
     return std::make_unique<GradReducer>(std::move(params), std::move(buckets), std::move(pg), RSparse(n, false), cap,
                                          findUnused, /*gradient_as_bucket_view=*/false, RNames(), first,
                                          /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false,
