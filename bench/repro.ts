@@ -7,7 +7,7 @@
 //                            [--threads N] [--impl both|freeadv|pytorch] [--table-only] [--seed N] [--methods a,b]
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,7 +162,10 @@ for (const r of [...rows].sort((a, b) => priority.indexOf(a.name) - priority.ind
   if (runs('pytorch') && !existsSync(join(ref, 'result.json'))) {
     log(`pytorch ${r.name}...`);
     mkdirSync(ref, { recursive: true });
-    sh('/usr/bin/python3', [join(root, 'bench', 'reference', 'train.py'), ...r.args, ...refCommon, ...refData, '--eval-limit', '100', '--out', join(ref, 'result.json'), '--save-weights', join(ref, 'weights.safetensors')]);
+    // checkpointed every pass: a stopped run continues where it was (CIFAR-10's PGD-7 row takes hours)
+    const ck = join(ref, 'checkpoint.pt');
+    sh('/usr/bin/python3', [join(root, 'bench', 'reference', 'train.py'), ...r.args, ...refCommon, ...refData, '--eval-limit', '100', '--out', join(ref, 'result.json'), '--save-weights', join(ref, 'weights.safetensors'), '--checkpoint', ck]);
+    rmSync(ck, { force: true });
   }
   if (existsSync(join(ref, 'result.json')) && (runs('pytorch') || existsSync(join(ref, 'eval.json')))) {
     const rs = JSON.parse(readFileSync(join(ref, 'result.json'), 'utf8'));

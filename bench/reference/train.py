@@ -2,6 +2,7 @@
 import argparse
 import json
 import math
+import os
 import resource
 import time
 
@@ -50,6 +51,10 @@ def main():
     ap.add_argument("--eval-batch-size", type=int, default=500)
     ap.add_argument("--out", default=None)
     ap.add_argument("--save-weights", default=None)
+    ap.add_argument("--checkpoint", default=None,
+                    help="file written at the end of every pass; a run started with it present continues from it")
+    ap.add_argument("--stop-after-passes", type=int, default=None,
+                    help="(to test resuming) exit with status 3 after this many passes of this invocation")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -81,9 +86,22 @@ def main():
     model.train()
     aug_gen = torch.Generator().manual_seed(a.seed + 777)
     delta = torch.zeros(a.batch_size, *xtr.shape[1:])  # free: persistent perturbation, starts at 0
-    step, images = 0, 0
+    step, images, first_pass, seconds_before = 0, 0, 0, 0.0
+    # what the run's result depends on: a checkpoint written under other settings is refused
+    run_config = {k: v for k, v in vars(a).items() if k not in ("out", "save_weights", "checkpoint", "stop_after_passes")}
+    if a.checkpoint and os.path.exists(a.checkpoint):
+        ck = torch.load(a.checkpoint)
+        if ck["config"] != run_config:
+            diff = sorted(k for k in run_config.keys() | ck["config"].keys() if run_config.get(k) != ck["config"].get(k))
+            raise SystemExit(f"--checkpoint {a.checkpoint}: written by a run with other settings ({', '.join(diff)})")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        delta.copy_(ck["delta"])
+        torch.set_rng_state(ck["rng"])
+        aug_gen.set_state(ck["aug_rng"])
+        step, images, first_pass, seconds_before = ck["step"], ck["images"], ck["next_pass"], ck["train_seconds"]
     t0 = time.perf_counter()
-    for p in range(passes):
+    for p in range(first_pass, passes):
         for x, y in data.batches(xtr, ytr, a.batch_size, a.seed, p):
             if step >= total:
                 break
@@ -122,7 +140,14 @@ def main():
                     sgd_step(x + d, y)
                 step += 1
                 images += n
-    train_seconds = time.perf_counter() - t0
+        if a.checkpoint:  # everything the rest of the run depends on, written atomically
+            torch.save({"config": run_config, "model": model.state_dict(), "opt": opt.state_dict(), "delta": delta, "rng": torch.get_rng_state(),
+                        "aug_rng": aug_gen.get_state(), "step": step, "images": images, "next_pass": p + 1,
+                        "train_seconds": seconds_before + time.perf_counter() - t0}, a.checkpoint + ".tmp")
+            os.replace(a.checkpoint + ".tmp", a.checkpoint)
+        if a.stop_after_passes and p + 1 - first_pass >= a.stop_after_passes and p + 1 < passes:
+            raise SystemExit(3)
+    train_seconds = seconds_before + time.perf_counter() - t0
 
     model.eval()
     gen = torch.Generator().manual_seed(a.seed + 12345)
