@@ -9,23 +9,15 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PYTHON, REFERENCE_DIR, SKIP_NO_TORCH } from './helpers/python.js';
+import { cifarRecords } from './helpers/data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'freeadv-ref-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
-/** CIFAR-10 binary files (1 label byte + 3072 pixel bytes per record) with pseudo-random content. */
+/** CIFAR-10 binary files: 5 × 48 training and 40 test records. */
 function writeTinyCifar(d: string): void {
-  let s = 12345;
-  const byte = () => ((s = (s * 1103515245 + 12345) >>> 0) >>> 16) & 255;
-  const files: [string, number][] = [[`test_batch.bin`, 40], ...[1, 2, 3, 4, 5].map((i): [string, number] => [`data_batch_${i}.bin`, 48])];
-  for (const [f, n] of files) {
-    const b = Buffer.alloc(n * 3073);
-    for (let k = 0; k < n; k++) {
-      b[k * 3073] = byte() % 10;
-      for (let j = 1; j < 3073; j++) b[k * 3073 + j] = byte();
-    }
-    writeFileSync(join(d, f), b);
-  }
+  const files: [string, number][] = [['test_batch.bin', 40], ...[1, 2, 3, 4, 5].map((i): [string, number] => [`data_batch_${i}.bin`, 48])];
+  files.forEach(([f, n], s) => writeFileSync(join(d, f), cifarRecords(n, 1, (i) => [(i * 7 + s) % 10], s).buf));
 }
 
 function train(args: string[]): { code: number | null; stderr: string } {

@@ -1,7 +1,7 @@
 // IDX and CIFAR binary readers: exact round-trips of generated files, every bad-input case, real Fashion-MNIST.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rejectsData } from './helpers/data.js';
+import { rejectsData, pattern, cifarRecords } from './helpers/data.js';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,12 +39,6 @@ function idxLabels(labels: number[], magic = 0x801): Buffer {
   b.set(labels, 8);
   return b;
 }
-function pattern(len: number, seed: number): Uint8Array {
-  const a = new Uint8Array(len);
-  for (let i = 0; i < len; i++) a[i] = (i * 31 + seed * 17 + (i >> 5)) & 255;
-  return a;
-}
-
 /** Writes an MNIST-style folder; returns the pixels and labels written. */
 function writeIdxDir(dir: string, gz: boolean, n = 7, h = 5, w = 4) {
   const train = pattern(n * h * w, 1), test = pattern(3 * h * w, 2);
@@ -125,17 +119,6 @@ describe('IDX', () => {
     await rejectsData(() => loadIdx(dir, 'train'), dir, /train-images-idx3-ubyte/);
   });
 });
-
-function cifarRecords(n: number, labelBytes: number, label: (i: number) => number[], seed: number): { buf: Buffer; pix: Uint8Array } {
-  const rec = labelBytes + 3072;
-  const buf = Buffer.alloc(n * rec);
-  const pix = pattern(n * 3072, seed);
-  for (let i = 0; i < n; i++) {
-    buf.set(label(i), i * rec);
-    buf.set(pix.subarray(i * 3072, (i + 1) * 3072), i * rec + labelBytes);
-  }
-  return { buf, pix };
-}
 
 describe('CIFAR binary', () => {
   test('CIFAR-10: five train batches + test batch, plain and in cifar-10-batches-bin/', async () => {

@@ -6,6 +6,25 @@ import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { loadDataset, DataError, type InMemoryDataset } from '../../src/data/index.js';
 
+/** A deterministic byte pattern (differs with seed) standing for image pixels. */
+export function pattern(len: number, seed: number): Uint8Array {
+  const a = new Uint8Array(len);
+  for (let i = 0; i < len; i++) a[i] = (i * 31 + seed * 17 + (i >> 5)) & 255;
+  return a;
+}
+
+/** n CIFAR binary records (labelBytes label bytes, then 3072 pixel bytes from `pattern`); the pixels written too. */
+export function cifarRecords(n: number, labelBytes: number, label: (i: number) => number[], seed: number): { buf: Buffer; pix: Uint8Array } {
+  const rec = labelBytes + 3072;
+  const buf = Buffer.alloc(n * rec);
+  const pix = pattern(n * 3072, seed);
+  for (let i = 0; i < n; i++) {
+    buf.set(label(i), i * rec);
+    buf.set(pix.subarray(i * 3072, (i + 1) * 3072), i * rec + labelBytes);
+  }
+  return { buf, pix };
+}
+
 function idx(images: Uint8Array, n: number, h: number, w: number): Buffer {
   const head = Buffer.alloc(16);
   head.writeUInt32BE(0x803, 0);
