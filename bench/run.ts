@@ -14,8 +14,7 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { SGD } from '../src/optim/index.js';
-import { methods, type Method, type TrainContext } from '../src/train/index.js';
-import { resolveConfig } from '../src/train/config.js';
+import { methods, resolveConfig, type Method, type TrainContext } from '../src/train/index.js';
 import { loadDataset, Loader, type InMemoryDataset } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, basename, dirname } from 'node:path';
 import sharp from 'sharp';
 import {
-  DataError, loadDataset, openImageFolder, decodeTrain, decodeImage, randomResizedCropParams, Rng, Loader, activeWorkers,
+  loadDataset, openImageFolder, decodeTrain, decodeImage, randomResizedCropParams, Rng, Loader, activeWorkers,
   CIFAR10_CLASSES, NORMALIZATION, readCacheHeader, type Batch,
 } from '../src/data/index.js';
 

@@ -9,9 +9,10 @@
  */
 import { Tensor, keep, unkeep, noGrad, scope, where, full, zeros } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, correct } from './attack.js';
+import { Attack, correct, checkSteps } from './attack.js';
 import { Linf } from './threat.js';
 import { lossFn, type LossName } from './losses.js';
+import type { AttackEntry } from './registry.js';
 
 export class APGD extends Attack {
   readonly name: string;
@@ -123,3 +124,12 @@ export class APGD extends Attack {
     return [result, fooled];
   }
 }
+
+export const apgdAttacks: AttackEntry[] = [
+  {
+    usage: 'apgd-ce, apgd-dlr, apgd-ce-K (K iterations, default 100)',
+    pattern: /^apgd-(ce|dlr)(?:-(\d+))?$/,
+    check: (m) => checkSteps(m[2]),
+    make: (m, model, s) => new APGD(model, { eps: s.eps, steps: m[2] ? Number(m[2]) : 100, loss: m[1] as 'ce' | 'dlr', restarts: s.restarts ?? 1 }),
+  },
+];

@@ -41,3 +41,11 @@ export function lossInputGrad(model: Module, x: Tensor, y: Tensor, loss: (logits
 export function correct(logits: Tensor, y: Tensor): Tensor {
   return logits.argmax(1).eq(y);
 }
+
+/** Attack steps written in a name (pgd-K, apgd-ce-K): why they are out of [1, 10000], or undefined. */
+export const checkSteps = (k: string | undefined) => (k !== undefined && !(Number(k) >= 1 && Number(k) <= 10000) ? `steps must be in [1, 10000], got ${k}` : undefined);
+
+/** A per-example mask [B] shaped to broadcast over a batch like `like` ([B, 1, 1, 1]). */
+export function perExample(mask: Tensor, like: Tensor): Tensor {
+  return mask.view(-1, ...Array(like.ndim - 1).fill(1));
+}

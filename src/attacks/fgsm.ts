@@ -8,6 +8,7 @@ import type { Module } from '../nn/index.js';
 import { Attack } from './attack.js';
 import { threatModel, type ThreatModel } from './threat.js';
 import { ceLoss } from './losses.js';
+import type { AttackEntry } from './registry.js';
 
 export class FGSM extends Attack {
   readonly name = 'fgsm';
@@ -24,3 +25,5 @@ export class FGSM extends Attack {
     return this.threat.project(this.threat.step(start, g, this.alpha), x);
   }
 }
+
+export const fgsmAttacks: AttackEntry[] = [{ usage: 'fgsm', pattern: /^fgsm$/, make: (_, model, s) => new FGSM(model, { eps: s.eps }) }];

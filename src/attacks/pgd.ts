@@ -6,11 +6,12 @@
  * broken as soon as any visited point fools the model, and that point is returned (worst case, early exit when
  * the whole batch is broken). Defaults: L∞, alpha = 2.5·ε/steps, random start, 1 restart.
  */
-import { Tensor, keep, unkeep, noGrad, scope, where } from '../torch/index.js';
+import { Tensor, carry, noGrad, scope, where } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, correct } from './attack.js';
+import { Attack, correct, checkSteps, perExample } from './attack.js';
 import { threatModel, type ThreatModel } from './threat.js';
 import { lossFn, type LossName } from './losses.js';
+import type { AttackEntry } from './registry.js';
 
 export interface PGDOptions {
   eps: number;
@@ -20,7 +21,7 @@ export interface PGDOptions {
   randomStart?: boolean;
   restarts?: number;
   loss?: LossName;
-  /** Targets (a tensor of class indices): minimise the loss of the target class instead. */
+  /** y holds target classes: minimise the loss of the target class instead. */
   targeted?: boolean;
   /** Keep the first fooling point per example and stop once all are fooled (default true). */
   earlyStop?: boolean;
@@ -35,8 +36,6 @@ export class PGD extends Attack {
   readonly loss: LossName;
   readonly targeted: boolean;
   readonly earlyStop: boolean;
-  /** Start points of the last run, per restart (for tests that replay them elsewhere). */
-  startHook?: (start: Tensor, restart: number) => Tensor | void;
 
   constructor(model: Module, opts: PGDOptions & { threat?: ThreatModel }) {
     super(model, opts.threat ?? threatModel(opts.norm ?? 'linf', opts.eps));
@@ -53,53 +52,46 @@ export class PGD extends Attack {
   /** y holds the true labels, or the target classes in targeted mode. */
   protected perturb(x: Tensor, y: Tensor): Tensor {
     const loss = lossFn(this.loss);
-    const sign = this.targeted ? -1 : 1;
-    const objective = (logits: Tensor, t: Tensor) => loss(logits, t).mul(sign);
+    const objective = this.targeted ? (logits: Tensor, t: Tensor) => loss(logits, t).neg() : loss;
     // success: fooled (untargeted) or hit the target (targeted)
     const success = (logits: Tensor) => (this.targeted ? correct(logits, y) : correct(logits, y).logicalNot());
-    let best = keep(x.clone());
-    let done = keep(noGrad(() => success(this.model.forward(x))));
-    for (let r = 0; r < this.restarts; r++) {
-      if (this.earlyStop && done.all().item()) break;
-      let xa = keep(this.randomStart ? this.threat.randomStart(x) : x.clone());
-      if (this.startHook) {
-        const s = this.startHook(xa, r);
-        if (s) {
-          xa.dispose();
-          xa = keep(s.clone());
-        }
-      }
+    const s = carry({ best: x.clone(), done: noGrad(() => success(this.model.forward(x))), xa: x.clone() });
+    for (let r = 0; r < this.restarts && !(this.earlyStop && s.done.all().item()); r++) {
+      s.xa = this.randomStart ? this.threat.randomStart(x) : x.clone();
       for (let k = 0; k <= this.steps; k++) {
-        const next = scope(() => {
-          const { g, logits } = k < this.steps ? this.inputGrad(xa, y, objective) : { g: undefined, logits: noGrad(() => this.model.forward(xa)) };
+        const stop = scope(() => {
+          const last = k === this.steps;
+          const { g, logits } = last ? { g: undefined, logits: noGrad(() => this.model.forward(s.xa)) } : this.inputGrad(s.xa, y, objective);
           const hit = success(logits);
-          if (this.earlyStop || k === this.steps) {
-            // record points that succeed for examples not yet broken
-            const take = hit.logicalAnd(done.logicalNot()).view(-1, ...Array(x.ndim - 1).fill(1));
-            const nb = where(take, xa, best);
-            const nd = done.logicalOr(hit);
-            best.dispose();
-            done.dispose();
-            best = keep(nb);
-            done = keep(nd);
+          if (this.earlyStop || last) {
+            // the point succeeds for examples not yet broken: it is theirs
+            s.best = where(perExample(hit.logicalAnd(s.done.logicalNot()), x), s.xa, s.best);
+            s.done = s.done.logicalOr(hit);
           }
-          if (!g || (this.earlyStop && done.all().item())) return undefined;
-          return keep(noGrad(() => this.threat.project(this.threat.step(xa, g, this.alpha), x)));
+          if (last || (this.earlyStop && s.done.all().item())) return true;
+          s.xa = noGrad(() => this.threat.project(this.threat.step(s.xa, g!, this.alpha), x));
+          return false;
         });
-        if (!next) break;
-        xa.dispose();
-        xa = next;
+        if (stop) break;
       }
       // without early stop, the last restart's final point stands for examples never broken
-      if (!this.earlyStop || r === this.restarts - 1) {
-        const keepFinal = done.logicalNot().view(-1, ...Array(x.ndim - 1).fill(1));
-        const nb = where(keepFinal, xa, best);
-        best.dispose();
-        best = keep(nb);
-      }
-      xa.dispose();
+      if (!this.earlyStop || r === this.restarts - 1) s.best = where(perExample(s.done.logicalNot(), x), s.xa, s.best);
     }
-    done.dispose();
-    return unkeep(best);
+    return s.take('best');
   }
 }
+
+export const pgdAttacks: AttackEntry[] = [
+  {
+    usage: 'pgd-K, pgd-K-l2',
+    pattern: /^pgd-(\d+)(?:-(linf|l2))?$/,
+    check: (m) => checkSteps(m[1]),
+    make: (m, model, s) => new PGD(model, { eps: s.eps, steps: Number(m[1]), norm: (m[2] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1 }),
+  },
+  {
+    usage: 'cw-K (PGD on the CW margin)',
+    pattern: /^cw-(\d+)(?:-(linf|l2))?$/,
+    check: (m) => checkSteps(m[1]),
+    make: (m, model, s) => new PGD(model, { eps: s.eps, steps: Number(m[1]), norm: (m[2] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1, loss: 'cw' }),
+  },
+];

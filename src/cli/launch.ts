@@ -8,8 +8,21 @@ import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import type { OptionTable } from '../options/index.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bin', 'freeadv.js');
+
+const GROUP = 'Several processes (data parallel over c10d/Gloo; --batch-size stays the global batch, B/N per process)';
+
+/** The launcher's options: they start processes and are not part of a run's configuration. */
+export const LAUNCH_OPTIONS = {
+  nproc: { type: 'int', arg: 'N', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: 'start N training processes on this machine (threads per process: cores / N)' },
+  nnodes: { type: 'int', arg: 'M', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: "machines in the job; with --node-rank, --master-addr, --master-port" },
+  nodeRank: { type: 'int', arg: 'K', group: GROUP, cliOnly: true, min: 0, max: 1023, default: 0, check: (v, c) => (v >= (c.nnodes as number) ? `must be below --nnodes ${String(c.nnodes)}, got ${v}` : undefined), help: "this machine's index in [0, M)" },
+  masterAddr: { type: 'string', arg: 'A', group: GROUP, cliOnly: true, optional: true, defaultText: '127.0.0.1', help: "address of rank 0's machine (required with --nnodes > 1)" },
+  masterPort: { type: 'int', arg: 'P', group: GROUP, cliOnly: true, optional: true, min: 1, max: 65535, defaultText: 'a free port with one machine, 29500 with several', help: 'its TCP port' },
+  distTimeout: { type: 'number', arg: 'S', group: GROUP, cliOnly: true, min: 0, above: true, max: 7 * 86400, default: 300, help: 'seconds before a dead or hung peer stops the job with an error' },
+} satisfies OptionTable;
 
 export interface LaunchOptions {
   nproc: number;

@@ -37,8 +37,8 @@ export function fingerprintFiles(root: string, files: readonly string[], labels:
   const h = createHash('sha256');
   h.update(`v1 ${files.length}\n`);
   files.forEach((f, i) => {
-    const st = statSync(f);
-    h.update(`${relative(root, f)}\t${labels[i]}\t${st.size}\t${Math.round(st.mtimeMs)}\n`);
+    const stat = statSync(f);
+    h.update(`${relative(root, f)}\t${labels[i]}\t${stat.size}\t${Math.round(stat.mtimeMs)}\n`);
   });
   return h.digest('hex');
 }

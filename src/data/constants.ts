@@ -1,6 +1,7 @@
 // Per-dataset constants: class names and per-channel normalisation statistics.
 
-export type DatasetName = 'fashion-mnist' | 'mnist' | 'cifar10' | 'cifar100' | 'imagefolder';
+export const DATASET_NAMES = ['fashion-mnist', 'mnist', 'cifar10', 'cifar100', 'imagefolder'] as const;
+export type DatasetName = (typeof DATASET_NAMES)[number];
 
 export interface Normalization {
   readonly mean: readonly number[];

@@ -142,3 +142,8 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<Dataset> {
       throw new DataError(`unknown data set '${String(name)}' (fashion-mnist, mnist, cifar10, cifar100, imagefolder)`);
   }
 }
+
+/** A split of the data set a run's configuration names (its data folder, image size and --skip-bad). */
+export function loadSplit(c: { dataset: DatasetName; dataDir?: string; imageSize?: number; skipBad?: boolean }, split: Split): Promise<Dataset> {
+  return loadDataset({ name: c.dataset, dataDir: c.dataDir, split, size: c.imageSize, skipBad: c.skipBad });
+}

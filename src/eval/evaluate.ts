@@ -4,8 +4,7 @@
 // probability outputs).
 import { Tensor, noGrad, scope, autograd, randnLike } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { correct, ceLoss } from '../attacks/index.js';
-import { makeAttack, parseAttackName, type AttackSettings } from './attacks.js';
+import { correct, ceLoss, makeAttack, checkAttackName, type AttackSettings } from '../attacks/index.js';
 
 export interface Batch {
   x: Tensor;
@@ -32,7 +31,10 @@ export interface EvalOptions extends AttackSettings {
 
 /** Evaluates `model` on batches (consumed once). Disposes nothing it did not create. */
 export async function evaluate(model: Module, batches: AsyncIterable<Batch> | Iterable<Batch>, opts: EvalOptions): Promise<EvalResult> {
-  for (const a of opts.attacks) parseAttackName(a); // validate before any work
+  for (const a of opts.attacks) {
+    const why = checkAttackName(a); // before any work
+    if (why) throw new RangeError(why);
+  }
   const t0 = performance.now();
   const wasTraining = model.training;
   model.eval();

@@ -1,2 +1,2 @@
 export { evaluate, type EvalResult, type EvalOptions, type Batch } from './evaluate.js';
-export { makeAttack, parseAttackName, type AttackSettings } from './attacks.js';
+export { evaluateDataset, type DatasetEvalOptions } from './dataset.js';

@@ -73,3 +73,30 @@ export function loadCheckpoint(path: string): Checkpoint {
 export function disposeCheckpoint(c: Pick<Checkpoint, 'model' | 'optimizer' | 'tensors'>): void {
   for (const group of [c.model, c.optimizer, c.tensors]) for (const t of Object.values(group)) t.dispose();
 }
+
+/**
+ * Model weights from a safetensors file: a freeadv checkpoint (its 'model.' tensors) or a plain state dict
+ * (PyTorch key names). The caller owns (and disposes) the tensors.
+ */
+export function readModelWeights(path: string): Record<string, Tensor> {
+  const { tensors, metadata } = loadSafetensors(path);
+  if (metadata[STATE_KEY] === undefined) return tensors;
+  const model: Record<string, Tensor> = {};
+  for (const [k, t] of Object.entries(tensors)) {
+    if (k.startsWith('model.')) put(model, k.slice(6), t);
+    else t.dispose();
+  }
+  return model;
+}
+
+/** Loads weights from a file into a model (anything with loadStateDict), naming the file on a mismatch. */
+export function loadWeights(model: { loadStateDict(sd: Record<string, Tensor>): void }, path: string): void {
+  const sd = readModelWeights(path);
+  try {
+    model.loadStateDict(sd);
+  } catch (e) {
+    throw new CheckpointError(`${path}: ${(e as Error).message}`);
+  } finally {
+    for (const t of Object.values(sd)) t.dispose();
+  }
+}

@@ -3,4 +3,4 @@ export {
   parseHeader, findDuplicateKey, MAX_HEADER_BYTES, type Header, type TensorInfo, type SafetensorsContents,
 } from './safetensors.js';
 export { writeFileAtomic, writeJsonAtomic, appendLine, WriteError, setBeforeWriteHook, tempPathFor, type WriteStage } from './atomic.js';
-export { saveCheckpoint, loadCheckpoint, disposeCheckpoint, CHECKPOINT_FORMAT, STATE_KEY, type Checkpoint, type CheckpointContents } from './checkpoint.js';
+export { saveCheckpoint, loadCheckpoint, disposeCheckpoint, readModelWeights, loadWeights, CHECKPOINT_FORMAT, STATE_KEY, type Checkpoint, type CheckpointContents } from './checkpoint.js';

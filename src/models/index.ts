@@ -1,5 +1,7 @@
 // Models by name. Every model takes images in [0, 1] and normalises them itself (mean/std of the data set).
 import { Module } from '../nn/index.js';
+import { ConfigError } from '../options/index.js';
+import type { DType } from '../torch/index.js';
 import { SmallCNN, MadryCNN } from './cnn.js';
 import { PreActResNet18, WideResNet, ResNetCifarSmall, ResNet50 } from './resnet.js';
 
@@ -56,4 +58,24 @@ export function createModel(name: string, o: ModelOptions): Module {
   const why = checkModel(name, o);
   if (why) throw new RangeError(why);
   return registry[name]!.build(o);
+}
+
+/** The shape and statistics of a data set, as a model needs them. */
+export interface DataShape {
+  numClasses: number;
+  c: number;
+  h: number;
+  mean: number[];
+  std: number[];
+}
+
+/** Model `name` for images of a data set, in `dtype` on `device`; a model that cannot take them is refused (--model). */
+export function modelFor(name: string, data: DataShape, o: { device?: string; dtype?: DType } = {}): Module {
+  const opts = { numClasses: data.numClasses, inChannels: data.c, size: data.h, mean: data.mean, std: data.std };
+  const why = checkModel(name, opts);
+  if (why) throw new ConfigError('model', why);
+  const m = createModel(name, opts);
+  if (o.dtype && o.dtype !== 'float32') m.to(o.dtype);
+  if (o.device && o.device !== 'cpu') m.to(o.device);
+  return m;
 }

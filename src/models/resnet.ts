@@ -145,9 +145,9 @@ export class ResNetCifarSmall extends Module {
     this.conv1 = this.module('conv1', new Conv2d(3, 16, 3, { padding: 1, bias: false }));
     this.bn1 = this.module('bn1', new BatchNorm2d(16));
     let inPlanes = 16;
-    const nb = opts.blocks ?? 1;
+    const perStage = opts.blocks ?? 1;
     this.layers = [16, 32, 64].map((planes, i) => {
-      const blocks = Array.from({ length: nb }, (_, j) => new BasicBlock(j === 0 ? inPlanes : planes, planes, j === 0 && i > 0 ? 2 : 1));
+      const blocks = Array.from({ length: perStage }, (_, j) => new BasicBlock(j === 0 ? inPlanes : planes, planes, j === 0 && i > 0 ? 2 : 1));
       inPlanes = planes;
       return this.module(`layer${i + 1}`, new Sequential(...blocks));
     });

@@ -1,2 +1,2 @@
 export { SGD, type SGDOptions } from './sgd.js';
-export { makeSchedule, type Schedule, type ScheduleName, type ScheduleOptions } from './schedule.js';
+export { makeSchedule, SCHEDULE_NAMES, type Schedule, type ScheduleName, type ScheduleOptions } from './schedule.js';

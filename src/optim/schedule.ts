@@ -1,7 +1,8 @@
 // Learning-rate schedules, evaluated per SGD step (step = 0 … total−1). Pure functions of the step, so a
 // resumed run needs only the step count to continue exactly.
 
-export type ScheduleName = 'constant' | 'multistep' | 'piecewise' | 'cosine' | 'cyclic';
+export const SCHEDULE_NAMES = ['constant', 'multistep', 'piecewise', 'cosine', 'cyclic'] as const;
+export type ScheduleName = (typeof SCHEDULE_NAMES)[number];
 
 export interface ScheduleOptions {
   name: ScheduleName;

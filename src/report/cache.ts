@@ -15,9 +15,9 @@ interface CacheFile {
 
 /** The cache key of a result of `kind` with `options`, computed from the weights in `checkpoint`. */
 export function cacheKey(kind: string, checkpoint: string, options: Record<string, unknown>): string {
-  const st = statSync(checkpoint);
+  const stat = statSync(checkpoint);
   const sorted = Object.fromEntries(Object.entries(options).sort(([a], [b]) => (a < b ? -1 : 1)));
-  return JSON.stringify({ kind, checkpoint: { file: basename(checkpoint), size: st.size, mtimeMs: st.mtimeMs }, ...sorted });
+  return JSON.stringify({ kind, checkpoint: { file: basename(checkpoint), size: stat.size, mtimeMs: stat.mtimeMs }, ...sorted });
 }
 
 function read(dir: string): CacheFile {

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fmtEps } from '../train/loop.js';
+import { formatEps } from '../options/index.js';
+import { methods } from '../train/index.js';
 import type { ReportRun } from './report.js';
 
 const require = createRequire(import.meta.url);
@@ -21,14 +22,7 @@ const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;'
 const pct = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '—' : `${(v * 100).toFixed(2)}%`);
 
 export function methodLabel(r: Pick<ReportRun, 'config'>): string {
-  const c = r.config;
-  switch (c.method) {
-    case 'free': return `Free (m = ${c.replays})`;
-    case 'pgd': return `PGD-${c.attackSteps}`;
-    case 'fgsm': return 'FGSM-RS';
-    case 'natural': return 'Natural';
-    default: return String(c.method);
-  }
+  return methods[r.config.method]?.title(r.config) ?? r.config.method;
 }
 
 /** The comparison table, shaped like the paper's Table 1. */
@@ -40,8 +34,8 @@ function runsTable(runs: ReportRun[]): string {
     const cells = [
       `<span class="swatch" style="background:${color(runs.indexOf(r))}"></span>${esc(r.name)}`,
       esc(methodLabel(r)),
-      r.config.method === 'free' ? String(r.config.replays) : '—',
-      esc(fmtEps(r.config.eps)),
+      r.summary ? String(r.summary.replays) : String(methods[r.config.method]?.stepsPerBatch(r.config) ?? '—'),
+      esc(formatEps(r.config.eps)),
       esc(r.config.model),
       esc(r.config.dataset),
       pct(s?.clean_accuracy),
@@ -70,7 +64,7 @@ function imageGrid(rows: { head: string; cells: { src: string; alt: string; capt
 }
 
 function runHeading(r: ReportRun, i: number): string {
-  return `<h3><span class="swatch" style="background:${color(i)}"></span>${esc(r.name)} <small>${esc(methodLabel(r))}, ε = ${esc(fmtEps(r.config.eps))}, ${esc(r.config.model)}</small></h3>`;
+  return `<h3><span class="swatch" style="background:${color(i)}"></span>${esc(r.name)} <small>${esc(methodLabel(r))}, ε = ${esc(formatEps(r.config.eps))}, ${esc(r.config.model)}</small></h3>`;
 }
 
 function gallery(runs: ReportRun[]): string {
@@ -84,7 +78,7 @@ function gallery(runs: ReportRun[]): string {
         imageGrid(
           [
             { head: 'clean', cells: a.images.clean.map((src, k) => ({ src, alt: `clean ${k}`, caption: `label ${name(a.labels[k]!)}<br>pred ${name(a.cleanPred[k]!)} ${mark(a.cleanPred[k] === a.labels[k])}` })) },
-            { head: `adversarial<br><small>${esc(a.attack)}, L∞ ε = ${esc(fmtEps(a.eps))}</small>`, cells: a.images.adversarial.map((src, k) => ({ src, alt: `adversarial ${k}`, caption: `pred ${name(a.advPred[k]!)} ${mark(a.advPred[k] === a.labels[k])}` })) },
+            { head: `adversarial<br><small>${esc(a.attack)}, L∞ ε = ${esc(formatEps(a.eps))}</small>`, cells: a.images.adversarial.map((src, k) => ({ src, alt: `adversarial ${k}`, caption: `pred ${name(a.advPred[k]!)} ${mark(a.advPred[k] === a.labels[k])}` })) },
             { head: 'perturbation<br><small>amplified: −ε black, 0 grey, +ε white</small>', cells: a.images.perturbation.map((src, k) => ({ src, alt: `perturbation ${k}`, caption: a.cleanPred[k] === a.labels[k] ? '&nbsp;' : 'none needed:<br>already wrong' })) },
           ],
           a.labels.length,
@@ -117,7 +111,7 @@ function targetedSection(runs: ReportRun[]): string {
     .map((r, i) => {
       const a = r.analyses;
       const name = (k: number) => esc(a.classNames[k] ?? String(k));
-      const radius = a.targetNorm === 'l2' ? `L2 ε = ${a.targetEps.toFixed(3)}` : `L∞ ε = ${esc(fmtEps(a.targetEps))}`;
+      const radius = a.targetNorm === 'l2' ? `L2 ε = ${a.targetEps.toFixed(3)}` : `L∞ ε = ${esc(formatEps(a.targetEps))}`;
       return (
         runHeading(r, i) +
         imageGrid(

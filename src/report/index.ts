@@ -5,3 +5,4 @@ export { readRun, loadRunModel, runTestData, firstTestImages, ReportError, type 
 export { renderHtml, methodLabel } from './html.js';
 export { pngDataUris } from './png.js';
 export { CACHE_FILE, cacheKey, cacheGet, cachePut, cacheFind } from './cache.js';
+export { REPORT_OPTIONS } from './options.js';

@@ -6,7 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { manualSeed, setNumThreads, scope, keep, fromTypedArray, type Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { evaluateOn } from '../train/loop.js';
+import { evaluateDataset } from '../eval/index.js';
 import { writeFileAtomic } from '../io/index.js';
 import type { Dataset } from '../data/index.js';
 import { readRun, runTestData, loadRunModel, firstTestImages, classNames, ReportError, type RunInfo } from './run.js';
@@ -127,16 +127,15 @@ export async function computeAnalyses(model: Module, data: Dataset, eps: number,
   const { x, y } = await firstTestImages(data, o.images);
   try {
     const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
-    const C = data.numClasses;
     const target = resolveClass(o.targetClass, classNames(data));
-    const targets = labels.map((l) => target ?? (l + 1) % C);
+    const targets = labels.map((l) => target ?? (l + 1) % data.numClasses);
     const targetEps = targetEpsFor(o, eps, data);
     const t = scope(() => {
-      const g = adversarialGallery(model, x, y, { eps, steps: o.attackSteps });
-      const s = saliency(model, x, y);
-      const tt = fromTypedArray(BigInt64Array.from(targets, BigInt), [targets.length], 'int64');
-      const ta = targetedAttack(model, x, tt, { eps: targetEps, norm: o.targetNorm, steps: o.targetSteps });
-      return keep({ g, s, ta });
+      const gallery = adversarialGallery(model, x, y, { eps, steps: o.attackSteps });
+      const grads = saliency(model, x, y);
+      const targetTensor = fromTypedArray(BigInt64Array.from(targets, BigInt), [targets.length], 'int64');
+      const targeted = targetedAttack(model, x, targetTensor, { eps: targetEps, norm: o.targetNorm, steps: o.targetSteps });
+      return keep({ gallery, grads, targeted });
     });
     let surface: LossSurface;
     let uris: Analyses['images'];
@@ -144,13 +143,13 @@ export async function computeAnalyses(model: Module, data: Dataset, eps: number,
       surface = lossSurface(model, x, y, { eps, range: o.surfaceRange, points: o.surfacePoints, seed: o.seed });
       uris = {
         clean: await pngDataUris(x),
-        adversarial: await pngDataUris(t.g.adv),
-        perturbation: await pngDataUris(t.g.perturbation),
-        saliency: await pngDataUris(t.s.display),
-        targeted: await pngDataUris(t.ta.adv),
+        adversarial: await pngDataUris(t.gallery.adv),
+        perturbation: await pngDataUris(t.gallery.perturbation),
+        saliency: await pngDataUris(t.grads.display),
+        targeted: await pngDataUris(t.targeted.adv),
       };
     } finally {
-      for (const v of [t.g.adv, t.g.perturbation, t.s.grad, t.s.display, t.ta.adv] as Tensor[]) v.dispose();
+      for (const v of [t.gallery.adv, t.gallery.perturbation, t.grads.grad, t.grads.display, t.targeted.adv] as Tensor[]) v.dispose();
     }
     return {
       eps,
@@ -158,10 +157,10 @@ export async function computeAnalyses(model: Module, data: Dataset, eps: number,
       labels,
       classNames: classNames(data),
       images: uris,
-      cleanPred: t.g.cleanPred,
-      advPred: t.g.advPred,
+      cleanPred: t.gallery.cleanPred,
+      advPred: t.gallery.advPred,
       targets,
-      targetPred: t.ta.pred,
+      targetPred: t.targeted.pred,
       targetEps,
       targetNorm: o.targetNorm,
       surface,
@@ -180,9 +179,8 @@ export async function computeRobustnessCurve(model: Module, data: Dataset, eps: 
   const accuracy: number[] = [];
   let examples = 0;
   for (const e of grid) {
-    const cfg = { eps: e, evalLimit: o.limit, evalBatchSize: 500, evalRestarts: 1, device: 'cpu', seed: o.seed };
     const attacks = e > 0 ? [`pgd-${o.curveSteps}`] : [];
-    const r = await evaluateOn(model, data, cfg, attacks, sink());
+    const r = await evaluateDataset(model, data, { eps: e, attacks, limit: o.limit, batchSize: 500, restarts: 1, device: 'cpu', seed: o.seed, progress: sink() });
     accuracy.push(e > 0 ? r.robust_accuracy[`pgd-${o.curveSteps}`]! : r.clean_accuracy);
     examples = r.examples;
   }

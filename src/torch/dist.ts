@@ -16,6 +16,12 @@ export class DistError extends TorchError {
   override name = 'DistError';
 }
 
+/** This process's place in a data-parallel job. */
+export interface Rank {
+  rank: number;
+  worldSize: number;
+}
+
 export interface Rendezvous {
   masterAddr: string;
   masterPort: number;

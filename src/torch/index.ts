@@ -1,6 +1,6 @@
 // freeadv's tensor API over libtorch. All calls must come from the main JavaScript thread.
 export { Tensor, sharesStorage, type Scalar } from './tensor.js';
-export { scope, openScope, keep, unkeep, Scope, scopeDepth } from './scope.js';
+export { scope, openScope, keep, unkeep, carry, Scope, scopeDepth, type Carried } from './scope.js';
 export { TorchError, TensorDisposedError } from './errors.js';
 export { type DType, isFloating, bytesPerElement, type TypedArray } from './dtype.js';
 export * from './factory.js';

@@ -97,8 +97,7 @@ function findAddon(): string {
 
 // libgomp, libtorch's OpenMP runtime, reads its wait policy once, when loading the addon loads it. Its default
 // lets idle intra-op threads spin between parallel regions; on a small shared machine that spinning takes the
-// cores from the data loader's thread and V8's, and steps stall for up to 100 ms. Passive waiting measured +20–25%
-// images/s for the Fashion-MNIST main job and −6% for resnet-cifar-small (BENCHMARKS.md). A value set by the
-// user wins.
+// cores from the data loader's thread and V8's, and steps stall. Which policy is faster depends on the model
+// (BENCHMARKS.md). A value set by the user wins.
 if (process.env.OMP_WAIT_POLICY === undefined) process.env.OMP_WAIT_POLICY = 'passive';
 export const native: Native = createRequire(import.meta.url)(findAddon()) as Native;

@@ -176,7 +176,3 @@ export const maskedFill_ = defInplace<(x: T, mask: T, value: S) => T>('aten::mas
 export const requiresGrad_ = defInplace<(x: T, on?: boolean) => T>('aten::requires_grad_');
 export const lerp_ = defInplace<(a: T, b: T, w: number) => T>('aten::lerp_.Scalar');
 export const sqrt_ = defInplace<(x: T) => T>('aten::sqrt_');
-// multi-tensor ("foreach") kernels for optimizers: one native call for a whole parameter list
-export const foreachMulScalar_ = defInplace<(xs: T[], s: number) => T[]>('aten::_foreach_mul_.Scalar');
-export const foreachAddList_ = defInplace<(xs: T[], ys: T[], alpha?: number) => T[]>('aten::_foreach_add_.List');
-export const foreachZero_ = defInplace<(xs: T[]) => T[]>('aten::_foreach_zero_');

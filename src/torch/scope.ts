@@ -106,3 +106,48 @@ export function scope<T>(fn: () => T): T {
 export function scopeDepth(): number {
   return stack.length;
 }
+
+/** A record of tensors carried from step to step of a loop (see carry). */
+export type Carried<T extends Record<string, Disposable>> = T & {
+  /** Hands one slot's tensor to the enclosing scope and frees the others. */
+  take<K extends keyof T>(key: K): T[K];
+  /** Frees every slot. */
+  free(): void;
+};
+
+/**
+ * State that outlives the scopes of a loop's iterations. Assigning a slot keeps the new tensor and frees the one
+ * it replaces (unless another slot holds it), so an iteration reads like its algorithm:
+ *
+ *   const s = carry({ best: x.clone(), done: success(x) });
+ *   for (…) scope(() => { s.best = where(hit, xa, s.best); s.done = s.done.logicalOr(hit); });
+ *   return s.take('best');
+ *
+ * The initial tensors must belong to the caller (not someone else's inputs): they are freed when replaced.
+ */
+export function carry<T extends Record<string, Disposable>>(init: T): Carried<T> {
+  const slots: Record<string, Disposable> = {};
+  for (const [k, t] of Object.entries(init)) slots[k] = keep(t);
+  const heldElsewhere = (t: Disposable, key: string) => Object.entries(slots).some(([k, o]) => k !== key && o === t);
+  const methods = {
+    take(key: string) {
+      const t = slots[key]!;
+      for (const [k, o] of Object.entries(slots)) if (k !== key && o !== t) o.dispose();
+      for (const k of Object.keys(slots)) delete slots[k];
+      return unkeep(t);
+    },
+    free() {
+      for (const t of new Set(Object.values(slots))) t.dispose();
+      for (const k of Object.keys(slots)) delete slots[k];
+    },
+  };
+  return new Proxy(slots, {
+    get: (_, k: string) => (k in methods ? methods[k as keyof typeof methods] : slots[k]),
+    set: (_, k: string, t: Disposable) => {
+      const old = slots[k];
+      slots[k] = keep(t);
+      if (old && old !== t && !heldElsewhere(old, k)) old.dispose();
+      return true;
+    },
+  }) as unknown as Carried<T>;
+}

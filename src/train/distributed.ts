@@ -6,14 +6,24 @@
 // single-process layout for checkpoints, so a checkpoint does not depend on the number of processes.
 import { Tensor, dist, noGrad, scope, cat, stack } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import type { EvalResult } from '../eval/index.js';
+import { ConfigError } from '../options/index.js';
 
-export interface DistOptions {
-  rank: number;
-  worldSize: number;
+export const isRoot = (d: dist.Rank | undefined): boolean => !d || d.rank === 0;
+
+/**
+ * Joins the job a launcher (freeadv's own, torchrun, SLURM …) started this process in: the c10d process group
+ * with the given timeout for every collective. Returns this process's rank.
+ */
+export function joinJob(rdv: dist.Rendezvous, timeoutS: number): dist.Rank {
+  if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+  dist.init({ ...rdv, timeoutMs: timeoutS * 1000 });
+  return { rank: rdv.rank, worldSize: rdv.worldSize };
 }
 
-export const isRoot = (d: DistOptions | undefined): boolean => !d || d.rank === 0;
+/** The device a rank trains on: `cuda` means one GPU per local rank (cuda:LOCAL_RANK), as torchrun users expect. */
+export function rankDevice(device: string, localRank: number): string {
+  return device === 'cuda' ? `cuda:${localRank}` : device;
+}
 
 /** Copies rank 0's values of `tensors` into every rank's (any dtype and memory layout). */
 export function broadcastTensors(tensors: Tensor[]): void {
@@ -47,7 +57,7 @@ export function broadcastModule(model: Module): void {
  * Local per-position state [b, ...] of every rank → the single-process layout [b·N, ...]: rank r's row j is
  * global batch position j·N + r (DistributedSampler's striding within a batch).
  */
-export function gatherRows(t: Tensor, d: DistOptions): Tensor {
+export function gatherRows(t: Tensor, d: dist.Rank): Tensor {
   return scope(() => {
     const parts = dist.allGather(t.contiguous());
     const s = stack(parts, 1); // [b, N, ...]
@@ -56,7 +66,7 @@ export function gatherRows(t: Tensor, d: DistOptions): Tensor {
 }
 
 /** The inverse of gatherRows for one rank: rows rank, rank+N, ... of a global [B, ...] tensor. */
-export function localRows(global: Tensor, d: DistOptions): Tensor {
+export function localRows(global: Tensor, d: dist.Rank): Tensor {
   return scope(() => {
     const b = global.size(0) / d.worldSize;
     return global.reshape(b, d.worldSize, ...global.shape.slice(1)).select(1, d.rank).contiguous();
@@ -66,22 +76,6 @@ export function localRows(global: Tensor, d: DistOptions): Tensor {
 /** True on every rank if it is true on any rank. */
 export function any(flag: boolean): boolean {
   return dist.allReduceNumbers([flag ? 1 : 0], 'max')[0]! > 0;
-}
-
-/** Sums each rank's evaluation counts into the result over the whole evaluated set (identical on all ranks). */
-export function reduceEval(r: EvalResult): EvalResult {
-  const names = Object.keys(r.robust_accuracy);
-  const counts = [r.examples, r.clean_accuracy * r.examples, ...names.map((k) => r.robust_accuracy[k]! * r.examples)];
-  const [n, clean, ...rest] = dist.allReduceNumbers(counts.map(Math.round));
-  const secs = dist.allReduceNumbers([r.seconds], 'max')[0]!;
-  const acc = (c: number) => (n! > 0 ? c / n! : 0);
-  return {
-    ...r,
-    examples: n!,
-    clean_accuracy: acc(clean!),
-    robust_accuracy: Object.fromEntries(names.map((k, i) => [k, acc(rest[i]!)])),
-    seconds: secs,
-  };
 }
 
 export interface GradSync {
@@ -106,4 +100,41 @@ export function gradSyncFromEnv(env: NodeJS.ProcessEnv = process.env, canOverlap
   const n = Number(mb);
   if (!(n > 0) || !Number.isFinite(n)) throw new RangeError(`environment variable FREEADV_BUCKET_MB must be a number of MiB > 0, got '${mb}'`);
   return { mode, bucketBytes: Math.max(1, Math.round(n * 2 ** 20)) };
+}
+
+/** How every SGD step's backward pass averages gradients across the ranks of a job. */
+export interface GradientSync {
+  /** loss.backward(), with the gradients averaged across ranks when it returns. */
+  backward(loss: Tensor): void;
+  /** For the summary: how gradients were averaged and what it cost (undefined with one process). */
+  stats(): { grad_sync: GradSync['mode']; buckets: number; allreduce_bytes_per_step: number; allreduce_ms_per_step: number } | undefined;
+  dispose(): void;
+}
+
+/** The gradient averaging of a job: none for one process, else as FREEADV_GRAD_SYNC says (gradSyncFromEnv). */
+export function gradientSync(model: Module, group: dist.Rank | undefined): GradientSync {
+  if (!group || group.worldSize <= 1) return { backward: (loss) => loss.backward(), stats: () => undefined, dispose: () => undefined };
+  const sync = gradSyncFromEnv();
+  let buckets = 0;
+  if (sync.mode === 'overlap') {
+    const avg = new dist.OverlappedGradAverager(model.parameters(), { bucketBytes: sync.bucketBytes, names: model.namedParameters().map(([k]) => k) });
+    const stats = () => ({ grad_sync: sync.mode, buckets: buckets || avg.buckets.length, allreduce_bytes_per_step: avg.bytesPerStep, allreduce_ms_per_step: (avg.seconds * 1000) / Math.max(1, avg.calls) });
+    return {
+      backward: (loss) => avg.backward(loss),
+      stats,
+      dispose: () => {
+        buckets = avg.buckets.length;
+        avg.dispose(); // removes its hooks from the parameters
+      },
+    };
+  }
+  const avg = new dist.GradAverager(model.parameters(), group.worldSize, sync.bucketBytes);
+  return {
+    backward: (loss) => {
+      loss.backward();
+      avg.average();
+    },
+    stats: () => ({ grad_sync: sync.mode, buckets: avg.buckets.length, allreduce_bytes_per_step: avg.bytesPerStep, allreduce_ms_per_step: (avg.seconds * 1000) / Math.max(1, avg.calls) }),
+    dispose: () => undefined,
+  };
 }

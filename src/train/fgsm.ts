@@ -10,6 +10,10 @@ import type { Method } from './method.js';
 
 export const fgsm: Method = {
   name: 'fgsm',
+  help: 'FGSM with random start (Wong et al.), 2 backward passes per step',
+  label: () => 'fgsm',
+  title: () => 'FGSM-RS',
+  collapseDrop: 0.2,
   passes: (cfg) => Math.ceil(cfg.epochs),
   stepsPerBatch: () => 1,
   backwardPerStep: () => 2,

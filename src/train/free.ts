@@ -15,19 +15,21 @@
  * g_x is the gradient with respect to the model's input x_adv, as in the paper's Algorithm 1. The official code
  * differentiates through the clip instead, which gives 0 wherever x + δ lies outside [0, 1]: there δ can never
  * move again. On images with a black background (Fashion-MNIST) that leaves the perturbation stuck, pushed out
- * of range, on much of the background: measured after a Fashion-MNIST run, 39% of all pixel positions (78% of
- * the zero pixels), and PGD-20 accuracy 58% instead of 72% (BENCHMARKS.md). On CIFAR-10 few pixels sit at 0 or 1.
+ * of range, on much of the background, and costs robustness (BENCHMARKS.md has the figures).
  */
 import { ops, scope, noGrad, zeros } from '../torch/index.js';
 import type { Method } from './method.js';
 
 export const free: Method = {
   name: 'free',
+  help: 'free-m (Shafahi et al.): each minibatch replayed m times, δ carried across minibatches',
+  label: (cfg) => `free-${cfg.replays}`,
+  title: (cfg) => `Free (m = ${cfg.replays})`,
   passes: (cfg) => Math.ceil(cfg.epochs / cfg.replays),
   stepsPerBatch: (cfg) => cfg.replays,
   backwardPerStep: () => 1,
   init(ctx) {
-    ctx.state.set('delta', zeros(ctx.batchShape, { device: ctx.cfg.device }).keep());
+    ctx.state.set('delta', zeros(ctx.batchShape, { device: ctx.cfg.device, dtype: ctx.cfg.dtype }).keep());
   },
   batch(ctx, x, y) {
     const { eps, replays } = ctx.cfg;

@@ -1,5 +1,8 @@
-export { train, evaluateOn, methods, precheck, readRunConfig, InterruptedError, TrainingError, RUN_FILES, type Summary, type TrainOptions } from './loop.js';
-export { resolveConfig, parseNumber, ConfigError, type TrainConfig, type MethodName } from './config.js';
+export { train, precheck, type TrainOptions } from './loop.js';
+export { TrainingError, InterruptedError } from './errors.js';
+export { TRAIN_OPTIONS, resolveConfig, type TrainConfig } from './options.js';
+export { RunFolder, RUN_FILES, readRunConfig, readSummary, readMetricLines, runCheckpoint, type Summary, type MetricLine } from './run-folder.js';
+export { methods } from './methods.js';
 export type { Method, TrainContext } from './method.js';
 export { free } from './free.js';
 export { pgd } from './pgd.js';

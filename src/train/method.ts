@@ -1,8 +1,9 @@
-// What a training method supplies to the shared loop (loop.ts): how many passes over the data its budget
-// buys, and its per-batch step. Everything else — data, schedule, logging, checkpoints, evaluation — is shared.
+// What a training method supplies to the shared loop (loop.ts): how it describes itself, how many passes over
+// the data its budget buys, and its per-batch step. Everything else — data, schedule, logging, checkpoints, the
+// guard, evaluation — is shared. A new method is one file and one line in methods.ts.
 import type { Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import type { TrainConfig } from './config.js';
+import type { TrainConfig } from './options.js';
 
 export interface TrainContext {
   readonly model: Module;
@@ -22,6 +23,17 @@ export interface TrainContext {
 
 export interface Method {
   readonly name: string;
+  /** One line for --help. */
+  readonly help: string;
+  /** The method with its settings, for messages, summaries and default run-folder names: free-4, pgd-7, fgsm. */
+  label(cfg: TrainConfig): string;
+  /** The name papers use, for the report: Free (m = 4), PGD-7, FGSM-RS, Natural. */
+  title(cfg: TrainConfig): string;
+  /**
+   * Catastrophic overfitting (Wong et al.): when the guard's robust accuracy falls by more than this from its
+   * best, the loop restores the best weights and stops. Undefined: the method never stops early.
+   */
+  readonly collapseDrop?: number;
   /** Passes over the training data that a budget of cfg.epochs natural epochs buys. */
   passes(cfg: TrainConfig): number;
   /** SGD steps per minibatch. */

@@ -4,6 +4,9 @@ import type { Method } from './method.js';
 
 export const natural: Method = {
   name: 'natural',
+  help: 'natural training on clean images',
+  label: () => 'natural',
+  title: () => 'Natural',
   passes: (cfg) => Math.ceil(cfg.epochs),
   stepsPerBatch: () => 1,
   backwardPerStep: () => 1,

@@ -10,6 +10,9 @@ import type { Method } from './method.js';
 
 export const pgd: Method = {
   name: 'pgd',
+  help: 'PGD-k adversarial training (Madry et al.), k + 1 backward passes per step',
+  label: (cfg) => `pgd-${cfg.attackSteps}`,
+  title: (cfg) => `PGD-${cfg.attackSteps}`,
   passes: (cfg) => Math.ceil(cfg.epochs),
   stepsPerBatch: () => 1,
   backwardPerStep: (cfg) => cfg.attackSteps + 1,

@@ -1,0 +1,54 @@
+// Attacks by name, as `eval --attacks`, training's final evaluation and the report take them: pgd-20,
+// pgd-100-l2, cw-30, fgsm, apgd-ce, apgd-dlr-50, …. Each attack file declares the names it answers to
+// (AttackEntry); this list is the only place that gathers them.
+import type { Module } from '../nn/index.js';
+import type { Attack } from './attack.js';
+import { fgsmAttacks } from './fgsm.js';
+import { pgdAttacks } from './pgd.js';
+import { apgdAttacks } from './apgd.js';
+
+/** Settings an evaluation gives every attack. */
+export interface AttackSettings {
+  eps: number;
+  /** Restarts of the attacks that restart (PGD, APGD). */
+  restarts?: number;
+}
+
+export interface AttackEntry {
+  /** The name's form in help texts, e.g. 'pgd-K[-l2]'. */
+  usage: string;
+  pattern: RegExp;
+  /** What is wrong with a name that matches the pattern (e.g. 0 steps), or undefined. */
+  check?: (m: RegExpMatchArray) => string | undefined;
+  make(m: RegExpMatchArray, model: Module, s: AttackSettings): Attack;
+}
+
+const ATTACKS: AttackEntry[] = [...fgsmAttacks, ...pgdAttacks, ...apgdAttacks];
+
+export function attackUsage(): string {
+  return ATTACKS.map((a) => a.usage).join(', ');
+}
+
+function lookup(name: string): { entry: AttackEntry; m: RegExpMatchArray } | string {
+  const s = name.trim().toLowerCase();
+  for (const entry of ATTACKS) {
+    const m = s.match(entry.pattern);
+    if (!m) continue;
+    const why = entry.check?.(m);
+    return why ? `attack '${name}': ${why}` : { entry, m };
+  }
+  return `unknown attack '${name.length > 40 ? name.slice(0, 37) + '…' : name}' (known: ${attackUsage()})`;
+}
+
+/** Why `name` is not a usable attack name, or undefined. */
+export function checkAttackName(name: string): string | undefined {
+  const r = lookup(name);
+  return typeof r === 'string' ? r : undefined;
+}
+
+/** The attack a name stands for. Throws RangeError for names checkAttackName refuses. */
+export function makeAttack(name: string, model: Module, s: AttackSettings): Attack {
+  const r = lookup(name);
+  if (typeof r === 'string') throw new RangeError(r);
+  return r.entry.make(r.m, model, s);
+}

@@ -1,0 +1,89 @@
+// `freeadv eval`: a run's checkpoint, or weights with a model, under attacks on the test set.
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { ConfigError, formatHelp, resolveOptions, formatEps, type OptionTable } from '../options/index.js';
+import { setNumThreads, manualSeed } from '../torch/index.js';
+import { modelFor } from '../models/index.js';
+import { loadSplit } from '../data/index.js';
+import { loadWeights } from '../io/index.js';
+import { evaluateDataset } from '../eval/index.js';
+import { attackUsage } from '../attacks/index.js';
+import { TRAIN_OPTIONS, resolveConfig, readRunConfig, RUN_FILES } from '../train/index.js';
+import { parseCommand, UsageError } from './args.js';
+import { accuracyTable } from './print.js';
+
+const WHAT = 'What to evaluate', HOW = 'Evaluation', OUT = 'Output';
+const train = TRAIN_OPTIONS;
+const EVAL_COMMAND = {
+  run: { type: 'string', arg: 'DIR', group: WHAT, optional: true, help: 'a run folder of freeadv train (its best.safetensors, or --checkpoint latest)' },
+  checkpoint: { type: 'string', arg: 'WHICH', group: WHAT, choices: ['best', 'latest'] as const, default: 'best', help: "which of the run's checkpoints" },
+  weights: { type: 'string', arg: 'FILE', group: WHAT, optional: true, help: 'a safetensors file of model weights (PyTorch key names) or a freeadv checkpoint' },
+  model: { ...train.model, optional: true, default: undefined, defaultText: "the run's", help: 'the model of --weights' },
+  dataset: { ...train.dataset, optional: true, default: undefined, defaultText: "the run's, else fashion-mnist" },
+  dataDir: train.dataDir,
+  eps: { ...train.eps, group: HOW, optional: true, default: undefined, defaultText: "the run's, else the data set's" },
+  attacks: { ...train.evalAttacks, group: HOW, help: `attacks, each on every example: ${attackUsage()}` },
+  restarts: { ...train.evalRestarts, group: HOW },
+  limit: { ...train.evalLimit, group: HOW },
+  batchSize: { ...train.evalBatchSize, group: HOW },
+  seed: { ...train.seed, group: HOW },
+  threads: { ...train.threads, group: HOW },
+  device: { ...train.device, group: HOW },
+  json: { type: 'bool', group: OUT, optional: true, help: 'print one JSON object: clean_accuracy, robust_accuracy{attack…, worst_case}, eps, examples' },
+  help: { type: 'bool', group: OUT, optional: true, short: 'h', help: 'this help' },
+} satisfies OptionTable;
+
+function help(): string {
+  return `freeadv eval — robustness evaluation (clean, each attack, worst case per example)
+
+Usage: freeadv eval --run <run folder> [options]
+       freeadv eval --weights <file.safetensors> --model <name> [--dataset NAME] [options]
+
+${formatHelp(EVAL_COMMAND)}`;
+}
+
+export async function cmdEval(args: string[], out: (s: string) => void): Promise<number> {
+  const { values } = parseCommand(EVAL_COMMAND, args);
+  if (values.help) {
+    out(help());
+    return 0;
+  }
+  const v = resolveOptions(EVAL_COMMAND, values);
+  let weights: string;
+  let base: Partial<ReturnType<typeof readRunConfig>> = {};
+  if (v.run !== undefined) {
+    base = readRunConfig(v.run, 'run');
+    weights = join(v.run, v.checkpoint === 'best' ? RUN_FILES.best : RUN_FILES.latest);
+    if (!existsSync(weights)) weights = join(v.run, RUN_FILES.latest);
+    if (!existsSync(weights)) throw new ConfigError('run', `${v.run}: the run has no checkpoint yet (${RUN_FILES.latest})`);
+  } else {
+    if (v.weights === undefined || v.model === undefined) throw new UsageError('give --run <run folder>, or --weights <file> with --model <name>');
+    weights = v.weights;
+  }
+  const dataset = v.dataset ?? base.dataset;
+  // the data set's defaults (ε) and the run's settings, checked like a training configuration
+  const cfg = resolveConfig({
+    dataset,
+    dataDir: v.dataDir ?? base.dataDir,
+    model: v.model ?? base.model,
+    eps: v.eps ?? base.eps,
+    ...(dataset === 'imagefolder' && { imageSize: base.imageSize, skipBad: base.skipBad }),
+  });
+  setNumThreads(v.threads);
+  manualSeed(v.seed);
+  const data = await loadSplit(cfg, 'test');
+  const model = modelFor(cfg.model, data, { device: v.device });
+  try {
+    loadWeights(model, weights);
+    const r = await evaluateDataset(model, data, { eps: cfg.eps, attacks: v.attacks, limit: v.limit, batchSize: v.batchSize, restarts: v.restarts, seed: v.seed, device: v.device });
+    if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, eps: r.eps, examples: r.examples, attacks: r.attacks, warnings: r.warnings, seconds: r.seconds }));
+    else {
+      out(`${cfg.model} · ${cfg.dataset} · ε=${formatEps(cfg.eps)} · ${r.examples} test images · ${r.seconds.toFixed(0)} s`);
+      out(accuracyTable(r.clean_accuracy, r.robust_accuracy));
+      for (const w of r.warnings) out(`warning: ${w}`);
+    }
+  } finally {
+    model.dispose();
+  }
+  return 0;
+}

@@ -1,0 +1,81 @@
+// Evaluation of a data set: the first `limit` examples in file order, in batches of `batchSize` (memory is bounded
+// by the batch, not the data set), with a progress bar. With several processes each evaluates its share
+// (examples rank, rank + N, …, each counted once) and the counts are summed.
+import { Writable } from 'node:stream';
+import { manualSeed, dist, type DType } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import { Loader, Progress, type Dataset } from '../data/index.js';
+import { toTensors } from '../data/tensor.js';
+import { evaluate, type EvalResult, type Batch } from './evaluate.js';
+
+export interface DatasetEvalOptions {
+  eps: number;
+  attacks: string[];
+  /** First examples to evaluate (default all). */
+  limit?: number;
+
+  batchSize: number;
+  restarts: number;
+  seed: number;
+  device: string;
+  dtype?: DType;
+  /** Progress bar stream (default process.stderr; none on ranks other than 0). */
+  progress?: NodeJS.WritableStream;
+  /** This process's place in a data-parallel job. */
+  rank?: dist.Rank;
+}
+
+export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEvalOptions): Promise<EvalResult> {
+  const group = o.rank && o.rank.worldSize > 1 ? o.rank : undefined;
+  const all = Math.min(o.limit ?? data.n, data.n);
+  const shard = group ? { rank: group.rank, count: group.worldSize, pad: false, limit: all } : undefined;
+  const limit = group ? Math.max(0, Math.ceil((all - group.rank) / group.worldSize)) : all;
+  manualSeed(o.seed + 12345 + (group?.rank ?? 0));
+  const loader = new Loader(data, { batchSize: o.batchSize, shuffle: false, augment: false, worker: false, ...(shard && { shard }) });
+  const stream = o.progress ?? (group && group.rank !== 0 ? new Writable({ write: (_c, _e, cb) => cb() }) : process.stderr);
+  const progress = new Progress({ total: Math.ceil(limit / o.batchSize), label: 'eval', stream: stream as never });
+  async function* batches(): AsyncGenerator<Batch> {
+    let seen = 0;
+    for await (const b of loader.epoch(0)) {
+      const take = Math.min(b.shape[0], limit - seen);
+      if (take <= 0) break;
+      const per = b.shape[1] * b.shape[2] * b.shape[3];
+      const t = toTensors({ x: b.x.subarray(0, take * per), shape: [take, b.shape[1], b.shape[2], b.shape[3]], y: b.y.subarray(0, take) }, o.device, o.dtype);
+      seen += take;
+      try {
+        yield t;
+      } finally {
+        t.x.dispose();
+        t.y.dispose();
+      }
+      progress.tick(take);
+      if (seen >= limit) break;
+    }
+  }
+  try {
+    let r = await evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts });
+    if (group) r = sumOverRanks(r);
+    const skipped = loader.stats().skipped;
+    if (skipped) r.warnings.push(`${skipped} undecodable test image(s) were left out (--skip-bad)`);
+    return r;
+  } finally {
+    progress.finish();
+    await loader.close();
+  }
+}
+
+/** Sums each rank's counts into the result over the whole evaluated set (identical on all ranks). */
+function sumOverRanks(r: EvalResult): EvalResult {
+  const names = Object.keys(r.robust_accuracy);
+  const counts = [r.examples, r.clean_accuracy * r.examples, ...names.map((k) => r.robust_accuracy[k]! * r.examples)];
+  const [n, clean, ...rest] = dist.allReduceNumbers(counts.map(Math.round));
+  const secs = dist.allReduceNumbers([r.seconds], 'max')[0]!;
+  const acc = (c: number) => (n! > 0 ? c / n! : 0);
+  return {
+    ...r,
+    examples: n!,
+    clean_accuracy: acc(clean!),
+    robust_accuracy: Object.fromEntries(names.map((k, i) => [k, acc(rest[i]!)])),
+    seconds: secs,
+  };
+}
