@@ -42,13 +42,14 @@ const clip = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v)
 test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x ℓ at clip(x + δ, 0, 1)), −ε, ε), δ kept for the next batch', () => {
   T.scope(() => {
     const eps = 0.1, step = 0.05, lr = 0.5, m = 3;
-    const cfg = resolveConfig({ method: 'free', replays: m, eps, stepSize: step });
-    const model = new LinearNet();
+    // in float64, against the same arithmetic in JavaScript's doubles: they agree to rounding (~1e-16)
+    const cfg = resolveConfig({ method: 'free', replays: m, eps, stepSize: step, dtype: 'float64' });
+    const model = new LinearNet().to('float64');
     let W = [[0.8, -0.5, 0.3, 0.1], [-0.2, 0.6, -0.7, 0.4], [0.1, 0.2, 0.5, -0.9]];
     let b = [0.05, -0.1, 0.02];
     T.noGrad(() => {
-      model.fc.weight.copy_(T.tensor(W));
-      model.fc.bias!.copy_(T.tensor(b));
+      model.fc.weight.copy_(T.tensor(W, { dtype: 'float64' }));
+      model.fc.bias!.copy_(T.tensor(b, { dtype: 'float64' }));
     });
     const opt = new SGD(model.parameters(), { lr, momentum: 0, weightDecay: 0 });
     const ctx: TrainContext = {
@@ -67,8 +68,8 @@ test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
     const ys = [2, 0];
     let delta = [[-0.1, -0.05, 0.02, 0.1], [-0.08, 0, 0.1, 0.03]];
     const deltaT = ctx.state.get('delta')!;
-    T.noGrad(() => deltaT.copy_(T.tensor(delta).reshape(2, 1, 2, 2)));
-    free.batch(ctx, T.tensor(xs).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64' }));
+    T.noGrad(() => deltaT.copy_(T.tensor(delta, { dtype: 'float64' }).reshape(2, 1, 2, 2)));
+    free.batch(ctx, T.tensor(xs, { dtype: 'float64' }).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64' }));
     let moved = 0;
     for (let r = 0; r < m; r++) {
       const xAdv = xs.map((x, i) => x.map((v, j) => clip(v + delta[i]![j]!, 0, 1)));
@@ -81,14 +82,14 @@ test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
     }
     assert.ok(moved >= 2, `δ moved at ${moved} out-of-range positions`);
     const got = deltaT.reshape(2, 4).toArray() as number[][];
-    got.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - delta[i]![j]!) < 1e-6, `δ[${i}][${j}] ${v} vs ${delta[i]![j]}`)));
+    got.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(v - delta[i]![j]!) < 1e-12, `δ[${i}][${j}] ${v} vs ${delta[i]![j]}`)));
     const gotW = model.fc.weight.toArray() as number[][];
-    gotW.forEach((row, k) => row.forEach((v, j) => assert.ok(Math.abs(v - W[k]![j]!) < 1e-5, `W[${k}][${j}] ${v} vs ${W[k]![j]}`)));
-    (model.fc.bias!.toArray() as number[]).forEach((v, k) => assert.ok(Math.abs(v - b[k]!) < 1e-5, `b[${k}] ${v} vs ${b[k]}`));
+    gotW.forEach((row, k) => row.forEach((v, j) => assert.ok(Math.abs(v - W[k]![j]!) < 1e-12, `W[${k}][${j}] ${v} vs ${W[k]![j]}`)));
+    (model.fc.bias!.toArray() as number[]).forEach((v, k) => assert.ok(Math.abs(v - b[k]!) < 1e-12, `b[${k}] ${v} vs ${b[k]}`));
 
     // A smaller last batch uses (and updates) the first rows of δ only.
     const before = deltaT.reshape(2, 4).toArray() as number[][];
-    free.batch(ctx, T.tensor([xs[0]!]).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64' }));
+    free.batch(ctx, T.tensor([xs[0]!], { dtype: 'float64' }).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64' }));
     const after = deltaT.reshape(2, 4).toArray() as number[][];
     assert.deepEqual(after[1], before[1]);
     assert.notDeepEqual(after[0], before[0]);
