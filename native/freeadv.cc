@@ -621,18 +621,6 @@ EXPORT(toBuffer) {
   return ab;
 }
 
-// intoBuffer(handle, typedArray): copies into caller-owned memory (no new allocation).
-EXPORT(intoBuffer) {
-  Napi::Env env = info.Env();
-  at::Tensor t = tensorOf(info[0]).detach().to(at::kCPU).contiguous();
-  auto ta = info[1].As<Napi::TypedArray>();
-  if (ta.ByteLength() != static_cast<size_t>(t.nbytes()))
-    throw torchError(env, "intoBuffer: destination has " + std::to_string(ta.ByteLength()) + " bytes, tensor has " +
-                              std::to_string(t.nbytes()));
-  std::memcpy(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), t.data_ptr(), t.nbytes());
-  return env.Undefined();
-}
-
 Napi::Array intArray(Napi::Env env, c10::IntArrayRef a) {
   auto arr = Napi::Array::New(env, a.size());
   for (size_t i = 0; i < a.size(); i++) arr.Set(i, Napi::Number::New(env, static_cast<double>(a[i])));
@@ -1246,7 +1234,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
 #define REG(name) exports.Set(#name, Napi::Function::New(env, name, #name))
   REG(resolve); REG(call); REG(callVoid);
-  REG(dispose); REG(isDisposed); REG(fromBuffer); REG(toBuffer); REG(intoBuffer);
+  REG(dispose); REG(isDisposed); REG(fromBuffer); REG(toBuffer);
   REG(shape); REG(strides); REG(dtype); REG(device); REG(numel); REG(dim); REG(isContiguous); REG(item);
   REG(sameStorage);
   REG(requiresGrad); REG(setRequiresGrad); REG(isLeaf); REG(getGrad); REG(setGrad); REG(backward); REG(grad);
