@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "freeadv",
-      "sources": ["native/freeadv.cc"],
+      "sources": ["<!@(node -p \"require('fs').readdirSync('native').filter((f) => f.endsWith('.cc')).sort().map((f) => 'native/' + f).join(' ')\")"],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "<!@(node scripts/libtorch.cjs include)"
