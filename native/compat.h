@@ -1,6 +1,7 @@
 // What differs between the libtorch builds the addon compiles against: Debian's libtorch-dev 1.13 and the 2.x
 // libtorch of a pip-installed torch or an official (CUDA) download. The version switches live here; headers
 // that a libtorch leaves out are stood in for under compat/ (added to the include path last, with -idirafter).
+// The C++ standard is chosen by scripts/libtorch.cjs (`cxxstd`): C++17 for 1.x up to 2.13, C++20 from 2.14 on.
 #pragma once
 
 #include <torch/version.h>
