@@ -1,14 +1,21 @@
 // Builds the native addon with node-gyp against the libtorch found by scripts/libtorch.cjs.
 // Skips the build when build/Release/freeadv.node is newer than its sources (pass --force to rebuild).
 import { execFileSync } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'build', 'Release', 'freeadv.node');
-const sources = ['native/freeadv.cc', 'native/compat/torch/csrc/distributed/autograd/context/context.h', 'binding.gyp', 'scripts/libtorch.cjs'].map((f) => join(root, f));
+// Everything the addon is built from: every .cc and .h under native/ (compat/ included), binding.gyp, and the
+// script that picks libtorch's flags. The folders count too: adding or removing a file changes their mtime.
+function nativeFiles(dir) {
+  return [dir, ...readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? nativeFiles(join(dir, e.name)) : /\.(cc|h)$/.test(e.name) ? [join(dir, e.name)] : [],
+  )];
+}
+const sources = [...nativeFiles(join(root, 'native')), join(root, 'binding.gyp'), join(root, 'scripts', 'libtorch.cjs')];
 const force = process.argv.includes('--force') || process.env.LIBTORCH !== undefined;
 if (!force && existsSync(out) && sources.every((s) => statSync(s).mtimeMs < statSync(out).mtimeMs)) {
   console.log('freeadv: native addon is up to date');

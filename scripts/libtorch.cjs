@@ -37,6 +37,35 @@ function gloo(t) {
     fs.existsSync(path.join(t.inc[0], 'torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupGloo.hpp'));
 }
 
+// libtorch's version, from torch/version.h (TORCH_VERSION_MAJOR/MINOR); null where it cannot be read.
+function version(t) {
+  for (const d of t.inc) {
+    const f = path.join(d, 'torch', 'version.h');
+    if (!fs.existsSync(f)) continue;
+    const s = fs.readFileSync(f, 'utf8');
+    const major = /#define\s+TORCH_VERSION_MAJOR\s+(\d+)/.exec(s);
+    const minor = /#define\s+TORCH_VERSION_MINOR\s+(\d+)/.exec(s);
+    if (major && minor) return { major: Number(major[1]), minor: Number(minor[1]) };
+  }
+  return null;
+}
+
+// The C++ standard to compile with. libtorch's headers refuse older ones with an #error such as "C++20 or later
+// compatible compiler is required to use ATen" (ATen/ATen.h, torch/all.h): C++20 from libtorch 2.14 on, C++17
+// before (Debian's 1.13; the 2.x pip wheels up to 2.13). What the headers say decides; the version is the
+// fallback for headers that moved the check elsewhere.
+function cxxstd(t) {
+  const headers = [
+    ...[path.join(t.inc[0], 'ATen'), path.join(t.inc[0], 'c10', 'macros')].flatMap((d) =>
+      fs.existsSync(d) ? fs.readdirSync(d).filter((f) => f.endsWith('.h')).map((f) => path.join(d, f)) : [],
+    ),
+    ...t.inc.map((d) => path.join(d, 'torch', 'all.h')),
+  ];
+  const needs20 = headers.some((f) => fs.existsSync(f) && /C\+\+20 or later/.test(fs.readFileSync(f, 'latin1')));
+  const v = version(t);
+  return needs20 || (v && (v.major > 2 || (v.major === 2 && v.minor >= 14))) ? '-std=c++20' : '-std=c++17';
+}
+
 function flags(what) {
   const t = locate();
   const cuda = fs.existsSync(path.join(t.lib, 'libtorch_cuda.so'));
@@ -54,8 +83,10 @@ function flags(what) {
         ...(t.system ? [] : [`-Wl,-rpath,${t.lib}`]),
         ...(cuda ? ['-Wl,--no-as-needed', `-L${t.lib}`, '-ltorch_cuda', '-lc10_cuda', '-Wl,--as-needed'] : []),
       ];
+    case 'cxxstd':
+      return [cxxstd(t)];
     case 'info':
-      return [JSON.stringify({ ...t, cuda, gloo: gloo(t), cxx11abi: cxx11abi(t.lib) })];
+      return [JSON.stringify({ ...t, cuda, gloo: gloo(t), cxx11abi: cxx11abi(t.lib), version: version(t), cxxstd: cxxstd(t) })];
     default:
       throw new Error(`unknown query ${what}`);
   }

@@ -29,7 +29,6 @@ export interface Native {
   isDisposed(h: Handle): boolean;
   fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: number): Handle;
   toBuffer(h: Handle): ArrayBuffer;
-  intoBuffer(h: Handle, dst: ArrayBufferView): void;
   shape(h: Handle): number[];
   strides(h: Handle): number[];
   dtype(h: Handle): number;
