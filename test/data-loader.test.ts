@@ -4,7 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Loader, activeWorkers, permutation, Rng, hashSeed, padCropFlipParams, padCropFlipToFloat, sampleRng, numBatches,
-  Progress, formatDuration, type Batch,
+  Progress, formatDuration, validationSplit, DataError, type Batch,
 } from '../src/data/index.js';
 import { mapLimit } from '../src/data/util.js';
 
@@ -114,6 +114,19 @@ describe('Loader', () => {
         });
       }
       assert.throws(() => l.epoch(0, { startBatch: 9 }), RangeError);
+    }
+  });
+
+  test('subset: an epoch visits exactly the subset, shuffled by (seed, epoch), in worker and in-thread production', async () => {
+    const subset = Int32Array.from({ length: 20 }, (_, i) => 2 * i + 1);
+    for (const worker of [true, false]) {
+      const l = new Loader(ds, { batchSize: 8, seed: 2, subset, worker });
+      assert.equal(l.length, 3);
+      const seen = (await collect(l.epoch(0))).flatMap((b) => Array.from(b.indices));
+      assert.deepEqual([...seen].sort((a, b) => a - b), Array.from(subset));
+      assert.notDeepEqual(seen, Array.from(subset)); // shuffled
+      // the order is the subset mapped through the permutation of its positions
+      assert.deepEqual(seen, Array.from(permutation(20, 2, 0), (p) => subset[p]!));
     }
   });
 
@@ -234,6 +247,26 @@ describe('Loader', () => {
     assert.ok(steadyWait < 0.5 * steadyProduced + 20, `wait ${steadyWait.toFixed(1)} ms vs produced ${steadyProduced.toFixed(1)} ms`);
     l.resetStats();
     assert.deepEqual(l.stats(), { batches: 0, waitMs: 0, producedMs: 0, skipped: 0 });
+  });
+});
+
+describe('validationSplit', () => {
+  test('class-balanced, seeded, disjoint from training, independent of everything but the seed', () => {
+    const labels = Int32Array.from({ length: 1000 }, (_, i) => (i * 7) % 10 < 7 ? i % 3 : 3 + (i % 7)); // unequal classes
+    const counts = (ix: Int32Array) => Array.from({ length: 10 }, (_, c) => ix.filter((i) => labels[i] === c).length);
+    const s = validationSplit(labels, 10, 95, 4);
+    assert.equal(s.val.length, 95);
+    assert.equal(s.train.length, 905);
+    assert.deepEqual(new Set([...s.val, ...s.train]).size, 1000);
+    const per = counts(s.val);
+    assert.ok(Math.max(...per) - Math.min(...per) <= 1, `per class ${per}`);
+    assert.equal(per.reduce((a, b) => a + b, 0), 95);
+    assert.deepEqual(validationSplit(labels, 10, 95, 4).val, s.val); // seeded
+    assert.notDeepEqual(validationSplit(labels, 10, 95, 5).val, s.val);
+    assert.ok(s.val.every((v, i) => i === 0 || v > s.val[i - 1]!)); // ascending
+    assert.equal(validationSplit(labels, 10, 0, 4).train.length, 1000);
+    assert.throws(() => validationSplit(labels, 10, 1000, 4), DataError);
+    assert.throws(() => validationSplit(Int32Array.from([0, 0, 0, 1]), 2, 2, 0), /needs 1 of class 1, which has 1/);
   });
 });
 

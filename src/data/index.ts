@@ -147,3 +147,4 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<Dataset> {
 export function loadSplit(c: { dataset: DatasetName; dataDir?: string; imageSize?: number; skipBad?: boolean }, split: Split): Promise<Dataset> {
   return loadDataset({ name: c.dataset, dataDir: c.dataDir, split, size: c.imageSize, skipBad: c.skipBad });
 }
+export { validationSplit, type TrainValSplit } from './split.js';

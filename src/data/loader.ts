@@ -32,6 +32,8 @@ export interface LoaderOptions {
   decodeConcurrency?: number;
   /** Only this process's shard of each epoch (DistributedSampler semantics; see Shard). */
   shard?: Shard;
+  /** Only these examples of the data set (indices; a split such as training without validation). */
+  subset?: Int32Array;
 }
 
 export interface LoaderStats {
@@ -87,6 +89,7 @@ export class Loader {
       ...(opts.flip !== undefined && { flip: opts.flip }),
       ...(opts.decodeConcurrency !== undefined && { decodeConcurrency: opts.decodeConcurrency }),
       ...(opts.shard !== undefined && { shard: opts.shard }),
+      ...(opts.subset !== undefined && { subset: opts.subset }),
     });
     if (this.config.lastBatch !== 'keep' && this.config.lastBatch !== 'drop') throw new RangeError(`lastBatch must be 'keep' or 'drop', got '${String(this.config.lastBatch)}'`);
     this.prefetch = Math.max(1, Math.floor(opts.prefetch ?? 2));

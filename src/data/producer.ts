@@ -38,6 +38,8 @@ export interface LoaderConfig {
   decodeConcurrency: number;
   /** This process's shard of every epoch (data-parallel training); absent: the whole epoch. */
   shard?: Shard;
+  /** Only these examples of the data set (a split, e.g. training without the validation examples). */
+  subset?: Int32Array;
 }
 
 /**
@@ -71,13 +73,15 @@ export function numBatches(n: number, batchSize: number, lastBatch: LastBatch): 
   return lastBatch === 'drop' ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
 }
 
-export function epochOrder(n: number, cfg: Pick<LoaderConfig, 'shuffle' | 'seed'> & { shard?: Shard }, epoch: number): Int32Array {
+export function epochOrder(total: number, cfg: Pick<LoaderConfig, 'shuffle' | 'seed'> & { shard?: Shard; subset?: Int32Array }, epoch: number): Int32Array {
+  const n = cfg.subset?.length ?? total;
   let p: Int32Array;
   if (cfg.shuffle) p = permutation(n, cfg.seed, epoch);
   else {
     p = new Int32Array(n);
     for (let i = 0; i < n; i++) p[i] = i;
   }
+  if (cfg.subset) for (let i = 0; i < n; i++) p[i] = cfg.subset[p[i]!]!;
   return cfg.shard ? shardOf(p, cfg.shard) : p;
 }
 
@@ -92,7 +96,8 @@ export function shardOf(order: Int32Array, s: Shard): Int32Array {
 }
 
 /** Samples per epoch for this config (its shard's length when sharded). */
-export function epochLength(n: number, cfg: { shard?: Shard }): number {
+export function epochLength(total: number, cfg: { shard?: Shard; subset?: Int32Array }): number {
+  const n = cfg.subset?.length ?? total;
   const s = cfg.shard;
   if (!s) return n;
   const m = Math.min(n, s.limit ?? n);
