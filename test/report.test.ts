@@ -170,10 +170,10 @@ test('freeadv report refuses bad input with exit code 2, naming the folder or op
     [['report', broken], /broken.*config\.json: not valid JSON/],
     [['report', noCk], /no-checkpoint: the run has no checkpoint yet/],
     [['report', notRun, '--surface-points', '4'], /--surface-points: must be odd/],
-    [['report', notRun, '--images', '0'], /--images: expected a whole number/],
-    [['report', notRun, '--target-norm', 'l3'], /--target-norm: must be linf or l2/],
-    [['report', notRun, '--checkpoint', 'first'], /--checkpoint: must be best or latest/],
-    [['report', notRun, '--curve-eps', '0,x'], /--curve-eps: expected a number/],
+    [['report', notRun, '--images', '0'], /--images: must be in \[1, 64\], got '0'/],
+    [['report', notRun, '--target-norm', 'l3'], /--target-norm: unknown value 'l3' \(known: linf, l2\)/],
+    [['report', notRun, '--checkpoint', 'first'], /--checkpoint: unknown value 'first' \(known: best, latest\)/],
+    [['report', notRun, '--curve-eps', '0,x'], /--curve-eps: expected a comma-separated list of multiples of ε >= 0, got 'x'/],
     [['report', notRun, '--bogus'], /Unknown option '--bogus'/],
   ];
   for (const [args, re] of cases) {
