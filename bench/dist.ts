@@ -222,7 +222,7 @@ for (const [model, dataset, dir, s] of [
   ['small-cnn', 'fashion-mnist', fmDir, steps],
   ['resnet-cifar-small', 'cifar10', cifarDir, Math.max(4, Math.round(steps / 4))],
 ] as const) {
-  const common = ['--dataset', dataset, '--data-dir', dir, '--model', model, '--method', 'natural', '--eps', '0', '--batch-size', '128', '--max-steps', String(s), '--no-augment', '--eval-limit', '1', '--eval-attacks', 'fgsm', '--lr-schedule', 'constant'];
+  const common = ['--dataset', dataset, '--data-dir', dir, '--model', model, '--method', 'natural', '--eps', '0', '--val-size', '0', '--batch-size', '128', '--max-steps', String(s), '--no-augment', '--eval-limit', '1', '--eval-attacks', 'fgsm', '--lr-schedule', 'constant'];
   const per = Math.max(1, Math.floor(threads / nproc));
   let single = 0, singleFew = 0;
   const runs = SYNC.map(() => [] as Record<string, any>[]);

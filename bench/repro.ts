@@ -81,7 +81,8 @@ for (const m of only ?? []) if (!allRows.some((r) => r.name === m)) throw new Er
 const rows = only ? allRows.filter((r) => only.includes(r.name)) : allRows;
 const dataArgs = o['data-dir'] ? ['--data-dir', o['data-dir']] : [];
 const common = ['--model', S.model, '--batch-size', String(S.batch), '--lr', String(S.lr), '--lr-schedule', 'cosine', '--threads', o.threads!, '--seed', String(seed)];
-const freeadvCommon = [...common, '--eps', S.epsArg, ...(S.augment ? ['--augment'] : ['--no-augment'])];
+// the reference trains on the whole training set: so does freeadv here (no validation split)
+const freeadvCommon = [...common, '--eps', S.epsArg, '--val-size', '0', ...(S.augment ? ['--augment'] : ['--no-augment'])];
 const refCommon = [...common, '--eps', String(S.eps), ...(S.augment ? ['--augment'] : [])];
 
 /** The reference reads CIFAR-10 in the official binary format: written once from freeadv's decoded (cached) JPEGs. */

@@ -23,12 +23,14 @@ const REDUCER_WORKER = join(here, 'helpers', 'reducer-worker.js');
 let data = '';
 let small = '';
 const tmp = mkdtempSync(join(tmpdir(), 'freeadv-dist-'));
+// 512 + 64 and 256 + 32 training images: validation takes the extra ones, so that the training sets divide
+// into whole global batches (the layouts agree exactly only without DistributedSampler's padding)
 before(async () => {
-  data = await smallFashionMnist(512, 200);
-  small = await smallFashionMnist(256, 50);
+  data = await smallFashionMnist(576, 200);
+  small = await smallFashionMnist(288, 50);
 });
 
-const common = () => ['--data-dir', data, '--batch-size', '128', '--seed', '3', '--log-every', '2'];
+const common = () => ['--data-dir', data, '--val-size', '64', '--batch-size', '128', '--seed', '3', '--log-every', '2'];
 
 // Layout equivalence (2 ranks × B/2 = 1 process × B, overlapped = after-backward averaging, resumed = uninterrupted)
 // is checked in float64. Two layouts sum the same terms in another order, so in float32 they land ~1e-5 apart, by
@@ -232,7 +234,7 @@ test('natural training: 2 ranks × batch 64 give the weights of 1 process × bat
 });
 
 test('PGD training with --nproc 2 (attack steps are backward passes too): overlapped and after-backward averaging give the same weights', async (t) => {
-  const args = [...common(), ...F64, '--data-dir', small, '--method', 'pgd', '--attack-steps', '2', '--epochs', '2', '--eval-limit', '20', '--eval-attacks', 'fgsm', '--nproc', '2'];
+  const args = [...common(), ...F64, '--data-dir', small, '--val-size', '32', '--method', 'pgd', '--attack-steps', '2', '--epochs', '2', '--eval-limit', '20', '--eval-attacks', 'fgsm', '--nproc', '2'];
   const dirs: string[] = [];
   for (const sync of ['after-backward', 'overlap']) {
     const dir = join(tmp, `pgd-${sync}`);
@@ -347,7 +349,7 @@ test('ranks started directly (torchrun contract): a hung peer stops rank 0 with 
 
 test('resume with another number of processes: free training stopped at 2 → resumed with 1, and 1 → 2, both end like an uninterrupted run (δ included)', async (t) => {
   // 256 images: 2 batches per pass, 4 passes of 2 replays = 16 SGD steps; a checkpoint every 2 steps
-  const args = [...common(), ...F64, '--data-dir', small, '--method', 'free', '--replays', '2', '--epochs', '8', '--lr', '0.02', '--eval-limit', '50', '--eval-attacks', 'fgsm', '--checkpoint-every', '2'];
+  const args = [...common(), ...F64, '--data-dir', small, '--val-size', '32', '--method', 'free', '--replays', '2', '--epochs', '8', '--lr', '0.02', '--eval-limit', '50', '--eval-attacks', 'fgsm', '--checkpoint-every', '2'];
   const full = join(tmp, 'free-full');
   assert.equal((await cli(['train', ...args, '--threads', '2', '--out', full])).code, 0);
   // And uninterrupted with 2 processes: in float64 the two layouts take the same δ signs and end together, so a

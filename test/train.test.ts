@@ -40,7 +40,7 @@ test('free-m makes ceil(N/m) passes and as many SGD steps and backward passes as
     assert.equal(r.code, 0, r.err);
     runs[method] = summary(out);
   }
-  const batches = 4; // 512 / 128
+  const batches = 4; // 502 / 128 (10 of the 512 images, 2%, are held out for validation)
   assert.equal(runs.natural!.passes, 4);
   assert.equal(runs.free!.passes, 1);
   assert.equal(runs.natural!.sgd_steps, 4 * batches);
@@ -53,12 +53,19 @@ test('free-m makes ceil(N/m) passes and as many SGD steps and backward passes as
     assert.ok(s.robust_accuracy['pgd-20'] <= s.clean_accuracy);
     assert.equal(s.eval_examples, 100);
     assert.equal(s.eps, 0.1);
+    assert.equal(s.val_examples, 10);
+    assert.equal(s.validation.attack, 'pgd-10');
+    assert.ok(s.validation.best.robust_accuracy >= s.validation.last.robust_accuracy, 'best is the best pass');
+    assert.equal(s.validation.last.pass, s.passes);
   }
   const dir = join(tmp, 'cost-free');
   assert.deepEqual(readdirSync(dir).sort(), ['best.safetensors', 'config.json', 'latest.safetensors', 'metrics.jsonl', 'summary.json']);
   const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const m = lines.find((l) => 'loss' in l);
-  for (const k of ['step', 'epoch', 'lr', 'loss', 'train_accuracy', 'images_per_second']) assert.ok(k in m, `metrics line has ${k}`);
+  for (const k of ['step', 'pass', 'lr', 'loss', 'train_accuracy', 'images_per_second']) assert.ok(k in m, `metrics line has ${k}`);
+  const val = lines.filter((l) => 'val_robust_accuracy' in l);
+  assert.equal(val.length, runs.free!.passes); // one validation line per pass
+  for (const l of val) assert.ok(l.val_robust_accuracy <= l.val_clean_accuracy && l.val_clean_accuracy >= 0 && l.val_clean_accuracy <= 1);
   // free training's δ is in the checkpoint, within the ε-ball and not zero
   const ck = loadCheckpoint(join(dir, 'latest.safetensors'));
   const delta = ck.tensors.delta!;
@@ -132,16 +139,18 @@ test('invalid options are refused before any work, naming the option', async () 
     [['--eps=-0.1'], /--eps: must be >= 0/],
     [['--eps', '8'], /--eps: .*did you mean 8\/255/],
     [['--eps', 'abc'], /--eps: expected a number/],
-    [['--replays', '0'], /--replays: m must be >= 1/],
-    [['--model', 'resnet9000'], /--model: unknown model 'resnet9000'/],
+    [['--replays', '0'], /--replays: must be in \[1, 1000\], got '0'/],
+    [['--model', 'resnet9000'], /--model: unknown value 'resnet9000' \(known: small-cnn, /],
     [['--model', 'preact-resnet18'], /--model: model 'preact-resnet18' needs 3-channel/],
-    [['--dataset', 'svhn'], /--dataset: unknown data set 'svhn'/],
-    [['--method', 'trades'], /--method: unknown method 'trades'/],
-    [['--lr-schedule', 'exp'], /--lr-schedule: unknown schedule/],
+    [['--dataset', 'svhn'], /--dataset: unknown value 'svhn' \(known: fashion-mnist, /],
+    [['--method', 'trades'], /--method: unknown value 'trades' \(known: free, pgd, fgsm, natural\)/],
+    [['--lr-schedule', 'exp'], /--lr-schedule: unknown value 'exp'/],
     [['--device', 'tpu'], /--device: must be cpu, cuda/],
     [['--device', 'cuda'], /--device: cuda requested but this libtorch has no CUDA/],
     [['--eval-attacks', 'pgd-x'], /--eval-attacks: unknown attack 'pgd-x'/],
     [['--batch-size', '1.5'], /--batch-size: expected a whole number/],
+    [['--val-size=-1'], /--val-size: must be in \[0, /],
+    [['--val-size', '512'], /--val-size: 512 validation examples do not leave any of the 512 training examples/],
     [['--bogus', '1'], /Unknown option '--bogus'/],
   ];
   for (const [args, re] of cases) {
@@ -150,7 +159,7 @@ test('invalid options are refused before any work, naming the option', async () 
     const r = await cli(['train', ...common(), ...args, '--out', out]);
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
     assert.match(r.err, re, args.join(' '));
-    assert.ok(!existsSync(join(out, 'latest.safetensors')), 'no training happened');
+    assert.ok(!existsSync(out), 'nothing was written');
   }
   const notDir = join(tmp, 'a-file');
   writeFileSync(notDir, 'x');
@@ -162,7 +171,10 @@ test('invalid options are refused before any work, naming the option', async () 
   assert.match(missing.err, /nowhere/);
   const resumeNothing = await cli(['train', '--resume', join(tmp, 'nowhere')]);
   assert.equal(resumeNothing.code, 2);
-  assert.match(resumeNothing.err, /not a run folder/);
+  assert.match(resumeNothing.err, /--resume: .*nowhere: no such folder/);
+  const resumeNotRun = await cli(['train', '--resume', tmp]);
+  assert.equal(resumeNotRun.code, 2);
+  assert.match(resumeNotRun.err, /--resume: .*: not a run folder \(no config\.json\)/);
   const twice = await cli(['train', ...common(), '--epochs', '1', '--method', 'natural', '--out', join(tmp, 'cost-natural')]);
   assert.equal(twice.code, 2);
   assert.match(twice.err, /already holds a run/);

@@ -76,7 +76,7 @@ export function scanImageFolder(root: string, opts: ScanOptions = {}): ImageFold
     return mine;
   });
   // Round-robin over the classes (the first file of every class, then the second, ...), so that the first N
-  // examples of a split — an evaluation limit, a report gallery, a guard batch — cover every class, as the first
+  // examples of a split — an evaluation limit, a report gallery — cover every class, as the first
   // N of the official CIFAR test file do, instead of being the first class only.
   const files: string[] = [];
   const labels: number[] = [];

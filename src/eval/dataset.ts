@@ -13,7 +13,10 @@ export interface DatasetEvalOptions {
   attacks: string[];
   /** First examples to evaluate (default all). */
   limit?: number;
-
+  /** Only these examples of the data set (e.g. a validation split of a training set). */
+  subset?: Int32Array;
+  /** Skip the sanity checks (evaluate.ts). */
+  noChecks?: boolean;
   batchSize: number;
   restarts: number;
   seed: number;
@@ -27,11 +30,12 @@ export interface DatasetEvalOptions {
 
 export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEvalOptions): Promise<EvalResult> {
   const group = o.rank && o.rank.worldSize > 1 ? o.rank : undefined;
-  const all = Math.min(o.limit ?? data.n, data.n);
+  const size = o.subset?.length ?? data.n;
+  const all = Math.min(o.limit ?? size, size);
   const shard = group ? { rank: group.rank, count: group.worldSize, pad: false, limit: all } : undefined;
   const limit = group ? Math.max(0, Math.ceil((all - group.rank) / group.worldSize)) : all;
   manualSeed(o.seed + 12345 + (group?.rank ?? 0));
-  const loader = new Loader(data, { batchSize: o.batchSize, shuffle: false, augment: false, worker: false, ...(shard && { shard }) });
+  const loader = new Loader(data, { batchSize: o.batchSize, shuffle: false, augment: false, worker: false, ...(shard && { shard }), ...(o.subset && { subset: o.subset }) });
   const stream = o.progress ?? (group && group.rank !== 0 ? new Writable({ write: (_c, _e, cb) => cb() }) : process.stderr);
   const progress = new Progress({ total: Math.ceil(limit / o.batchSize), label: 'eval', stream: stream as never });
   async function* batches(): AsyncGenerator<Batch> {
@@ -53,7 +57,7 @@ export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEv
     }
   }
   try {
-    let r = await evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts });
+    let r = await evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }) });
     if (group) r = sumOverRanks(r);
     const skipped = loader.stats().skipped;
     if (skipped) r.warnings.push(`${skipped} undecodable test image(s) were left out (--skip-bad)`);

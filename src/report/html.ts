@@ -172,17 +172,19 @@ const CHART_SCRIPT = `
     drawn++;
   }
   var runs = D.runs;
-  function series(key, scale) {
+  function series(key, scale, fallback) {
     return runs.map(function (r) {
-      return { label: r.label, color: r.color, points: r.metrics.filter(function (m) { return typeof m[key] === 'number'; })
-        .map(function (m) { return { x: m.step, y: m[key] * (scale || 1) }; }) };
+      var k = fallback && !r.metrics.some(function (m) { return typeof m[key] === 'number'; }) ? fallback : key;
+      return { label: r.label, color: r.color, points: r.metrics.filter(function (m) { return typeof m[k] === 'number'; })
+        .map(function (m) { return { x: m.step, y: m[k] * (scale || 1) }; }) };
     });
   }
   line('chart-loss', 'Training loss (on the inputs trained on)', 'SGD step', 'cross-entropy', series('loss'));
   line('chart-train-acc', 'Accuracy on perturbed training inputs', 'SGD step', 'accuracy (%)', series('train_accuracy', 100));
   line('chart-lr', 'Learning rate', 'SGD step', 'lr', series('lr'));
   line('chart-ips', 'Throughput', 'SGD step', 'images / s', series('images_per_second'), { beginAtZero: true });
-  line('chart-guard', 'Held-out PGD-10 accuracy after each pass', 'SGD step', 'accuracy (%)', series('guard_robust_accuracy', 100), { beginAtZero: true });
+  // runs from before the validation split have the guard's accuracy on 512 training images instead
+  line('chart-val', 'Validation PGD-10 accuracy after each pass', 'SGD step', 'accuracy (%)', series('val_robust_accuracy', 100, 'guard_robust_accuracy'), { beginAtZero: true });
 
   var withCurve = runs.filter(function (r) { return r.curve; });
   if (withCurve.length) line('chart-robustness', 'Accuracy under PGD as ε grows', 'ε (pixel units, L∞)', 'accuracy (%)', withCurve.map(function (r) {
@@ -299,7 +301,7 @@ ${canvas('chart-loss', 'training loss')}
 ${canvas('chart-train-acc', 'accuracy on perturbed training inputs')}
 ${canvas('chart-lr', 'learning rate')}
 ${canvas('chart-ips', 'images per second')}
-${canvas('chart-guard', 'held-out PGD accuracy per pass')}
+${canvas('chart-val', 'validation PGD-10 accuracy per pass')}
 </div>
 </section>
 

@@ -1,7 +1,7 @@
 /**
  * FGSM with random start — Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial training"
  * (ICLR 2020). δ ~ U(−ε, ε); one FGSM step of 1.25·ε from there, projected; one SGD step on x + δ: two backward
- * passes per step. The loop's catastrophic-overfitting guard (PGD accuracy on a held-out training batch after
+ * passes per step. The loop's catastrophic-overfitting stop (validation PGD-10 accuracy after
  * each pass; on a collapse, warn and restore the best weights) protects this method.
  */
 import { ops, scope, noGrad, autograd } from '../torch/index.js';

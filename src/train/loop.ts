@@ -1,7 +1,8 @@
 // The training loop shared by every method: passes over the data, the learning-rate schedule, metrics,
-// checkpoints at pass ends (and every --checkpoint-every steps), the guard after each pass, interruption, and the
-// final evaluation. A method supplies only its per-minibatch step (method.ts); the run folder (run-folder.ts),
-// the checkpoint contents (state.ts), the guard (guard.ts) and data parallelism (distributed.ts) live beside it.
+// checkpoints at pass ends (and every --checkpoint-every steps), validation after each pass, interruption, and
+// the final evaluation. A method supplies only its per-minibatch step (method.ts); the run folder
+// (run-folder.ts), the checkpoint contents (state.ts), validation (validation.ts) and data parallelism
+// (distributed.ts) live beside it.
 import { Tensor, manualSeed, setNumThreads, getNumThreads, scope, noGrad, cuda, dist } from '../torch/index.js';
 import { modelFor, checkModel } from '../models/index.js';
 import { SGD, makeSchedule } from '../optim/index.js';
@@ -13,8 +14,8 @@ import type { TrainConfig } from './options.js';
 import type { TrainContext } from './method.js';
 import { methods } from './methods.js';
 import { RunFolder, type Summary } from './run-folder.js';
-import { Guard } from './guard.js';
-import { saveState, restoreState, restoreWeights, type LoopState } from './state.js';
+import { Validation, splitTraining, defaultValSize, VALIDATION_ATTACK } from './validation.js';
+import { saveState, restoreState, restoreWeights, type LoopState, type PassValidation } from './state.js';
 import { Interrupts } from './signals.js';
 import { TrainingError, InterruptedError } from './errors.js';
 import { isRoot, broadcastModule, any, gradientSync } from './distributed.js';
@@ -61,24 +62,27 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   if (group && cfg.skipBad) throw new ConfigError('skip-bad', 'is not supported with several processes (ranks would train on batches of different sizes)');
   const run = new RunFolder(cfg.out, isRoot(group));
   if (opts.resume) run.openForResume(group?.rank);
-  else run.create(cfg);
+  else run.checkNew(cfg);
 
   setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
   const method = methods[cfg.method]!;
   const trainData = await loadSplit(cfg, 'train');
+  const split = splitTraining(trainData, cfg.valSize ?? defaultValSize(trainData.n), cfg.seed);
+  if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
-  const loader = new Loader(trainData, { batchSize: cfg.batchSize / ranks, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3, ...(shard && { shard }) });
-  const batchesPerPass = group ? loader.length : numBatches(trainData.n, cfg.batchSize, 'keep');
+  const subset = split.val.length ? split.train : undefined;
+  const loader = new Loader(trainData, { batchSize: cfg.batchSize / ranks, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3, ...(shard && { shard }), ...(subset && { subset }) });
+  const batchesPerPass = group ? loader.length : numBatches(split.train.length, cfg.batchSize, 'keep');
   const passes = method.passes(cfg);
   const totalSteps = Math.min(passes * batchesPerPass * method.stepsPerBatch(cfg), cfg.maxSteps ?? Infinity);
   const schedule = makeSchedule({ name: cfg.lrSchedule, lr: cfg.lr, totalSteps });
   const opt = new SGD(model.parameters(), { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov });
   const sync = gradientSync(model, group);
   const methodState = new Map<string, Tensor>();
-  const position: LoopState = { step: 0, pass: 0, batch: 0, trainSeconds: 0, images: 0, bestGuard: -1 };
+  const position: LoopState = { step: 0, pass: 0, batch: 0, trainSeconds: 0, images: 0 };
   const metrics = new StepMetrics(run, group);
 
   const ctx: TrainContext = {
@@ -111,9 +115,9 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     log(`resuming ${run.dir} at SGD step ${position.step} (pass ${position.pass + 1}/${passes}, batch ${position.batch}/${batchesPerPass})`);
   }
 
-  const guard = await Guard.create(trainData, { eps: cfg.eps, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }) });
+  const validation = new Validation(trainData, split.val, { eps: cfg.eps, batchSize: cfg.evalBatchSize, seed: cfg.seed, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }) });
   const interrupts = new Interrupts(warn, opts.handleSignals !== false);
-  log(`freeadv train: ${method.label(cfg)} on ${cfg.dataset} (${trainData.n} images), model ${cfg.model}, ε=${formatEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads${group ? ` × ${ranks} processes (batch ${cfg.batchSize / ranks} each)` : ''}, run folder ${run.dir}`);
+  log(`freeadv train: ${method.label(cfg)} on ${cfg.dataset} (${split.train.length} images${split.val.length ? `; ${split.val.length} more held out for validation` : ''}), model ${cfg.model}, ε=${formatEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads${group ? ` × ${ranks} processes (batch ${cfg.batchSize / ranks} each)` : ''}, run folder ${run.dir}`);
   const progress = new Progress({ total: totalSteps, label: 'train', stream: opts.progress ?? process.stderr, extra: () => `lr ${opt.lr.toExponential(2)}` });
   progress.tick(0, position.step);
   const done = () => position.step >= totalSteps;
@@ -143,17 +147,21 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
         if (done()) break;
         if (cfg.checkpointEvery > 0 && Math.floor(position.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) checkpoint(run.path('latest'));
       }
-      // end of a pass: the guard, best and latest checkpoints
+      // end of a pass: validation, best and latest checkpoints
       metrics.flush(position, opt.lr);
-      const guardAcc = guard.accuracy(model);
-      run.appendMetrics({ step: position.step, pass: position.pass, guard_robust_accuracy: guardAcc, pass_seconds: (performance.now() - passStart) / 1000 });
+      const passSeconds = (performance.now() - passStart) / 1000;
+      const val = await validation.run(model);
+      run.appendMetrics({ step: position.step, pass: position.pass, ...(val && { val_clean_accuracy: val.clean_accuracy, val_robust_accuracy: val.robust_accuracy }), pass_seconds: passSeconds });
       position.pass++;
       position.batch = 0;
-      if (guardAcc >= position.bestGuard) {
-        position.bestGuard = guardAcc;
+      const now: PassValidation | undefined = val && { pass: position.pass, ...val };
+      const best = position.bestVal;
+      if (now) position.lastVal = now;
+      if (now && (!best || now.robust_accuracy >= best.robust_accuracy)) {
+        position.bestVal = now;
         checkpoint(run.path('best'));
-      } else if (method.collapseDrop !== undefined && position.bestGuard - guardAcc > method.collapseDrop) {
-        position.stoppedEarly = `catastrophic overfitting: the guard's PGD accuracy fell from ${pct(position.bestGuard)} to ${pct(guardAcc)} in pass ${position.pass}; restored the best weights`;
+      } else if (now && best && method.collapseDrop !== undefined && best.robust_accuracy - now.robust_accuracy > method.collapseDrop) {
+        position.stoppedEarly = `catastrophic overfitting: validation PGD-10 accuracy fell from ${pct(best.robust_accuracy)} to ${pct(now.robust_accuracy)} in pass ${position.pass}; restored the best weights (pass ${best.pass})`;
         warn(position.stoppedEarly);
         if (run.writer) restoreWeights(model, run.path('best'));
         if (group) broadcastModule(model);
@@ -175,7 +183,6 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     skippedTrain = loader.stats().skipped;
     await loader.close();
     sync.dispose();
-    guard.dispose();
   }
   progress.finish();
   metrics.flush(position, opt.lr);
@@ -210,6 +217,8 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     robust_accuracy: ev?.robust_accuracy ?? {},
     eval_examples: ev?.examples ?? 0,
     eval_seconds: ev?.seconds ?? 0,
+    val_examples: split.val.length,
+    ...(split.val.length && { validation: { attack: cfg.eps > 0 ? VALIDATION_ATTACK : 'none (ε = 0)', ...(position.lastVal && { last: position.lastVal }), ...(position.bestVal && { best: position.bestVal }) } }),
     warnings: [
       ...(skippedTrain ? [`undecodable training images were left out ${skippedTrain} time(s) in this session's passes (--skip-bad; counted once per pass)`] : []),
       ...(ev?.warnings ?? []),

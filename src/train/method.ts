@@ -1,6 +1,6 @@
 // What a training method supplies to the shared loop (loop.ts): how it describes itself, how many passes over
 // the data its budget buys, and its per-batch step. Everything else — data, schedule, logging, checkpoints, the
-// guard, evaluation — is shared. A new method is one file and one line in methods.ts.
+// validation, evaluation — is shared. A new method is one file and one line in methods.ts.
 import type { Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import type { TrainConfig } from './options.js';
@@ -30,7 +30,7 @@ export interface Method {
   /** The name papers use, for the report: Free (m = 4), PGD-7, FGSM-RS, Natural. */
   title(cfg: TrainConfig): string;
   /**
-   * Catastrophic overfitting (Wong et al.): when the guard's robust accuracy falls by more than this from its
+   * Catastrophic overfitting (Wong et al.): when validation robust accuracy falls by more than this from its
    * best, the loop restores the best weights and stops. Undefined: the method never stops early.
    */
   readonly collapseDrop?: number;

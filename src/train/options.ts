@@ -17,7 +17,7 @@ const RECIPES: Record<DatasetName, { model: (device: string) => string; eps: num
   imagefolder: { model: () => 'resnet50', eps: 4 / 255, epochs: 90, batchSize: 64, lr: 0.1, lrSchedule: 'multistep', weightDecay: 1e-4, augment: true },
 };
 const recipe = (c: Record<string, unknown>) => RECIPES[(c.dataset as DatasetName | undefined) ?? 'fashion-mnist'];
-const DATA = 'Data and model', METHOD = 'Method', OPTIM = 'Optimisation', RUN = 'Run', EVAL = 'Evaluation after training';
+const DATA = 'Data and model', METHOD = 'Method', OPTIM = 'Optimisation', RUN = 'Run', EVAL = 'Validation and evaluation';
 const imageFolderOnly = (_: unknown, c: Record<string, unknown>) => (c.dataset !== 'imagefolder' ? `applies to --dataset imagefolder only (data set is ${String(c.dataset)})` : undefined);
 const attackList = (s: string) => checkAttackName(s);
 
@@ -31,13 +31,13 @@ export const TRAIN_OPTIONS = {
 
   method: { type: 'string', arg: 'NAME', group: METHOD, choices: () => Object.keys(methods), default: 'free', help: `the training method — ${Object.entries(methods).map(([n, m]) => `${n}: ${m.help}`).join('; ')}` },
   replays: { type: 'int', arg: 'M', group: METHOD, min: 1, max: 1000, default: 4, help: 'free: minibatch replays m' },
-  eps: { type: 'number', arg: 'E', group: METHOD, min: 0, max: 1, default: (c) => recipe(c).eps, defaultText: '0.1 for Fashion-MNIST, 0.3 MNIST, 8/255 CIFAR, 4/255 image folders', help: 'L∞ radius in pixel units of images in [0, 1]: 0.1 or 8/255' },
+  eps: { type: 'number', arg: 'E', group: METHOD, min: 0, check: (v) => (v > 1 ? `is in pixel units of images in [0, 1]; ${v} > 1 (did you mean ${v}/255?)` : undefined), default: (c) => recipe(c).eps, defaultText: '0.1 for Fashion-MNIST, 0.3 MNIST, 8/255 CIFAR, 4/255 image folders', help: 'L∞ radius in pixel units of images in [0, 1]: 0.1 or 8/255' },
   stepSize: { type: 'number', arg: 'S', group: METHOD, optional: true, min: 0, max: 1, above: true, help: 'perturbation step (default: free ε, fgsm 1.25ε, pgd 2.5ε/k)' },
   attackSteps: { type: 'int', arg: 'K', group: METHOD, min: 1, max: 1000, default: 7, help: 'pgd: attack steps k' },
 
   epochs: { type: 'number', arg: 'N', group: OPTIM, min: 0, max: 1e6, above: true, default: (c) => recipe(c).epochs, defaultText: '8 for 28×28 data, 40 CIFAR, 90 image folders', help: 'budget in natural-training epochs (free makes ceil(N/m) passes)' },
   batchSize: { type: 'int', arg: 'B', group: OPTIM, min: 1, max: 65536, default: (c) => recipe(c).batchSize, defaultText: '128; 64 for image folders', help: 'the global batch' },
-  lr: { type: 'number', arg: 'LR', group: OPTIM, min: 0, max: 100, above: true, default: (c) => recipe(c).lr, defaultText: '0.05 for 28×28 data, 0.1 otherwise', help: 'peak learning rate' },
+  lr: { type: 'number', arg: 'LR', group: OPTIM, min: 0, above: true, default: (c) => recipe(c).lr, defaultText: '0.05 for 28×28 data, 0.1 otherwise', help: 'peak learning rate' },
   lrSchedule: { type: 'string', arg: 'S', group: OPTIM, choices: SCHEDULE_NAMES, default: (c) => recipe(c).lrSchedule, defaultText: 'cosine for 28×28 data, multistep otherwise', help: 'learning-rate schedule' },
   momentum: { type: 'number', arg: 'M', group: OPTIM, min: 0, max: 0.999999, default: 0.9, help: 'SGD momentum, in [0, 1)' },
   weightDecay: { type: 'number', arg: 'W', group: OPTIM, min: 0, max: 1, default: (c) => recipe(c).weightDecay, defaultText: '5e-4; 1e-4 for image folders', help: 'L2 weight decay' },
@@ -52,6 +52,7 @@ export const TRAIN_OPTIONS = {
   logEvery: { type: 'int', arg: 'N', group: RUN, min: 1, max: Number.MAX_SAFE_INTEGER, default: 50, help: 'SGD steps per line of metrics.jsonl' },
   checkpointEvery: { type: 'int', arg: 'N', group: RUN, min: 0, max: Number.MAX_SAFE_INTEGER, default: 0, defaultText: 'at the end of every pass only', help: 'also checkpoint every N SGD steps' },
 
+  valSize: { type: 'int', arg: 'N', group: EVAL, optional: true, min: 0, max: 10_000_000, defaultText: '2% of the training set, at most 1,000; 0: none', help: "training examples taken out for validation (seeded, class-balanced): their clean and PGD-10 accuracy after every pass pick best.safetensors and stop FGSM's catastrophic overfitting" },
   evalAttacks: { type: 'list', arg: 'LIST', group: EVAL, element: attackList, default: ['pgd-20'], help: `attacks on the test set after training: ${attackUsage()}` },
   evalLimit: { type: 'int', arg: 'N', group: EVAL, optional: true, min: 1, max: Number.MAX_SAFE_INTEGER, defaultText: 'all', help: 'evaluate on the first N test images' },
   evalBatchSize: { type: 'int', arg: 'B', group: EVAL, min: 1, max: 65536, default: 500, help: 'evaluation batch' },

@@ -2,8 +2,8 @@
 // checked: a run folder is something people hand each other.
 //
 //   config.json         the run's configuration (validated like the command line when read)
-//   metrics.jsonl       one line per logged step and one per pass (the guard's robust accuracy)
-//   latest.safetensors  the last checkpoint; best.safetensors the one with the best guard accuracy
+//   metrics.jsonl       one line per logged step and one per pass (validation accuracy)
+//   latest.safetensors  the last checkpoint; best.safetensors the one with the best validation robust accuracy
 //   summary.json        written at the end
 import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -31,6 +31,10 @@ export interface Summary {
   robust_accuracy: Record<string, number>;
   eval_examples: number;
   eval_seconds: number;
+  /** Training examples held out for validation (0: none). */
+  val_examples: number;
+  /** Validation (clean and PGD-10) after the last pass and at the best checkpoint. */
+  validation?: { attack: string; last?: { pass: number; clean_accuracy: number; robust_accuracy: number }; best?: { pass: number; clean_accuracy: number; robust_accuracy: number } };
   warnings: string[];
   stopped_early?: string;
   run_dir: string;
@@ -43,7 +47,7 @@ export interface Summary {
   distributed?: { world_size: number; grad_sync: 'overlap' | 'after-backward'; buckets: number; allreduce_bytes_per_step: number; allreduce_ms_per_step: number };
 }
 
-/** One line of metrics.jsonl: a training line (loss …) or an end-of-pass line (guard_robust_accuracy). */
+/** One line of metrics.jsonl: a training line (loss …) or an end-of-pass line (val_robust_accuracy …). */
 export interface MetricLine {
   step: number;
   /** Passes over the training data completed before this line (0-based pass index). */
@@ -52,6 +56,9 @@ export interface MetricLine {
   loss?: number;
   train_accuracy?: number;
   images_per_second?: number;
+  val_clean_accuracy?: number;
+  val_robust_accuracy?: number;
+  /** Runs written before the validation split: PGD-10 accuracy on the first 512 training images. */
   guard_robust_accuracy?: number;
   pass_seconds?: number;
 }
@@ -69,11 +76,16 @@ export class RunFolder {
     return existsSync(this.path(file));
   }
 
-  /** A new run: the folder is created (or must be writable) and must not hold a run yet; config.json is written. */
+  /** Before any work, without writing: a new run's folder must not hold a run yet. */
+  checkNew(cfg: TrainConfig): void {
+    if (this.writer && this.has('latest')) throw new ConfigError('out', `${this.dir} already holds a run; use --resume ${cfg.out} or another --out`);
+  }
+
+  /** A new run, once its inputs are checked: the folder is created (or must be writable); config.json is written. */
   create(cfg: TrainConfig): void {
     if (!this.writer) return;
+    this.checkNew(cfg);
     this.ensureWritable();
-    if (this.has('latest')) throw new ConfigError('out', `${this.dir} already holds a run; use --resume ${cfg.out} or another --out`);
     writeJsonAtomic(this.path('config'), cfg);
   }
 

@@ -17,8 +17,17 @@ export interface LoopState {
   batch: number;
   trainSeconds: number;
   images: number;
-  bestGuard: number;
+  /** Validation after the last pass, and the best one (its robust accuracy picked best.safetensors). */
+  lastVal?: PassValidation;
+  bestVal?: PassValidation;
   stoppedEarly?: string;
+}
+
+export interface PassValidation {
+  /** The pass it followed (1-based: passes done). */
+  pass: number;
+  clean_accuracy: number;
+  robust_accuracy: number;
 }
 
 export interface TrainingParts {

@@ -1,0 +1,61 @@
+// Validation: examples taken out of the training set (seeded, class-balanced; --val-size) and evaluated after
+// every pass, clean and under PGD-10. Their robust accuracy picks best.safetensors (early stopping against robust
+// overfitting, Rice et al. 2020) and stops methods that overfit catastrophically (FGSM). It runs in batches of
+// --eval-batch-size, with its own random stream (training's is left as it was), split over the ranks of a job.
+import { Writable } from 'node:stream';
+import { getRngState, setRngState, type DType, type dist } from '../torch/index.js';
+import type { Module } from '../nn/index.js';
+import { validationSplit, type Dataset, type TrainValSplit } from '../data/index.js';
+import { evaluateDataset } from '../eval/index.js';
+import { ConfigError } from '../options/index.js';
+
+export const VALIDATION_ATTACK = 'pgd-10';
+
+/** The default size: 2% of the training set, at most 1,000 examples (Rice et al. held out 1,000 of CIFAR-10). */
+export function defaultValSize(n: number): number {
+  return Math.min(1000, Math.floor(0.02 * n));
+}
+
+/** The training/validation split of a training set; a size that does not fit is refused naming --val-size. */
+export function splitTraining(data: Dataset, size: number, seed: number): TrainValSplit {
+  if (size >= data.n) throw new ConfigError('val-size', `${size} validation examples do not leave any of the ${data.n} training examples to train on`);
+  try {
+    return validationSplit(data.labels, data.numClasses, size, seed);
+  } catch (e) {
+    throw new ConfigError('val-size', (e as Error).message);
+  }
+}
+
+export interface ValidationResult {
+  clean_accuracy: number;
+  robust_accuracy: number;
+}
+
+export class Validation {
+  constructor(
+    private readonly data: Dataset,
+    readonly indices: Int32Array,
+    private readonly o: { eps: number; batchSize: number; seed: number; device: string; dtype: DType; rank?: dist.Rank },
+  ) {}
+
+  get size(): number {
+    return this.indices.length;
+  }
+
+  /** Clean and PGD-10 accuracy on the validation examples (robust = clean when ε is 0). */
+  async run(model: Module): Promise<ValidationResult | undefined> {
+    if (!this.size) return undefined;
+    const rng = getRngState();
+    try {
+      const attacks = this.o.eps > 0 ? [VALIDATION_ATTACK] : [];
+      const r = await evaluateDataset(model, this.data, {
+        eps: this.o.eps, attacks, subset: this.indices, batchSize: this.o.batchSize, restarts: 1, seed: this.o.seed, device: this.o.device,
+        dtype: this.o.dtype, noChecks: true, progress: new Writable({ write: (_c, _e, cb) => cb() }), ...(this.o.rank && { rank: this.o.rank }),
+      });
+      return { clean_accuracy: r.clean_accuracy, robust_accuracy: attacks.length ? r.robust_accuracy[VALIDATION_ATTACK]! : r.clean_accuracy };
+    } finally {
+      setRngState(rng);
+      rng.dispose();
+    }
+  }
+}
