@@ -1,6 +1,6 @@
-export { Attack, correct, lossInputGrad } from './attack.js';
+export { Attack, WorstCase, correct, lossInputGrad } from './attack.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
-export { APGD } from './apgd.js';
+export { APGD, apgd, checkpointGaps, sphereStart, type APGDOptions } from './apgd.js';
 export { Linf, L2, threatModel, type ThreatModel } from './threat.js';
-export { ceLoss, cwLoss, dlrLoss, lossFn, type LossName } from './losses.js';
+export { ceLoss, cwLoss, dlrLoss, dlrTargetedLoss, lossFn, type LossName, type Loss } from './losses.js';
