@@ -2,5 +2,6 @@ export { Attack, WorstCase, correct, lossInputGrad } from './attack.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
 export { APGD, apgd, checkpointGaps, sphereStart, type APGDOptions } from './apgd.js';
+export { APGDT, targetClass, type APGDTOptions } from './apgd-t.js';
 export { Linf, L2, threatModel, type ThreatModel } from './threat.js';
 export { ceLoss, cwLoss, dlrLoss, dlrTargetedLoss, lossFn, type LossName, type Loss } from './losses.js';
