@@ -16,8 +16,8 @@
  * (then it is returned); other examples return x_orig. Defaults: 9 targets, 100 iterations, α_max 0.1, η 1.05,
  * β 0.9, 1 restart.
  *
- * boundaryStep() is the projection onto hyperplane ∩ box (the paper's Sec. 3.1 and appendix): the minimiser of
- * ‖δ‖ subject to ⟨w, t + δ⟩ = b, 0 ≤ t + δ ≤ 1, for L∞ and L2, batched over rows.
+ * boundaryStep() is the paper's projection onto hyperplane ∩ box, the minimiser of ‖δ‖ subject to
+ * ⟨w, t + δ⟩ = b and 0 ≤ t + δ ≤ 1, batched over rows; for L∞ and L2 alike it is one water-filling problem.
  */
 import { Tensor, cat, keep, unkeep, noGrad, manualSeed, ops, scope, where, full } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
@@ -153,9 +153,10 @@ export class FABT extends Attack {
         const { g, loss: f } = lossInputGrad(this.model, x, y, margin);
         const w = flat(g);
         const b = w.mul(flat(x)).sum(1).sub(f);
-        const steps = boundaryStep(cat([flat(x), flat(x0)]), cat([w, w]), cat([b, b]), threat.norm);
-        const d = steps.narrow(0, 0, B).view(...x0.shape);
-        const dOrig = steps.narrow(0, B, B).view(...x0.shape);
+        // project x and x0 onto it (∩ box) in one batch
+        const both = boundaryStep(cat([flat(x), flat(x0)]), cat([w, w]), cat([b, b]), threat.norm);
+        const d = both.narrow(0, 0, B).view(...x0.shape);
+        const dOrig = both.narrow(0, B, B).view(...x0.shape);
         const a = threat.magnitude(d).clamp(1e-8, null);
         const aOrig = threat.magnitude(dOrig).clamp(1e-8, null);
         const alpha = perExample(a.div(a.add(aOrig)).clamp(0, this.alphaMax));
