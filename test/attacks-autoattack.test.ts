@@ -8,7 +8,7 @@ import * as T from '../src/torch/index.js';
 import { Module, Linear } from '../src/nn/index.js';
 import { createModel } from '../src/models/index.js';
 import { SGD } from '../src/optim/index.js';
-import { APGDT, FABT, Square, boundaryStep, correct, type Attack } from '../src/attacks/index.js';
+import { APGD, APGDT, FABT, Square, boundaryStep, correct, type Attack } from '../src/attacks/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
 import { pythonJsonAsync, SKIP_NO_TORCH } from './helpers/python.js';
 
@@ -210,7 +210,7 @@ test('Square on a linear model: L∞ finds a flipping vertex whenever the worst 
   });
 });
 
-test('each attack stays in the ε-ball and [0, 1], restores the model mode, and leaves no live tensors', () => {
+test('each attack (and APGD-CE, L2 included) stays in the ε-ball and [0, 1], restores the model mode, and leaves no live tensors', () => {
   T.manualSeed(8);
   const m = new Lin(64, 10);
   T.noGrad(() => m.fc.weight.mul_(10));
@@ -219,6 +219,7 @@ test('each attack stays in the ε-ball and [0, 1], restores the model mode, and 
   for (const norm of ['linf', 'l2'] as const) {
     const eps = norm === 'linf' ? 0.03 : 0.3;
     const attacks: Attack[] = [
+      new APGD(m, { eps, norm, steps: 10, restarts: 2 }), // the refactored APGD-CE, L2 now too
       new APGDT(m, { eps, norm, steps: 10, nTargetClasses: 3 }),
       new FABT(m, { eps, norm, steps: 10, nTargetClasses: 3, restarts: 2 }),
       new Square(m, { eps, norm, queries: 50, restarts: 2 }),
