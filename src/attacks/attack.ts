@@ -1,7 +1,7 @@
 // The common shape of an attack (torchattacks-style): built from a model and its settings, called on a batch
 // (x, y) of images in [0, 1], it returns adversarial images inside the ε-ball and [0, 1]. The model is put in
 // eval mode for the attack (BatchNorm statistics must not move) and its previous mode is restored.
-import { Tensor, autograd, scope, withGradEnabled, zerosLike } from '../torch/index.js';
+import { Tensor, autograd, keep, ops, scope, unkeep, withGradEnabled, zerosLike } from '../torch/index.js';
 import { inEvalMode, type Module } from '../nn/index.js';
 import type { ThreatModel } from './threat.js';
 
@@ -48,4 +48,57 @@ export const checkSteps = (k: string | undefined) => (k !== undefined && !(Numbe
 /** A per-example mask [B] shaped to broadcast over a batch like `like` ([B, 1, 1, 1]). */
 export function perExample(mask: Tensor, like: Tensor): Tensor {
   return mask.view(-1, ...Array(like.ndim - 1).fill(1));
+}
+
+/**
+ * The running worst case of an attack that proceeds in stages (restarts, target classes), as AutoAttack runs
+ * them: per example, the adversarial point found so far (x where none is) and whether the example still
+ * resists. Each stage attacks only the examples that still resist. Owns its tensors until result().
+ */
+export class WorstCase {
+  private adv: Tensor;
+  private robust: Tensor;
+  /** robust: per example, true where the model is right at x (the examples worth attacking). */
+  constructor(x: Tensor, robust: Tensor) {
+    this.adv = keep(x.clone());
+    this.robust = keep(robust.clone());
+  }
+
+  /** True once no example resists. */
+  get done(): boolean {
+    return !this.robust.any().item();
+  }
+
+  /** How many examples still resist. */
+  get resisting(): number {
+    return this.robust.sum().item();
+  }
+
+  /**
+   * Runs `attack` on the examples that still resist (xs, ys: their rows of x and y). It returns one point per
+   * row and the mask of rows whose point fools the model; those examples take their point and stop resisting.
+   * With `fallback`, the other rows take their point too (an attack's best effort inside the ball).
+   */
+  stage(x: Tensor, y: Tensor, attack: (xs: Tensor, ys: Tensor) => { adv: Tensor; fooled: Tensor }, opts: { fallback?: boolean } = {}): void {
+    if (this.done) return;
+    const next = scope(() => {
+      const rows = ops.nonzero(this.robust).flatten();
+      const r = attack(x.indexSelect(0, rows), y.indexSelect(0, rows));
+      const foolingRows = ops.nonzero(r.fooled).flatten();
+      const adv = opts.fallback
+        ? ops.indexCopy(this.adv, 0, rows, r.adv)
+        : ops.indexCopy(this.adv, 0, rows.indexSelect(0, foolingRows), r.adv.indexSelect(0, foolingRows));
+      return keep({ adv, robust: ops.indexFill(this.robust, 0, rows.indexSelect(0, foolingRows), false) });
+    });
+    this.adv.dispose();
+    this.robust.dispose();
+    this.adv = next.adv;
+    this.robust = next.robust;
+  }
+
+  /** The adversarial points (the caller's now); the recorder is spent. */
+  result(): Tensor {
+    this.robust.dispose();
+    return unkeep(this.adv);
+  }
 }

@@ -1,7 +1,11 @@
-export { Attack, correct, lossInputGrad, perExample } from './attack.js';
+export { Attack, WorstCase, correct, lossInputGrad, perExample } from './attack.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
-export { APGD } from './apgd.js';
+export { APGD, apgd, checkpointGaps, sphereStart, type APGDOptions } from './apgd.js';
+export { APGDT, targetClass, type APGDTOptions } from './apgd-t.js';
+export { FABT, boundaryStep, type FABOptions } from './fab.js';
+export { Square, squareFraction, squareBlock, type SquareOptions } from './square.js';
 export { Linf, L2, threatModel, type ThreatModel } from './threat.js';
-export { ceLoss, cwLoss, dlrLoss, lossFn, type LossName } from './losses.js';
+export { ceLoss, cwLoss, dlrLoss, dlrTargetedLoss, lossFn, type LossName, type Loss } from './losses.js';
 export { makeAttack, checkAttackName, attackUsage, type AttackSettings, type AttackEntry } from './registry.js';
+export { AutoAttack, AUTOATTACK_TARGETS } from './autoattack.js';

@@ -6,6 +6,10 @@ import type { Attack } from './attack.js';
 import { fgsmAttacks } from './fgsm.js';
 import { pgdAttacks } from './pgd.js';
 import { apgdAttacks } from './apgd.js';
+import { apgdtAttacks } from './apgd-t.js';
+import { fabAttacks } from './fab.js';
+import { squareAttacks } from './square.js';
+import { autoAttacks } from './autoattack.js';
 
 /** Settings an evaluation gives every attack. */
 export interface AttackSettings {
@@ -20,10 +24,12 @@ export interface AttackEntry {
   pattern: RegExp;
   /** What is wrong with a name that matches the pattern (e.g. 0 steps), or undefined. */
   check?: (m: RegExpMatchArray) => string | undefined;
+  /** Classes the data set needs (targeted attacks over several target classes). */
+  minClasses?: number;
   make(m: RegExpMatchArray, model: Module, s: AttackSettings): Attack;
 }
 
-const ATTACKS: AttackEntry[] = [...fgsmAttacks, ...pgdAttacks, ...apgdAttacks];
+const ATTACKS: AttackEntry[] = [...fgsmAttacks, ...pgdAttacks, ...apgdAttacks, ...apgdtAttacks, ...fabAttacks, ...squareAttacks, ...autoAttacks];
 
 export function attackUsage(): string {
   return ATTACKS.map((a) => a.usage).join(', ');
@@ -40,10 +46,13 @@ function lookup(name: string): { entry: AttackEntry; m: RegExpMatchArray } | str
   return `unknown attack '${name.length > 40 ? name.slice(0, 37) + '…' : name}' (known: ${attackUsage()})`;
 }
 
-/** Why `name` is not a usable attack name, or undefined. */
-export function checkAttackName(name: string): string | undefined {
+/** Why `name` is not a usable attack name (for a data set of `classes` classes, when given), or undefined. */
+export function checkAttackName(name: string, classes?: number): string | undefined {
   const r = lookup(name);
-  return typeof r === 'string' ? r : undefined;
+  if (typeof r === 'string') return r;
+  const need = r.entry.minClasses;
+  if (classes !== undefined && need !== undefined && classes < need) return `attack '${name}' needs a data set of at least ${need} classes (it attacks ${need - 1} target classes); this one has ${classes}`;
+  return undefined;
 }
 
 /** The attack a name stands for. Throws RangeError for names checkAttackName refuses. */

@@ -7,6 +7,10 @@ export interface ThreatModel {
   readonly eps: number;
   /** One ascent step of size alpha along the gradient g (steepest ascent for the norm). */
   step(x: Tensor, g: Tensor, alpha: number): Tensor;
+  /** The steepest-ascent direction of unit norm for g, per example: sign(g) (L∞), g/‖g‖₂ (L2). */
+  direction(g: Tensor): Tensor;
+  /** The norm of each example's perturbation d (shape [B]). */
+  magnitude(d: Tensor): Tensor;
   /** Projection onto the ε-ball around x0 intersected with [0, 1]. */
   project(x: Tensor, x0: Tensor): Tensor;
   /** A random point of the ε-ball around x0 (inside [0, 1]). */
@@ -19,6 +23,12 @@ export class Linf implements ThreatModel {
   constructor(readonly eps: number) {}
   step(x: Tensor, g: Tensor, alpha: number): Tensor {
     return x.add(g.sign(), alpha);
+  }
+  direction(g: Tensor): Tensor {
+    return g.sign();
+  }
+  magnitude(d: Tensor): Tensor {
+    return d.flatten(1).abs().amax(1);
   }
   project(x: Tensor, x0: Tensor): Tensor {
     return x.clamp(x0.sub(this.eps), x0.add(this.eps)).clamp_(0, 1);
@@ -36,6 +46,12 @@ export class L2 implements ThreatModel {
   constructor(readonly eps: number) {}
   step(x: Tensor, g: Tensor, alpha: number): Tensor {
     return x.add(g.div(perExampleNorm(g)), alpha);
+  }
+  direction(g: Tensor): Tensor {
+    return g.div(perExampleNorm(g));
+  }
+  magnitude(d: Tensor): Tensor {
+    return d.flatten(1).norm(2, 1);
   }
   project(x: Tensor, x0: Tensor): Tensor {
     const d = x.sub(x0);

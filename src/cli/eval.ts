@@ -7,10 +7,10 @@ import { modelFor } from '../models/index.js';
 import { loadSplit } from '../data/index.js';
 import { loadWeights } from '../io/index.js';
 import { evaluateDataset } from '../eval/index.js';
-import { attackUsage } from '../attacks/index.js';
+import { attackUsage, checkAttackName } from '../attacks/index.js';
 import { TRAIN_OPTIONS, resolveConfig, readRunConfig, RUN_FILES } from '../train/index.js';
 import { parseCommand, UsageError } from './args.js';
-import { accuracyTable } from './print.js';
+import { accuracyTable, stageLines } from './print.js';
 
 const WHAT = 'What to evaluate', HOW = 'Evaluation', OUT = 'Output';
 const train = TRAIN_OPTIONS;
@@ -72,14 +72,19 @@ export async function cmdEval(args: string[], out: (s: string) => void): Promise
   setNumThreads(v.threads);
   manualSeed(v.seed);
   const data = await loadSplit(cfg, 'test');
+  for (const a of v.attacks) {
+    const why = checkAttackName(a, data.numClasses);
+    if (why) throw new ConfigError('attacks', why);
+  }
   const model = modelFor(cfg.model, data, { device: v.device });
   try {
     loadWeights(model, weights);
     const r = await evaluateDataset(model, data, { eps: cfg.eps, attacks: v.attacks, limit: v.limit, batchSize: v.batchSize, restarts: v.restarts, seed: v.seed, device: v.device });
-    if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, eps: r.eps, examples: r.examples, attacks: r.attacks, warnings: r.warnings, seconds: r.seconds }));
+    if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, ...(r.stages && { stages: r.stages }), eps: r.eps, examples: r.examples, attacks: r.attacks, warnings: r.warnings, seconds: r.seconds }));
     else {
       out(`${cfg.model} · ${cfg.dataset} · ε=${formatEps(cfg.eps)} · ${r.examples} test images · ${r.seconds.toFixed(0)} s`);
       out(accuracyTable(r.clean_accuracy, r.robust_accuracy));
+      for (const l of stageLines(r.stages)) out(l);
       for (const w of r.warnings) out(`warning: ${w}`);
     }
   } finally {

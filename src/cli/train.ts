@@ -11,7 +11,7 @@ import { train, TRAIN_OPTIONS, resolveConfig, readRunConfig, methods, type Train
 import { joinJob, rankDevice } from '../train/distributed.js';
 import { launch, LAUNCH_OPTIONS } from './launch.js';
 import { parseCommand, readConfigFile, pick } from './args.js';
-import { accuracyTable } from './print.js';
+import { accuracyTable, stageLines } from './print.js';
 
 const CONTROL = 'Run control';
 const TRAIN_COMMAND = {
@@ -139,6 +139,7 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
     out('');
     out(`${summary.label} · ${summary.model} · ${summary.dataset} · ε=${formatEps(summary.eps)} · ${summary.sgd_steps} SGD steps, ${summary.backward_passes} backward passes, ${(summary.train_seconds / 60).toFixed(1)} min training (${summary.images_per_second.toFixed(0)} images/s)`);
     out(accuracyTable(summary.clean_accuracy, summary.robust_accuracy) + `\n(${summary.eval_examples} test images, ${summary.eval_seconds.toFixed(0)} s)`);
+    for (const l of stageLines(summary.attack_stages)) out(l);
     for (const w of summary.warnings) out(`warning: ${w}`);
     if (summary.stopped_early) out(`note: ${summary.stopped_early}`);
     out(`run folder: ${summary.run_dir}`);

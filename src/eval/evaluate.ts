@@ -4,7 +4,7 @@
 // probability outputs).
 import { Tensor, noGrad, scope, autograd, randnLike } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { correct, ceLoss, makeAttack, checkAttackName, type AttackSettings } from '../attacks/index.js';
+import { correct, ceLoss, makeAttack, checkAttackName, AutoAttack, type AttackSettings } from '../attacks/index.js';
 
 export interface Batch {
   x: Tensor;
@@ -17,6 +17,8 @@ export interface EvalResult {
   eps: number;
   examples: number;
   attacks: string[];
+  /** Ensembles (autoattack): robust accuracy after each of their attacks, in order. */
+  stages?: Record<string, Record<string, number>>;
   warnings: string[];
   seconds: number;
 }
@@ -45,6 +47,7 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
   let noise = 0;
   let zeroGrad = 0;
   let probLike = 0;
+  let randomised = false;
   const robust: Record<string, number> = Object.fromEntries(opts.attacks.map((a) => [a, 0]));
   try {
     for await (const { x, y } of batches as AsyncIterable<Batch>) {
@@ -75,6 +78,8 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
           // outputs that look like probabilities
           const inUnit = logits.min().item() >= 0 && logits.max().item() <= 1;
           if (inUnit && logits.sum(1).sub(1).abs().max().item() < 1e-3) probLike += b;
+          // a deterministic model gives the same logits twice (AutoAttack's check for randomised defences)
+          if (!randomised) randomised = !noGrad(() => model.forward(x)).equal(logits);
         }
         n += b;
       });
@@ -93,7 +98,9 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
     warnings: [],
     seconds: (performance.now() - t0) / 1000,
   };
-  if (!opts.noChecks && n > 0) result.warnings = sanityChecks(result, acc(noise), zeroGrad / n, probLike / n);
+  const ensembles = attacks.filter((a): a is AutoAttack => a instanceof AutoAttack);
+  if (ensembles.length) result.stages = Object.fromEntries(ensembles.map((a) => [opts.attacks[attacks.indexOf(a)]!, a.stageAccuracy()]));
+  if (!opts.noChecks && n > 0) result.warnings = [...sanityChecks(result, acc(noise), zeroGrad / n, probLike / n), ...ensembleChecks(result, randomised)];
   return result;
 }
 
@@ -115,6 +122,20 @@ function sanityChecks(r: EvalResult, noiseAcc: number, zeroGradShare: number, pr
     for (const t of pgds)
       if (s.kind === t.kind && t.steps > s.steps && t.a > s.a + 0.005)
         w.push(`robust accuracy rises with more attack steps (${s.name}: ${pct(s.a)}, ${t.name}: ${pct(t.a)}): the attack is not converging`);
+  return w;
+}
+
+/** AutoAttack's own checks of its result. */
+function ensembleChecks(r: EvalResult, randomised: boolean): string[] {
+  const w: string[] = [];
+  if (randomised) w.push("the model's output is randomised (two forward passes on the same images differ): attacks that assume a deterministic model, AutoAttack's standard version among them, can overstate robustness; use an adaptive attack (e.g. with expectation over transformation)");
+  for (const [name, stages] of Object.entries(r.stages ?? {})) {
+    const names = Object.keys(stages);
+    const last = names[names.length - 1]!, before = names[names.length - 2];
+    // Square uses no gradients: if it still breaks many points the gradient attacks left, they are being masked
+    if (last === 'square' && before !== undefined && stages[before]! - stages.square! > 0.002)
+      w.push(`${name}: the black-box Square attack lowered robust accuracy from ${pct(stages[before]!)} to ${pct(stages.square!)} after the gradient attacks: their gradients may be masked, and the evaluation may overstate robustness`);
+  }
   return w;
 }
 

@@ -53,6 +53,8 @@ export const indexSelect = def<(x: T, dim: number, index: T) => T>('aten::index_
 export const index = def<(x: T, indices: (T | null)[]) => T>('aten::index.Tensor');
 export const gather = def<(x: T, dim: number, index: T) => T>('aten::gather');
 export const scatter = def<(x: T, dim: number, index: T, src: T) => T>('aten::scatter.src');
+export const indexCopy = def<(x: T, dim: number, index: T, src: T) => T>('aten::index_copy');
+export const indexFill = def<(x: T, dim: number, index: T, value: S) => T>('aten::index_fill.int_Scalar');
 export const maskedFill = def<(x: T, mask: T, value: S) => T>('aten::masked_fill.Scalar');
 export const maskedSelect = def<(x: T, mask: T) => T>('aten::masked_select');
 export const where = def<(cond: T, a: T, b: T) => T>('aten::where.self');

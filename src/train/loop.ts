@@ -9,6 +9,7 @@ import { SGD, makeSchedule } from '../optim/index.js';
 import { loadSplit, Loader, Progress, numBatches } from '../data/index.js';
 import { toTensors } from '../data/tensor.js';
 import { evaluateDataset, type EvalResult } from '../eval/index.js';
+import { checkAttackName } from '../attacks/index.js';
 import { ConfigError, formatEps } from '../options/index.js';
 import type { TrainConfig } from './options.js';
 import type { TrainContext } from './method.js';
@@ -69,6 +70,10 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   const method = methods[cfg.method]!;
   const trainData = await loadSplit(cfg, 'train');
   const split = splitTraining(trainData, cfg.valSize ?? defaultValSize(trainData.n), cfg.seed);
+  for (const a of cfg.evalAttacks) {
+    const why = checkAttackName(a, trainData.numClasses);
+    if (why) throw new ConfigError('eval-attacks', why);
+  }
   if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
   if (group) broadcastModule(model);
@@ -215,6 +220,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     images_per_second: position.images / Math.max(1e-9, position.trainSeconds),
     clean_accuracy: ev?.clean_accuracy ?? NaN,
     robust_accuracy: ev?.robust_accuracy ?? {},
+    ...(ev?.stages && { attack_stages: ev.stages }),
     eval_examples: ev?.examples ?? 0,
     eval_seconds: ev?.seconds ?? 0,
     val_examples: split.val.length,

@@ -29,6 +29,8 @@ export interface Summary {
   images_per_second: number;
   clean_accuracy: number;
   robust_accuracy: Record<string, number>;
+  /** Ensembles (autoattack): robust accuracy after each of their attacks. */
+  attack_stages?: Record<string, Record<string, number>>;
   eval_examples: number;
   eval_seconds: number;
   /** Training examples held out for validation (0: none). */
