@@ -70,9 +70,9 @@ export class APGDT extends Attack {
 
 export const apgdtAttacks: AttackEntry[] = [
   {
-    usage: 'apgd-t, apgd-t-l2 (targeted, 9 target classes)',
+    usage: 'apgd-t, apgd-t-l2 (targeted, min(9, classes − 1) target classes)',
     pattern: /^apgd-t(?:-(linf|l2))?$/,
-    minClasses: 10,
+    minClasses: 4, // the targeted DLR loss reads the 4 largest logits
     make: (m, model, s) => new APGDT(model, { eps: s.eps, norm: (m[1] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1 }),
   },
 ];

@@ -72,7 +72,7 @@ export const autoAttacks: AttackEntry[] = [
   {
     usage: 'autoattack, autoattack-l2 (the standard ensemble: APGD-CE, APGD-T, FAB-T, Square)',
     pattern: /^autoattack(?:-(linf|l2))?$/,
-    minClasses: AUTOATTACK_TARGETS + 1,
+    minClasses: AUTOATTACK_TARGETS + 1, // the standard ensemble attacks 9 target classes
     // every stage seeds libtorch's generator with 0 before it runs, as AutoAttack seeds its attacks
     make: (m, model, s) => new AutoAttack(model, { eps: s.eps, norm: (m[1] as 'linf' | 'l2' | undefined) ?? 'linf' }),
   },

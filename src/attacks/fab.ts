@@ -182,9 +182,9 @@ export class FABT extends Attack {
 
 export const fabAttacks: AttackEntry[] = [
   {
-    usage: 'fab-t, fab-t-l2 (targeted, 9 target classes)',
+    usage: 'fab-t, fab-t-l2 (targeted, min(9, classes − 1) target classes)',
     pattern: /^fab-t(?:-(linf|l2))?$/,
-    minClasses: 10,
+    minClasses: 2,
     make: (m, model, s) => new FABT(model, { eps: s.eps, norm: (m[1] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1 }),
   },
 ];

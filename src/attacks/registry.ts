@@ -51,7 +51,7 @@ export function checkAttackName(name: string, classes?: number): string | undefi
   const r = lookup(name);
   if (typeof r === 'string') return r;
   const need = r.entry.minClasses;
-  if (classes !== undefined && need !== undefined && classes < need) return `attack '${name}' needs a data set of at least ${need} classes (it attacks ${need - 1} target classes); this one has ${classes}`;
+  if (classes !== undefined && need !== undefined && classes < need) return `attack '${name}' needs a data set of at least ${need} classes; this one has ${classes}`;
   return undefined;
 }
 
