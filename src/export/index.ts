@@ -1,0 +1,5 @@
+// Models that leave freeadv: a run's or a weights file's model as a plain PyTorch state dict (safetensors) or an
+// ONNX graph, with metadata; and predictions on image files.
+export { openModel, describeDataset, classifierOf, exportMetadata, headlineRobust, type ModelInfo, type ModelSource } from './source.js';
+export { exportSafetensors } from './safetensors.js';
+export { freeadvVersion } from './version.js';
