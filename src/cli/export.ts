@@ -4,8 +4,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { ConfigError, formatHelp, resolveOptions, formatEps, type OptionTable } from '../options/index.js';
+import { writeFileAtomic } from '../io/index.js';
 import { TRAIN_OPTIONS } from '../train/index.js';
-import { openModel, exportMetadata, exportSafetensors, headlineRobust, freeadvVersion, type ModelInfo } from '../export/index.js';
+import { openModel, exportMetadata, exportSafetensors, exportOnnx, headlineRobust, freeadvVersion, ONNX_OPSET, type ModelInfo } from '../export/index.js';
 import { parseCommand } from './args.js';
 
 const WHAT = 'What to export', HOW = 'Output';
@@ -78,11 +79,17 @@ export async function cmdExport(args: string[], out: (s: string) => void): Promi
   try {
     if (resolve(v.out) === info.weights) throw new ConfigError('out', `${v.out} is the weights file being exported; write to another file`);
     const metadata = exportMetadata(info, freeadvVersion());
-    if (format === 'onnx') throw new ConfigError('format', 'onnx is not supported yet');
-    exportSafetensors(model, metadata, v.out);
-    const bytes = statSync(v.out).size;
-    if (v.json) out(JSON.stringify({ path: resolve(v.out), format, bytes, metadata }));
-    else out(`wrote ${v.out} (safetensors state dict, ${(bytes / 2 ** 20).toFixed(1)} MiB): ${describeModelInfo(info)}`);
+    let bytes: number;
+    if (format === 'safetensors') {
+      exportSafetensors(model, metadata, v.out);
+      bytes = statSync(v.out).size;
+    } else {
+      const buf = exportOnnx(model, { inputShape: info.inputShape, numClasses: info.numClasses, metadata, producerVersion: freeadvVersion(), graphName: `${info.model}-${info.dataset}`, docString: describeModelInfo(info) });
+      writeFileAtomic(v.out, buf);
+      bytes = buf.byteLength;
+    }
+    if (v.json) out(JSON.stringify({ path: resolve(v.out), format, bytes, ...(format === 'onnx' && { opset: ONNX_OPSET }), metadata }));
+    else out(`wrote ${v.out} (${format === 'onnx' ? `ONNX, opset ${ONNX_OPSET}` : 'safetensors state dict'}, ${(bytes / 2 ** 20).toFixed(1)} MiB): ${describeModelInfo(info)}`);
   } finally {
     model.dispose();
   }
