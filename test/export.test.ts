@@ -3,7 +3,7 @@
 // with exit code 2 and nothing written.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, existsSync, writeFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync, readdirSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../src/torch/index.js';
@@ -17,6 +17,7 @@ import { pythonJson, SKIP_NO_TORCH } from './helpers/python.js';
 import { smallFashionMnist } from './helpers/data.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'freeadv-export-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 let runDir = '';
 let data = '';
 

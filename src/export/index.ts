@@ -5,3 +5,7 @@ export { exportSafetensors } from './safetensors.js';
 export { exportOnnx, registerOnnxEmitter, emit, OnnxGraph, OnnxExportError, attr, type Emitter, type OnnxExportOptions } from './onnx.js';
 export { onnxSchema, ONNX_SCHEMA, ONNX_IR_VERSION, ONNX_OPSET } from './onnx-schema.js';
 export { freeadvVersion } from './version.js';
+export {
+  predictImages, listImages, loadImage, inputTransform, softmaxRows, topK, torchClassifier, onnxClassifier, readOnnxInfo,
+  type InputTransform, type Prediction, type ImagePrediction, type Classifier, type OnnxInfo,
+} from './predict.js';
