@@ -6,12 +6,12 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ConfigError, formatEps } from '../options/index.js';
 import { modelFor, type DataShape } from '../models/index.js';
-import { Linear, type Module } from '../nn/index.js';
+import type { Module } from '../nn/index.js';
 import { loadWeights, readModelWeights, CheckpointError } from '../io/index.js';
 import {
   CIFAR10_CLASSES, FASHION_MNIST_CLASSES, MNIST_CLASSES, NORMALIZATION, imageFolderSplitDir, type DatasetName,
 } from '../data/index.js';
-import { readRunConfig, readSummary, runCheckpoint, RUN_FILES, type Summary } from '../train/index.js';
+import { readRunConfig, readSummary, runCheckpoint, classifierOf, RUN_FILES, type Summary } from '../train/index.js';
 
 /** What an exported model is: enough to use it, and to know how robust it was measured to be. */
 export interface ModelInfo {
@@ -91,13 +91,6 @@ export function describeDataset(dataset: DatasetName, o: { dataDir?: string; ima
       return { c: 3, h: o.imageSize ?? 224, numClasses: classNames.length, mean: [...n.mean], std: [...n.std], classNames };
     }
   }
-}
-
-/** The model's final classification layer: its last Linear, with its state-dict prefix. */
-export function classifierOf(model: Module): { name: string; layer: Linear } | undefined {
-  let last: { name: string; layer: Linear } | undefined;
-  for (const [name, m] of model.namedModules()) if (m instanceof Linear) last = { name, layer: m };
-  return last;
 }
 
 /** The number of classes a weights file's classifier has (image folders whose data folder is not at hand). */

@@ -16,6 +16,7 @@ import { RunFolder, type Summary } from './run-folder.js';
 import { Guard } from './guard.js';
 import { saveState, restoreState, restoreWeights, type LoopState } from './state.js';
 import { Interrupts } from './signals.js';
+import { initModel } from './init.js';
 import { TrainingError, InterruptedError } from './errors.js';
 import { isRoot, broadcastModule, any, gradientSync } from './distributed.js';
 
@@ -68,6 +69,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   const method = methods[cfg.method]!;
   const trainData = await loadSplit(cfg, 'train');
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
+  if (!opts.resume) initModel(model, cfg, trainData.numClasses, log); // --init, --num-classes (fine-tuning)
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
   const loader = new Loader(trainData, { batchSize: cfg.batchSize / ranks, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3, ...(shard && { shard }) });
