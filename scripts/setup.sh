@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(libtorch-dev libgloo-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3)
-[ "${1:-}" = "--tests" ] && pkgs+=(python3-torch chromium)
+[ "${1:-}" = "--tests" ] && pkgs+=(python3-torch python3-onnx python3-protobuf chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,7 +28,7 @@ fi
 # npm ci also builds the addon through the package's install script; skip it when the lock file is unchanged
 stamp=node_modules/.freeadv-lock
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
-  npm ci --no-audit --no-fund
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund  # onnxruntime-node (tests): its bundled CPU build, no CUDA download
   cp package-lock.json "$stamp"
 fi
 node scripts/build-native.js

@@ -59,7 +59,7 @@ test('free-m makes ceil(N/m) passes and as many SGD steps and backward passes as
     assert.equal(s.validation.last.pass, s.passes);
   }
   const dir = join(tmp, 'cost-free');
-  assert.deepEqual(readdirSync(dir).sort(), ['best.safetensors', 'config.json', 'latest.safetensors', 'metrics.jsonl', 'summary.json']);
+  assert.deepEqual(readdirSync(dir).sort(), ['best.safetensors', 'config.json', 'events.out.tfevents.freeadv', 'latest.safetensors', 'metrics.jsonl', 'summary.json']);
   const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   const m = lines.find((l) => 'loss' in l);
   for (const k of ['step', 'pass', 'lr', 'loss', 'train_accuracy', 'images_per_second']) assert.ok(k in m, `metrics line has ${k}`);

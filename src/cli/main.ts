@@ -11,6 +11,8 @@ import { UsageError } from './args.js';
 import { cmdTrain } from './train.js';
 import { cmdEval } from './eval.js';
 import { cmdReport } from './report.js';
+import { cmdExport } from './export.js';
+import { cmdPredict } from './predict.js';
 
 const HELP = `freeadv — adversarially robust training at the cost of natural training, on libtorch
 
@@ -20,6 +22,8 @@ Commands
   train     train with free-m, PGD-k, FGSM-RS or natural training, then evaluate
   eval      evaluate a trained model under attacks
   report    an HTML page of runs: curves, comparison table, robustness, gallery, the paper's analyses
+  export    a trained model as a PyTorch state dict (safetensors) or an ONNX graph, with metadata
+  predict   the most probable classes of image files, from a run, weights or an ONNX file
   info      versions, threads and devices
 
 Run 'freeadv <command> --help' for its options.`;
@@ -41,6 +45,10 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         return await cmdEval(rest, out);
       case 'report':
         return await cmdReport(rest, out, err);
+      case 'export':
+        return await cmdExport(rest, out);
+      case 'predict':
+        return await cmdPredict(rest, out);
       case 'info':
         return cmdInfo(out);
       case undefined:
@@ -50,7 +58,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         out(HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, info)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, export, predict, info)`);
     }
   } catch (e) {
     if (e instanceof InterruptedError) {

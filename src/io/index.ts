@@ -4,3 +4,4 @@ export {
 } from './safetensors.js';
 export { writeFileAtomic, writeJsonAtomic, appendLine, WriteError, setBeforeWriteHook, tempPathFor, type WriteStage } from './atomic.js';
 export { saveCheckpoint, loadCheckpoint, disposeCheckpoint, readModelWeights, loadWeights, CHECKPOINT_FORMAT, STATE_KEY, type Checkpoint, type CheckpointContents } from './checkpoint.js';
+export { TensorBoardWriter, appendTensorBoard, metricScalars, tfRecord, validRecordsLength, crc32c, maskedCrc32c, TENSORBOARD_FILE, EVENT_SCHEMA } from './tensorboard.js';

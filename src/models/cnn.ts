@@ -11,7 +11,7 @@ export interface CnnOptions {
 }
 
 /** conv(k×k, c1) → ReLU → pool 2 → conv(k×k, c2) → ReLU → pool 2 → fc(hidden) → ReLU → fc(classes). */
-class TwoConvNet extends Module {
+export class TwoConvNet extends Module {
   readonly norm; readonly conv1; readonly conv2; readonly fc1; readonly fc2;
   constructor(o: CnnOptions, arch: { c1: number; c2: number; kernel: number; hidden: number }) {
     super();

@@ -21,7 +21,7 @@ function preActUnit(b: { bn1: Module; conv1: Module; bn2: Module; conv2: Module 
   return y;
 }
 
-class PreActBlock extends Module {
+export class PreActBlock extends Module {
   readonly bn1; readonly conv1; readonly bn2; readonly conv2; readonly shortcut?: Sequential;
   constructor(inPlanes: number, planes: number, stride: number) {
     super();
@@ -59,7 +59,7 @@ export class PreActResNet18 extends Module {
   }
 }
 
-class WideBasic extends Module {
+export class WideBasic extends Module {
   readonly bn1; readonly conv1; readonly bn2; readonly conv2; readonly convShortcut?: Conv2d;
   constructor(readonly inPlanes: number, readonly outPlanes: number, stride: number) {
     super();
@@ -75,7 +75,7 @@ class WideBasic extends Module {
   }
 }
 
-class WideStage extends Module {
+export class WideStage extends Module {
   readonly layer;
   constructor(n: number, inPlanes: number, outPlanes: number, stride: number) {
     super();
@@ -114,7 +114,7 @@ export class WideResNet extends Module {
   }
 }
 
-class BasicBlock extends Module {
+export class BasicBlock extends Module {
   readonly conv1; readonly bn1; readonly conv2; readonly bn2; readonly shortcut?: Sequential;
   constructor(inPlanes: number, planes: number, stride: number) {
     super();
@@ -159,7 +159,7 @@ export class ResNetCifarSmall extends Module {
   }
 }
 
-class Bottleneck extends Module {
+export class Bottleneck extends Module {
   readonly conv1; readonly bn1; readonly conv2; readonly bn2; readonly conv3; readonly bn3; readonly downsample?: Sequential;
   constructor(inPlanes: number, planes: number, stride: number) {
     super();

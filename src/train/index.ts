@@ -8,3 +8,4 @@ export { free } from './free.js';
 export { pgd } from './pgd.js';
 export { fgsm } from './fgsm.js';
 export { natural } from './natural.js';
+export { classifierOf, loadInitialWeights, initModel } from './init.js';

@@ -18,6 +18,7 @@ import { RunFolder, type Summary } from './run-folder.js';
 import { Validation, splitTraining, defaultValSize, VALIDATION_ATTACK } from './validation.js';
 import { saveState, restoreState, restoreWeights, type LoopState, type PassValidation } from './state.js';
 import { Interrupts } from './signals.js';
+import { initModel } from './init.js';
 import { TrainingError, InterruptedError } from './errors.js';
 import { isRoot, broadcastModule, any, gradientSync } from './distributed.js';
 
@@ -76,6 +77,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   }
   if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
+  if (!opts.resume) initModel(model, cfg, trainData.numClasses, log); // --init, --num-classes (fine-tuning)
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
   const subset = split.val.length ? split.train : undefined;

@@ -28,6 +28,8 @@ export const TRAIN_OPTIONS = {
   skipBad: { type: 'bool', group: DATA, optional: true, check: (v, c) => (v ? imageFolderOnly(v, c) : undefined), help: 'imagefolder: leave out undecodable images (counted and reported) instead of stopping' },
   augment: { type: 'bool', group: DATA, negatable: true, default: (c) => recipe(c).augment, help: 'training augmentation: pad-4 crop + flip (CIFAR), RandomResizedCrop + flip (image folders); default on for those, off for 28×28 data' },
   model: { type: 'string', arg: 'NAME', group: DATA, choices: modelNames, default: (c) => recipe(c).model(String(c.device ?? 'cpu')), defaultText: 'small-cnn for 28×28 data, resnet-cifar-small for CIFAR on CPU (preact-resnet18 on CUDA), resnet50 for image folders', help: 'the architecture' },
+  init: { type: 'string', arg: 'FILE', group: DATA, optional: true, help: 'fine-tune: start from these weights (a safetensors state dict with PyTorch names, or a freeadv checkpoint); every tensor must fit the model, except the classifier with --num-classes' },
+  numClasses: { type: 'int', arg: 'N', group: DATA, optional: true, min: 1, max: 1000000, help: "the data set's number of classes; with --init, a classifier of another size in the file is replaced by a new, freshly initialised one" },
 
   method: { type: 'string', arg: 'NAME', group: METHOD, choices: () => Object.keys(methods), default: 'free', help: `the training method — ${Object.entries(methods).map(([n, m]) => `${n}: ${m.help}`).join('; ')}` },
   replays: { type: 'int', arg: 'M', group: METHOD, min: 1, max: 1000, default: 4, help: 'free: minibatch replays m' },

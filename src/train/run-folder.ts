@@ -8,7 +8,7 @@
 import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../options/index.js';
-import { writeJsonAtomic, writeFileAtomic, appendLine } from '../io/index.js';
+import { writeJsonAtomic, writeFileAtomic, appendLine, appendTensorBoard } from '../io/index.js';
 import { resolveConfig, type TrainConfig } from './options.js';
 
 export const RUN_FILES = { config: 'config.json', metrics: 'metrics.jsonl', latest: 'latest.safetensors', best: 'best.safetensors', summary: 'summary.json' };
@@ -112,6 +112,7 @@ export class RunFolder {
 
   appendMetrics(line: MetricLine & Record<string, unknown>): void {
     if (this.writer) appendLine(this.path('metrics'), JSON.stringify(line));
+    if (this.writer) appendTensorBoard(this, line); // the same scalars as TensorBoard events (src/io/tensorboard.ts)
   }
 
   writeSummary(s: Summary): void {
