@@ -150,5 +150,5 @@ test('freeadv train writes TensorBoard scalars beside metrics.jsonl: every numer
   const expected: Record<string, [number, number][]> = {};
   for (const l of lines) for (const [tag, v] of Object.entries(metricScalars(l))) (expected[tag] ??= []).push([l.step, Math.fround(v)]);
   assert.deepEqual(r.scalars, expected);
-  for (const tag of ['train/loss', 'train/train_accuracy', 'train/lr', 'train/images_per_second', 'pass/guard_robust_accuracy', 'pass/pass_seconds']) assert.ok(r.scalars[tag]?.length, tag);
+  for (const tag of ['train/loss', 'train/train_accuracy', 'train/lr', 'train/images_per_second', 'pass/val_clean_accuracy', 'pass/val_robust_accuracy', 'pass/pass_seconds']) assert.ok(r.scalars[tag]?.length, tag);
 });

@@ -15,7 +15,7 @@ import type { TrainConfig } from './options.js';
 import type { TrainContext } from './method.js';
 import { methods } from './methods.js';
 import { RunFolder, type Summary } from './run-folder.js';
-import { Validation, splitTraining, defaultValSize, VALIDATION_ATTACK } from './validation.js';
+import { Validation, trainingSplit, VALIDATION_ATTACK } from './validation.js';
 import { saveState, restoreState, restoreWeights, type LoopState, type PassValidation } from './state.js';
 import { Interrupts } from './signals.js';
 import { initModel } from './init.js';
@@ -70,14 +70,14 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   manualSeed(cfg.seed);
   const method = methods[cfg.method]!;
   const trainData = await loadSplit(cfg, 'train');
-  const split = splitTraining(trainData, cfg.valSize ?? defaultValSize(trainData.n), cfg.seed);
+  const split = trainingSplit(trainData, cfg, warn);
   for (const a of cfg.evalAttacks) {
     const why = checkAttackName(a, trainData.numClasses);
     if (why) throw new ConfigError('eval-attacks', why);
   }
-  if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
   if (!opts.resume) initModel(model, cfg, trainData.numClasses, log); // --init, --num-classes (fine-tuning)
+  if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
   const subset = split.val.length ? split.train : undefined;

@@ -26,6 +26,22 @@ export function splitTraining(data: Dataset, size: number, seed: number): TrainV
   }
 }
 
+/**
+ * The split a run trains with: --val-size, or the default, which falls back to none (with a warning) on a
+ * training set too small to give every class its share.
+ */
+export function trainingSplit(data: Dataset, cfg: { valSize?: number; seed: number }, warn: (s: string) => void): TrainValSplit {
+  if (cfg.valSize !== undefined) return splitTraining(data, cfg.valSize, cfg.seed);
+  const size = defaultValSize(data.n);
+  try {
+    return splitTraining(data, size, cfg.seed);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    warn(`no validation split: the training set is too small for the default of ${size} examples, class-balanced (${e.message.replace(/^--val-size: /, '')}); give --val-size`);
+    return splitTraining(data, 0, cfg.seed);
+  }
+}
+
 export interface ValidationResult {
   clean_accuracy: number;
   robust_accuracy: number;
