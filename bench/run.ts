@@ -5,10 +5,13 @@
 //   ladder    backward passes and seconds per natural-epoch budget: natural, free-m, FGSM-RS, PGD-7
 //   memory    peak RSS of the same step job, freeadv vs PyTorch
 //   data      share of step time spent waiting for data (Fashion-MNIST and CIFAR-shaped with augmentation)
-// Options: --only step,overhead,ladder,memory,data   --quick   --rounds N   --threads N. Prints JSON.
+//   autoattack  seconds of AutoAttack's standard ensemble on the same weights and test images, freeadv vs the
+//            PyTorch twin (bench/reference/autoattack_eval.py), and the robust accuracy each gives
+// Options: --only step,overhead,ladder,memory,data,autoattack   --quick   --rounds N   --threads N. Prints JSON.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
@@ -28,7 +31,7 @@ const { values: opt } = parseArgs({
     threads: { type: 'string', default: String(cpus().length) },
   },
 });
-const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data').split(','));
+const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack').split(','));
 const quick = opt.quick!;
 const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
 const threads = Number(opt.threads);
@@ -209,6 +212,31 @@ if (parts.has('data')) {
     m.dispose();
   }
   results.data = out;
+}
+
+if (parts.has('autoattack')) {
+  // a small-cnn trained with free-4 for a few hundred steps, so that the ensemble has robust points to work on
+  const dir = mkdtempSync(join(tmpdir(), 'freeadv-bench-aa-'));
+  const bin = join(root, 'bin', 'freeadv.js');
+  const n = quick ? 50 : 200;
+  log(`autoattack: training the model (free-4, 300 SGD steps)...`);
+  const sh = (args: string[]) => {
+    const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: root, maxBuffer: 16 * 2 ** 20 });
+    if (r.status !== 0) throw new Error(`freeadv ${args.join(' ')} failed: ${r.stderr}`);
+    return r.stdout;
+  };
+  sh(['train', '--method', 'free', '--replays', '4', '--max-steps', '300', '--val-size', '0', '--eval-limit', '10', '--threads', String(threads), '--out', join(dir, 'run')]);
+  sh(['export', '--run', join(dir, 'run'), '--format', 'safetensors', '--out', join(dir, 'weights.safetensors')]);
+  const rows = [];
+  for (let r = 0; r < Math.max(1, rounds - 1); r++) {
+    log(`autoattack: ${n} test images, freeadv...`);
+    const ours = JSON.parse(sh(['eval', '--run', join(dir, 'run'), '--checkpoint', 'latest', '--attacks', 'autoattack', '--limit', String(n), '--threads', String(threads), '--json']).trim().split('\n').pop()!);
+    log(`autoattack: ${n} test images, PyTorch...`);
+    const theirs = runJson('/usr/bin/python3', [join(root, 'bench', 'reference', 'autoattack_eval.py'), '--weights', join(dir, 'weights.safetensors'), '--n', String(n), '--threads', String(threads)]) as unknown as { seconds: number; robust_accuracy: number; stages: Record<string, number> };
+    rows.push({ images: n, freeadv_seconds: ours.seconds, pytorch_seconds: theirs.seconds, ratio: Math.round((theirs.seconds / ours.seconds) * 1000) / 1000, freeadv_stages: ours.stages.autoattack, pytorch_stages: theirs.stages });
+  }
+  results.autoattack = rows;
+  rmSync(dir, { recursive: true, force: true });
 }
 
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');

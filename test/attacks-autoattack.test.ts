@@ -6,10 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { Module, Linear } from '../src/nn/index.js';
-import { createModel } from '../src/models/index.js';
-import { SGD } from '../src/optim/index.js';
 import { APGD, APGDT, FABT, Square, boundaryStep, correct, type Attack } from '../src/attacks/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
+import { trainedSmallCnn } from './helpers/models.js';
 import { pythonJsonAsync, SKIP_NO_TORCH } from './helpers/python.js';
 
 class Lin extends Module {
@@ -245,24 +244,6 @@ test('each attack (and APGD-CE, L2 included) stays in the ε-ball and [0, 1], re
   m.dispose();
 });
 
-function trainedSmallCnn(data: InMemoryDataset, steps: number): Module {
-  // as in attacks.test.ts: a briefly trained small-cnn, seed 1
-  T.manualSeed(1);
-  const m = createModel('small-cnn', { numClasses: 10, inChannels: 1, size: 28, mean: data.mean, std: data.std });
-  const opt = new SGD(m.parameters(), { lr: 0.05, momentum: 0.9 });
-  for (let i = 0; i < steps; i++)
-    T.scope(() => {
-      const idx = T.randint(0, data.n, [128]).toArray() as number[];
-      const x = T.fromTypedArray(Float32Array.from(idx.flatMap((j) => Array.from(data.images.subarray(j * 784, (j + 1) * 784), (v) => v / 255))), [128, 1, 28, 28]);
-      const y = T.tensor(idx.map((j) => data.labels[j]!), { dtype: 'int64' });
-      const loss = T.ops.crossEntropy(m.forward(x), y);
-      opt.zeroGrad();
-      loss.backward();
-      opt.step();
-    });
-  opt.dispose();
-  return m.eval();
-}
 
 // Reduced budgets (time): APGD-T and FAB-T 2 targets × 40 iterations (standard: 9 × 100), Square 300 queries
 // (standard: 5,000); L∞ ε = 0.1 on 200 Fashion-MNIST test images, L2 ε = 1 on the first 100 of them.

@@ -5,11 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { Module, Linear } from '../src/nn/index.js';
-import { createModel } from '../src/models/index.js';
-import { SGD } from '../src/optim/index.js';
 import { FGSM, PGD, APGD, correct, cwLoss, dlrLoss } from '../src/attacks/index.js';
 import { evaluate } from '../src/eval/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
+import { trainedSmallCnn } from './helpers/models.js';
 import { pythonJson, SKIP_NO_TORCH } from './helpers/python.js';
 
 class Lin extends Module {
@@ -40,23 +39,6 @@ test('PGD reaches the analytic L∞ worst case of a linear classifier', () => {
   });
 });
 
-function trainedSmallCnn(data: InMemoryDataset, steps: number): Module {
-  T.manualSeed(1);
-  const m = createModel('small-cnn', { numClasses: 10, inChannels: 1, size: 28, mean: data.mean, std: data.std });
-  const opt = new SGD(m.parameters(), { lr: 0.05, momentum: 0.9 });
-  for (let i = 0; i < steps; i++)
-    T.scope(() => {
-      const idx = T.randint(0, data.n, [128]).toArray() as number[];
-      const x = T.fromTypedArray(Float32Array.from(idx.flatMap((j) => Array.from(data.images.subarray(j * 784, (j + 1) * 784), (v) => v / 255))), [128, 1, 28, 28]);
-      const y = T.tensor(idx.map((j) => data.labels[j]!), { dtype: 'int64' });
-      const loss = T.ops.crossEntropy(m.forward(x), y);
-      opt.zeroGrad();
-      loss.backward();
-      opt.step();
-    });
-  opt.dispose();
-  return m.eval();
-}
 
 function testBatch(data: InMemoryDataset, n: number) {
   const x = T.fromTypedArray(Float32Array.from(data.images.subarray(0, n * 784), (v) => v / 255), [n, 1, 28, 28]);

@@ -12,9 +12,9 @@
  * misclassified (as any class, not necessarily t). Examples never fooled end with the highest-loss point of the
  * first target's run, inside the ball.
  */
-import { Tensor, noGrad, manualSeed, ops } from '../torch/index.js';
+import { Tensor, manualSeed } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, WorstCase, correct } from './attack.js';
+import { Attack, overTargets } from './attack.js';
 import { threatModel } from './threat.js';
 import { apgd } from './apgd.js';
 import { dlrTargetedLoss } from './losses.js';
@@ -33,11 +33,6 @@ export interface APGDTOptions {
   seed?: number;
 }
 
-/** The i-th most likely wrong class (i = 1 is the runner-up) per example, from the logits at the clean point. */
-export function targetClass(logits: Tensor, y: Tensor, i: number): Tensor {
-  const isTrue = ops.oneHot(y, logits.size(1)).gt(0);
-  return logits.maskedFill(isTrue, -Infinity).sort(1, true)[1].select(1, i - 1);
-}
 
 export class APGDT extends Attack {
   readonly name = 'apgd-t';
@@ -55,16 +50,8 @@ export class APGDT extends Attack {
 
   protected perturb(x: Tensor, y: Tensor): Tensor {
     if (this.seed !== undefined) manualSeed(this.seed);
-    const clean = noGrad(() => this.model.forward(x));
-    const targets = Math.min(this.nTargetClasses, clean.size(1) - 1);
-    const worst = new WorstCase(x, correct(clean, y));
-    for (let i = 1; i <= targets; i++)
-      for (let r = 0; r < this.restarts && !worst.done; r++)
-        worst.stage(x, y, (xs, ys) => {
-          const t = targetClass(noGrad(() => this.model.forward(xs)), ys, i);
-          return apgd(this.model, xs, ys, dlrTargetedLoss(t), this.threat, this.steps);
-        }, { fallback: i === 1 && r === 0 });
-    return worst.result();
+    const o = { targets: this.nTargetClasses, restarts: this.restarts, fallback: true };
+    return overTargets(this.model, x, y, o, (xs, ys, t) => apgd(this.model, xs, ys, dlrTargetedLoss(t), this.threat, this.steps));
   }
 }
 

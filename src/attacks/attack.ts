@@ -1,7 +1,7 @@
 // The common shape of an attack (torchattacks-style): built from a model and its settings, called on a batch
 // (x, y) of images in [0, 1], it returns adversarial images inside the ε-ball and [0, 1]. The model is put in
 // eval mode for the attack (BatchNorm statistics must not move) and its previous mode is restored.
-import { Tensor, autograd, keep, ops, scope, unkeep, withGradEnabled, zerosLike } from '../torch/index.js';
+import { Tensor, autograd, keep, noGrad, ops, scope, unkeep, withGradEnabled, zerosLike } from '../torch/index.js';
 import { inEvalMode, type Module } from '../nn/index.js';
 import type { ThreatModel } from './threat.js';
 
@@ -101,4 +101,25 @@ export class WorstCase {
     this.robust.dispose();
     return unkeep(this.adv);
   }
+}
+
+/** The i-th most likely wrong class (i = 1 is the runner-up) per example, from the logits at the clean point. */
+export function targetClass(logits: Tensor, y: Tensor, i: number): Tensor {
+  const isTrue = ops.oneHot(y, logits.size(1)).gt(0);
+  return logits.maskedFill(isTrue, -Infinity).sort(1, true)[1].select(1, i - 1);
+}
+
+/**
+ * The loop of AutoAttack's targeted attacks (APGD-T, FAB-T): for the i-th most likely wrong class at the clean
+ * point (i = 1 … min(targets, classes − 1)) and each restart, one run on the examples still robust. With
+ * `fallback`, examples never fooled end with the first run's point; else with x.
+ */
+export function overTargets(model: Module, x: Tensor, y: Tensor, o: { targets: number; restarts: number; fallback: boolean }, run: (xs: Tensor, ys: Tensor, target: Tensor, restart: number) => { adv: Tensor; fooled: Tensor }): Tensor {
+  const clean = noGrad(() => model.forward(x));
+  const targets = Math.min(o.targets, clean.size(1) - 1);
+  const worst = new WorstCase(x, correct(clean, y));
+  for (let i = 1; i <= targets; i++)
+    for (let r = 0; r < o.restarts && !worst.done; r++)
+      worst.stage(x, y, (xs, ys) => run(xs, ys, targetClass(noGrad(() => model.forward(xs)), ys, i), r), { fallback: o.fallback && i === 1 && r === 0 });
+  return worst.result();
 }

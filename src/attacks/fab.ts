@@ -21,10 +21,9 @@
  */
 import { Tensor, cat, keep, unkeep, noGrad, manualSeed, ops, scope, where, full } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, WorstCase, correct, lossInputGrad } from './attack.js';
+import { Attack, correct, lossInputGrad, overTargets } from './attack.js';
 import { threatModel, type ThreatModel } from './threat.js';
 import { sphereStart } from './apgd.js';
-import { targetClass } from './apgd-t.js';
 import type { AttackEntry } from './registry.js';
 
 /** Stands for +∞ in the projection's float64 arithmetic. */
@@ -120,19 +119,13 @@ export class FABT extends Attack {
 
   protected perturb(x: Tensor, y: Tensor): Tensor {
     if (this.seed !== undefined) manualSeed(this.seed);
-    const clean = noGrad(() => this.model.forward(x));
-    const targets = Math.min(this.nTargetClasses, clean.size(1) - 1);
-    const worst = new WorstCase(x, correct(clean, y));
-    for (let i = 1; i <= targets; i++)
-      for (let r = 0; r < this.restarts && !worst.done; r++)
-        worst.stage(x, y, (xs, ys) => {
-          const t = targetClass(noGrad(() => this.model.forward(xs)), ys, i);
-          const start = r === 0 ? xs : sphereStart(xs, threatModel(this.threat.norm, this.threat.eps / 2));
-          const { closest, distance } = this.towards(xs, ys, t, start);
-          const fooled = distance.gt(this.threat.eps).logicalNot(); // found within ε
-          return { adv: where(fooled.view(-1, ...Array(x.ndim - 1).fill(1)), closest, xs), fooled };
-        });
-    return worst.result();
+    const o = { targets: this.nTargetClasses, restarts: this.restarts, fallback: false };
+    return overTargets(this.model, x, y, o, (xs, ys, t, r) => {
+      const start = r === 0 ? xs : sphereStart(xs, threatModel(this.threat.norm, this.threat.eps / 2));
+      const { closest, distance } = this.towards(xs, ys, t, start);
+      const fooled = distance.gt(this.threat.eps).logicalNot(); // found within ε
+      return { adv: where(fooled.view(-1, ...Array(x.ndim - 1).fill(1)), closest, xs), fooled };
+    });
   }
 
   /**

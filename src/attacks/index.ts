@@ -1,8 +1,8 @@
-export { Attack, WorstCase, correct, lossInputGrad, perExample } from './attack.js';
+export { Attack, WorstCase, correct, lossInputGrad, perExample, targetClass, overTargets } from './attack.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
 export { APGD, apgd, checkpointGaps, sphereStart, type APGDOptions } from './apgd.js';
-export { APGDT, targetClass, type APGDTOptions } from './apgd-t.js';
+export { APGDT, type APGDTOptions } from './apgd-t.js';
 export { FABT, boundaryStep, type FABOptions } from './fab.js';
 export { Square, squareFraction, squareBlock, type SquareOptions } from './square.js';
 export { Linf, L2, threatModel, type ThreatModel } from './threat.js';

@@ -97,20 +97,19 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | readon
 }
 
 /**
- * Appends one line to a log file (created if missing). All or nothing: if the write fails part-way (a full disk),
- * the file is cut back to its previous length, so a log never ends in a torn line. Throws WriteError.
+ * Appends bytes to a file (created if missing). All or nothing: if the write fails part-way (a full disk), the file
+ * is cut back to its previous length, so a log never ends in a torn record. Throws WriteError.
  */
-export function appendLine(path: string, line: string): void {
-  const buf = Buffer.from(line.endsWith('\n') ? line : line + '\n', 'utf8');
+export function appendAll(path: string, data: Uint8Array): void {
   let fd: number | undefined;
   let size = -1;
   try {
     hook?.(path, 0, 'open');
     fd = openSync(path, 'a', 0o644);
     size = fstatSync(fd).size;
-    hook?.(path, buf.byteLength, 'write');
+    hook?.(path, data.byteLength, 'write');
     let off = 0;
-    while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off);
+    while (off < data.byteLength) off += writeSync(fd, data, off, data.byteLength - off);
     closeSync(fd);
   } catch (e) {
     if (fd !== undefined) {
@@ -123,6 +122,11 @@ export function appendLine(path: string, line: string): void {
     }
     throw new WriteError(path, e);
   }
+}
+
+/** Appends one line to a log file, all or nothing (appendAll). */
+export function appendLine(path: string, line: string): void {
+  appendAll(path, Buffer.from(line.endsWith('\n') ? line : line + '\n', 'utf8'));
 }
 
 /** Writes `value` as pretty-printed JSON (with a final newline) atomically. */

@@ -5,10 +5,10 @@
 // is cut back, a torn record left by a crash is cut off when the file is opened again); a writer that finds events
 // from an earlier session (a resumed run) first writes SessionLog START at its first step, which makes TensorBoard
 // drop the earlier session's events from that step on (they are recomputed).
-import { openSync, writeSync, closeSync, fstatSync, ftruncateSync, readFileSync, existsSync, truncateSync } from 'node:fs';
+import { readFileSync, existsSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import { WriteError } from './atomic.js';
+import { appendAll, WriteError } from './atomic.js';
 
 /** The event file of a run folder (one per run; TensorBoard reads any file whose name contains 'tfevents'). */
 export const TENSORBOARD_FILE = 'events.out.tfevents.freeadv';
@@ -104,28 +104,6 @@ export function validRecordsLength(buf: Uint8Array): { bytes: number; records: n
   return { bytes: off, records };
 }
 
-/** Appends bytes to a file all or nothing (cut back to its previous length when the write fails); WriteError. */
-function appendAll(path: string, buf: Uint8Array): void {
-  let fd: number | undefined;
-  let size = -1;
-  try {
-    fd = openSync(path, 'a', 0o644);
-    size = fstatSync(fd).size;
-    let off = 0;
-    while (off < buf.byteLength) off += writeSync(fd, buf, off, buf.byteLength - off);
-    closeSync(fd);
-  } catch (e) {
-    if (fd !== undefined) {
-      try {
-        if (size >= 0) ftruncateSync(fd, size);
-        closeSync(fd);
-      } catch {
-        /* already failing */
-      }
-    }
-    throw new WriteError(path, e);
-  }
-}
 
 /** Scalars of one step as TensorBoard events in `dir`/events.out.tfevents.freeadv. */
 export class TensorBoardWriter {
