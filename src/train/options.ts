@@ -26,6 +26,7 @@ export const TRAIN_OPTIONS = {
   dataDir: { type: 'string', arg: 'DIR', group: DATA, optional: true, help: 'data folder (IDX files; CIFAR binaries or train/<class>/*.jpg; image folders)' },
   imageSize: { type: 'int', arg: 'S', group: DATA, optional: true, min: 8, max: 1024, check: imageFolderOnly, help: 'imagefolder: training crop (RandomResizedCrop + flip) and eval centre-crop side (default 224)' },
   skipBad: { type: 'bool', group: DATA, optional: true, check: (v, c) => (v ? imageFolderOnly(v, c) : undefined), help: 'imagefolder: leave out undecodable images (counted and reported) instead of stopping' },
+  workers: { type: 'int', arg: 'N', group: DATA, optional: true, min: 1, max: 1024, check: imageFolderOnly, defaultText: 'cores − 1 per process, at least 1', help: "imagefolder: loader worker threads, like PyTorch's num_workers: each decodes whole training batches, N images at a time in all (the freeadv command sizes libuv's thread pool for them)" },
   augment: { type: 'bool', group: DATA, negatable: true, default: (c) => recipe(c).augment, help: 'training augmentation: pad-4 crop + flip (CIFAR), RandomResizedCrop + flip (image folders); default on for those, off for 28×28 data' },
   model: { type: 'string', arg: 'NAME', group: DATA, choices: modelNames, default: (c) => recipe(c).model(String(c.device ?? 'cpu')), defaultText: 'small-cnn for 28×28 data, resnet-cifar-small for CIFAR on CPU (preact-resnet18 on CUDA), resnet50 for image folders', help: 'the architecture' },
 
