@@ -4,7 +4,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { rejectsData } from './helpers/data.js';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync, cpSync, readdirSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync, cpSync, readdirSync, symlinkSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, basename, dirname } from 'node:path';
 import sharp from 'sharp';
@@ -306,6 +306,45 @@ describe('ImageFolder', () => {
     assert.ok(shrunk >= 6, `${shrunk} crops shrunk`);
     assert.ok(worst < 3, `mean abs difference ${worst}`);
     // (the time saved is in the diagnostic, not asserted: timings on the shared machine are noisy; BENCHMARKS.md)
+  });
+
+  test('prepare: a bounded-size copy the loader reads like the original (freeadv prepare)', async () => {
+    const src = join(tmp, 'prep-src');
+    await sharp(rgb(600, 400, 1), { raw: { width: 600, height: 400, channels: 3 } }).jpeg({ quality: 95 }).toFile((mkdirSync(join(src, 'train', 'a'), { recursive: true }), join(src, 'train', 'a', 'big.jpg')));
+    await writeImage(join(src, 'train', 'a', 'small.png'), rgb(40, 30, 2), 40, 30);
+    await sharp(rgb(300, 500, 3), { raw: { width: 300, height: 500, channels: 3 } }).png().toFile((mkdirSync(join(src, 'train', 'b'), { recursive: true }), join(src, 'train', 'b', 'tall.png')));
+    writeFileSync(join(src, 'train', 'b', 'junk.jpg'), 'not an image');
+    await writeImage(join(src, 'val', 'a', 'v.jpg'), rgb(320, 240, 4), 320, 240);
+    await writeImage(join(src, 'val', 'b', 'w.jpg'), rgb(64, 64, 5), 64, 64);
+    execFileSync('mkfifo', [join(src, 'fifo')]);
+    symlinkSync(join(src, 'fifo'), join(src, 'train', 'b', 'pipe.jpg'));
+    const out = join(tmp, 'prep-out');
+    const { run } = await import('../src/cli/main.js');
+    const lines: string[] = [];
+    assert.equal(await run(['prepare', src, '--out', out, '--max-side', '256', '--quality', '90'], (s) => lines.push(s), () => undefined), 0);
+    assert.match(lines[0]!, /7 files .*: 3 resized to at most 256 px, 3 copied unchanged/);
+    assert.match(lines.join('\n'), /1 undecodable file\(s\) copied unchanged: train\/b\/junk\.jpg/);
+    assert.match(lines.join('\n'), /1 special file\(s\) left out: train\/b\/pipe\.jpg/);
+    const size = async (f: string) => { const m = await sharp(join(out, f)).metadata(); return [m.format, m.width, m.height]; };
+    assert.deepEqual(await size('train/a/big.jpg'), ['jpeg', 256, 171]);
+    assert.deepEqual(await size('train/b/tall.png'), ['png', 154, 256]);
+    assert.deepEqual(await size('val/a/v.jpg'), ['jpeg', 256, 192]);
+    for (const f of ['train/a/small.png', 'train/b/junk.jpg', 'val/b/w.jpg']) assert.ok(readFileSync(join(src, f)).equals(readFileSync(join(out, f))), `${f} copied byte for byte`);
+    assert.ok(!existsSync(join(out, 'train', 'b', 'pipe.jpg')));
+    // The loader reads the copy: same classes and file order; the junk file refused or skipped as in the original.
+    const a = openImageFolder(join(src, 'train')), b = openImageFolder(join(out, 'train'));
+    assert.deepEqual(b.classNames, a.classNames);
+    assert.deepEqual(b.files.map((f) => basename(f)), a.files.map((f) => basename(f)).filter((f) => f !== 'pipe.jpg'));
+    const junk = join(out, 'train', 'b', 'junk.jpg');
+    await rejectsData(collect(new Loader({ ...b, size: 32, h: 32, w: 32 }, { batchSize: 8, augment: true, workers: 2 }).epoch(0)), junk, /cannot decode image/);
+    const bs = await collect(new Loader({ ...b, size: 32, h: 32, w: 32, skipBad: true }, { batchSize: 8, augment: true, workers: 2 }).epoch(0));
+    assert.deepEqual(bs.map((x) => x.shape), [[3, 3, 32, 32]]);
+    // Refusals: a folder that is not empty, a copy inside the source.
+    assert.equal(await run(['prepare', src, '--out', out], () => undefined, (s) => lines.push(s)), 2);
+    assert.match(lines.at(-1)!, /exists and is not an empty folder/);
+    assert.equal(await run(['prepare', src, '--out', join(src, 'copy')], () => undefined, (s) => lines.push(s)), 2);
+    assert.match(lines.at(-1)!, /must not be inside the image folder/);
+    assert.equal(activeWorkers(), 0);
   });
 });
 

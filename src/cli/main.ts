@@ -11,6 +11,7 @@ import { UsageError } from './args.js';
 import { cmdTrain } from './train.js';
 import { cmdEval } from './eval.js';
 import { cmdReport } from './report.js';
+import { cmdPrepare } from './prepare.js';
 
 const HELP = `freeadv — adversarially robust training at the cost of natural training, on libtorch
 
@@ -20,6 +21,7 @@ Commands
   train     train with free-m, PGD-k, FGSM-RS or natural training, then evaluate
   eval      evaluate a trained model under attacks
   report    an HTML page of runs: curves, comparison table, robustness, gallery, the paper's analyses
+  prepare   a copy of an image folder at bounded size (faster decoding, lower resolution)
   info      versions, threads and devices
 
 Run 'freeadv <command> --help' for its options.`;
@@ -41,6 +43,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         return await cmdEval(rest, out);
       case 'report':
         return await cmdReport(rest, out, err);
+      case 'prepare':
+        return await cmdPrepare(rest, out);
       case 'info':
         return cmdInfo(out);
       case undefined:
@@ -50,7 +54,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         out(HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, info)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, prepare, info)`);
     }
   } catch (e) {
     if (e instanceof InterruptedError) {
