@@ -21,7 +21,7 @@ import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { SGD } from '../src/optim/index.js';
 import { methods, resolveConfig, type Method, type TrainContext } from '../src/train/index.js';
-import { loadDataset, Loader, type InMemoryDataset } from '../src/data/index.js';
+import { loadDataset, Loader, prepareImageFolder, type InMemoryDataset } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
 import { writeSyntheticImageFolder } from './pipeline-data.js';
 
@@ -235,9 +235,16 @@ if (parts.has('pipeline')) {
     const rows = [];
     const r1 = (v: number) => Math.round(v * 10) / 10;
     const r2 = (v: number) => Math.round(v * 100) / 100;
-    for (const w of counts) {
-      log(`pipeline: ${w} worker(s)...`);
-      const args = ['--dir', dir, '--workers', String(w), '--batch', '64', '--size', '224'];
+    // the same measurement on `freeadv prepare`'s copy (longer side at most 256), at the most workers
+    const prepared = `${dir}-256`;
+    const runs: [string, number, string][] = [...counts.map((w): [string, number, string] => ['original', w, dir]), ['prepared, max side 256', Math.max(...counts), prepared]];
+    for (const [data, w, from] of runs) {
+      if (from === prepared) {
+        log(`pipeline: freeadv prepare --max-side 256...`);
+        await prepareImageFolder(dir, prepared, { maxSide: 256, quality: 90, concurrency: cpus().length });
+      }
+      log(`pipeline: ${data}, ${w} worker(s)...`);
+      const args = ['--dir', from, '--workers', String(w), '--batch', '64', '--size', '224'];
       const ours: PipelineResult[] = [];
       const theirs: PipelineResult[] = [];
       for (let r = 0; r < rounds; r++) {
@@ -248,7 +255,7 @@ if (parts.has('pipeline')) {
       const cpuMs = (rs: PipelineResult[]) => median(rs.map((x) => x.cpu_ms_per_image));
       const a = ips(ours), b = ips(theirs);
       rows.push({
-        workers: w, rounds, images: n,
+        data, workers: w, rounds, images: n,
         freeadv_images_per_second: r1(a),
         pytorch_images_per_second: r1(b),
         ratio: Math.round((a / b) * 1000) / 1000,
@@ -279,6 +286,7 @@ if (parts.has('pipeline')) {
     results.pipeline = { images: { count: n, bytes_per_pixel: r2(gen.bytes / gen.pixels), mean_kb: r1(gen.bytes / n / 1024) }, rows };
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}-256`, { recursive: true, force: true });
   }
 }
 
