@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync, cpSync, readdirSync, symlinkSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, basename, dirname } from 'node:path';
+import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import {
   loadDataset, openImageFolder, decodeTrain, decodeImage, randomResizedCropParams, Rng, Loader, activeWorkers,
@@ -35,6 +36,29 @@ async function writeImage(file: string, hwc: Buffer, w: number, h: number, chann
   mkdirSync(dirname(file), { recursive: true });
   const img = sharp(hwc, { raw: { width: w, height: h, channels } });
   await (file.toLowerCase().endsWith('.png') ? img.png() : img.jpeg({ quality: 95 })).toFile(file);
+}
+/** A PNG whose header claims w × h pixels, with almost no pixel data. */
+function bombPng(w: number, h: number): Buffer {
+  const crc32 = (b: Buffer) => {
+    let c = ~0;
+    for (const x of b) {
+      c ^= x;
+      for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+    }
+    return ~c >>> 0;
+  };
+  const chunk = (type: string, data: Buffer) => {
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const head = Buffer.alloc(4), tail = Buffer.alloc(4);
+    head.writeUInt32BE(data.length);
+    tail.writeUInt32BE(crc32(td));
+    return Buffer.concat([head, td, tail]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr[8] = 8; // 8-bit grey
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(1000))), chunk('IEND', Buffer.alloc(0))]);
 }
 /** A batch's bytes in N×C×H×W order, whatever its layout. */
 function chwOf(b: Batch): Uint8Array {
@@ -229,6 +253,12 @@ describe('ImageFolder', () => {
       assert.equal(ev.stats().skipped, 2);
     }
     await rejectsData(decodeTrain(dev, 8, new Rng(1), new Uint8Array(192)), dev, /not a regular file: a character device/);
+    // A decompression bomb — a 74-byte PNG that says 30000 × 30000 — is refused by sharp's pixel limit, as before.
+    const bomb = join(dir, 'a', '03.jpg');
+    writeFileSync(bomb, bombPng(30000, 30000));
+    for (const worker of [true, false]) {
+      await rejectsData(collect(new Loader(lazy, { batchSize: 2, shuffle: false, augment: !worker, worker, workers: 3 }).epoch(0)), bomb, /cannot decode image \(Input image exceeds pixel limit\)/);
+    }
     assert.equal(activeWorkers(), 0);
   });
 
