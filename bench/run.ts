@@ -7,7 +7,12 @@
 //   data      share of step time spent waiting for data (Fashion-MNIST and CIFAR-shaped with augmentation)
 //   autoattack  seconds of AutoAttack's standard ensemble on the same weights and test images, freeadv vs the
 //            PyTorch twin (bench/reference/autoattack_eval.py), and the robust accuracy each gives
-// Options: --only step,overhead,ladder,memory,data,autoattack   --quick   --rounds N   --threads N. Prints JSON.
+//   pipeline  image-folder input pipeline: images/s and CPU ms per image of freeadv's loader workers vs
+//             torchvision ImageFolder + DataLoader (RandomResizedCrop 224 + flip + to float tensors, batch 64)
+//             on the same synthetic ImageNet-like JPEGs, per worker count
+// Options: --only step,overhead,ladder,memory,data,autoattack,pipeline   --quick   --rounds N   --threads N
+//          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024).
+// Prints JSON.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { cpus, tmpdir } from 'node:os';
@@ -18,8 +23,9 @@ import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { SGD } from '../src/optim/index.js';
 import { methods, resolveConfig, type Method, type TrainContext } from '../src/train/index.js';
-import { loadDataset, Loader, type InMemoryDataset } from '../src/data/index.js';
+import { loadDataset, Loader, prepareImageFolder, type InMemoryDataset } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
+import { writeSyntheticImageFolder } from './pipeline-data.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -29,9 +35,11 @@ const { values: opt } = parseArgs({
     quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     threads: { type: 'string', default: String(cpus().length) },
+    'pipeline-workers': { type: 'string' },
+    'pipeline-images': { type: 'string', default: '1024' },
   },
 });
-const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack').split(','));
+const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack,pipeline').split(','));
 const quick = opt.quick!;
 const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
 const threads = Number(opt.threads);
@@ -49,11 +57,11 @@ interface StepResult {
   peak_rss_mb: number;
 }
 
-function runJson(cmd: string, args: string[]): StepResult {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' }, maxBuffer: 16 * 2 ** 20 });
+function runJson<R = StepResult>(cmd: string, args: string[], env: Record<string, string> = {}): R {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', cwd: root, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env }, maxBuffer: 16 * 2 ** 20 });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
   const lines = r.stdout.trim().split('\n');
-  return JSON.parse(lines[lines.length - 1]!) as StepResult;
+  return JSON.parse(lines[lines.length - 1]!) as R;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -237,6 +245,76 @@ if (parts.has('autoattack')) {
   }
   results.autoattack = rows;
   rmSync(dir, { recursive: true, force: true });
+}
+
+if (parts.has('pipeline')) {
+  // Both sides read the same synthetic JPEGs from a temporary folder, alternating, each run a fresh process
+  // timing one shuffled epoch from its start (worker start-up included) and its CPU time (workers included).
+  interface PipelineResult { images: number; seconds: number; images_per_second: number; steady_images_per_second: number; cpu_ms_per_image: number; steady_cpu_ms_per_image: number; first_batch_ms: number }
+  const dir = mkdtempSync(join(tmpdir(), 'freeadv-pipeline-'));
+  try {
+    const n = Number(opt['pipeline-images']);
+    log(`pipeline: writing ${n} synthetic ImageNet-like JPEGs to ${dir}...`);
+    const gen = await writeSyntheticImageFolder(dir, n);
+    const counts = opt['pipeline-workers']
+      ? opt['pipeline-workers'].split(',').map(Number)
+      : [1, 2, 4, 8, 16, 32, 64].filter((w) => w <= Math.max(2, cpus().length));
+    const rows = [];
+    const r1 = (v: number) => Math.round(v * 10) / 10;
+    const r2 = (v: number) => Math.round(v * 100) / 100;
+    // the same measurement on `freeadv prepare`'s copy (longer side at most 256), at the most workers
+    const prepared = `${dir}-256`;
+    const runs: [string, number, string][] = [...counts.map((w): [string, number, string] => ['original', w, dir]), ['prepared, max side 256', Math.max(...counts), prepared]];
+    for (const [data, w, from] of runs) {
+      if (from === prepared) {
+        log(`pipeline: freeadv prepare --max-side 256...`);
+        await prepareImageFolder(dir, prepared, { maxSide: 256, quality: 90, concurrency: cpus().length });
+      }
+      log(`pipeline: ${data}, ${w} worker(s)...`);
+      const args = ['--dir', from, '--workers', String(w), '--batch', '64', '--size', '224'];
+      const ours: PipelineResult[] = [];
+      const theirs: PipelineResult[] = [];
+      for (let r = 0; r < rounds; r++) {
+        ours.push(runJson<PipelineResult>(process.execPath, [join(here, 'pipeline-worker.js'), ...args], { UV_THREADPOOL_SIZE: String(w + 2) }));
+        theirs.push(runJson<PipelineResult>('/usr/bin/python3', [join(root, 'bench', 'reference', 'pipeline_bench.py'), ...args], { OMP_NUM_THREADS: '1' }));
+      }
+      const ips = (rs: PipelineResult[]) => median(rs.map((x) => x.images_per_second));
+      const cpuMs = (rs: PipelineResult[]) => median(rs.map((x) => x.cpu_ms_per_image));
+      const a = ips(ours), b = ips(theirs);
+      rows.push({
+        data, workers: w, rounds, images: n,
+        freeadv_images_per_second: r1(a),
+        pytorch_images_per_second: r1(b),
+        ratio: Math.round((a / b) * 1000) / 1000,
+        freeadv_cpu_ms_per_image: r2(cpuMs(ours)),
+        pytorch_cpu_ms_per_image: r2(cpuMs(theirs)),
+        // after the first batch (the workers' start-up left out: an epoch of ImageNet's size)
+        freeadv_steady_cpu_ms_per_image: r2(median(ours.map((x) => x.steady_cpu_ms_per_image))),
+        pytorch_steady_cpu_ms_per_image: r2(median(theirs.map((x) => x.steady_cpu_ms_per_image))),
+        // per core: images per CPU-second, and the cores that feed a GPU at 2,000 images/s
+        freeadv_images_per_cpu_second: r1(1000 / cpuMs(ours)),
+        pytorch_images_per_cpu_second: r1(1000 / cpuMs(theirs)),
+        freeadv_cores_for_2000_images_per_second: r1((2000 * cpuMs(ours)) / 1000),
+        pytorch_cores_for_2000_images_per_second: r1((2000 * cpuMs(theirs)) / 1000),
+        per_round: {
+          freeadv_images_per_second: ours.map((x) => r1(x.images_per_second)),
+          pytorch_images_per_second: theirs.map((x) => r1(x.images_per_second)),
+          freeadv_steady_images_per_second: ours.map((x) => r1(x.steady_images_per_second)),
+          pytorch_steady_images_per_second: theirs.map((x) => r1(x.steady_images_per_second)),
+          freeadv_cpu_ms_per_image: ours.map((x) => r2(x.cpu_ms_per_image)),
+          pytorch_cpu_ms_per_image: theirs.map((x) => r2(x.cpu_ms_per_image)),
+          freeadv_steady_cpu_ms_per_image: ours.map((x) => r2(x.steady_cpu_ms_per_image)),
+          pytorch_steady_cpu_ms_per_image: theirs.map((x) => r2(x.steady_cpu_ms_per_image)),
+          freeadv_first_batch_ms: ours.map((x) => Math.round(x.first_batch_ms)),
+          pytorch_first_batch_ms: theirs.map((x) => Math.round(x.first_batch_ms)),
+        },
+      });
+    }
+    results.pipeline = { images: { count: n, bytes_per_pixel: r2(gen.bytes / gen.pixels), mean_kb: r1(gen.bytes / n / 1024) }, rows };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}-256`, { recursive: true, force: true });
+  }
 }
 
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');

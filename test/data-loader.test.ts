@@ -4,8 +4,10 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   Loader, activeWorkers, permutation, Rng, hashSeed, padCropFlipParams, padCropFlipToFloat, sampleRng, numBatches,
-  Progress, formatDuration, validationSplit, DataError, type Batch,
+  Progress, formatDuration, validationSplit, DataError, padCropFlip, toFloat, type Batch,
 } from '../src/data/index.js';
+import { toTensors } from '../src/data/tensor.js';
+import { fromTypedArray, type Tensor } from '../src/torch/index.js';
 import { mapLimit } from '../src/data/util.js';
 
 /** A small in-memory dataset whose pixel values encode (image, channel, y, x). */
@@ -100,6 +102,28 @@ describe('Loader', () => {
     assert.deepEqual(a.map((x) => x.shape), b.map((x) => x.shape));
   });
 
+  test('several workers: the same batches in the same order; breaking out or closing ends them all', async () => {
+    const opts = { batchSize: 6, seed: 9, augment: true, prefetch: 1 } as const;
+    const one = await collect(new Loader(ds, opts).epoch(3));
+    for (const workers of [2, 3, 16]) {
+      const l = new Loader(ds, { ...opts, workers });
+      const got = await collect(l.epoch(3));
+      assert.deepEqual(got.map((b) => [b.batch, Array.from(b.indices), Array.from(b.x)]), one.map((b) => [b.batch, Array.from(b.indices), Array.from(b.x)]), `${workers} workers`);
+      assert.equal(activeWorkers(), 0);
+      const tail = await collect(l.epoch(3, { startBatch: 7 }));
+      assert.deepEqual(tail.map((b) => b.batch), [7, 8]);
+      for await (const _ of l.epoch(0)) {
+        assert.equal(activeWorkers(), Math.min(workers, 9));
+        break;
+      }
+      assert.equal(activeWorkers(), 0);
+      const it = l.epoch(1);
+      await it.next();
+      await l.close();
+      assert.equal(activeWorkers(), 0);
+    }
+  });
+
   test('resume at batch k equals the tail of a full epoch', async () => {
     for (const worker of [true, false]) {
       const l = new Loader(ds, { batchSize: 7, seed: 11, augment: true, worker });
@@ -145,10 +169,20 @@ describe('Loader', () => {
     assert.throws(() => new Loader(ds, { batchSize: 0 }), RangeError);
   });
 
-  test('no augmentation: x is the uint8 pixels / 255, NCHW, labels follow', async () => {
+  test('no augmentation: x is the uint8 pixels, NCHW, labels follow; toTensors makes them pixels / 255', async () => {
+    // (Batches hand over bytes since the image-folder pipeline work; before, x held the floats v / 255. The
+    // floats now come from toTensors, bit for bit the same: checked here and in 'toTensors: bytes → floats'.)
     const [b] = await collect(new Loader(ds, { batchSize: 50, shuffle: false }).epoch(0));
     assert.deepEqual(b!.shape, [50, 3, 8, 8]);
-    for (let i = 0; i < ds.images.length; i++) assert.equal(b!.x[i], Math.fround(ds.images[i]! / 255));
+    assert.equal(b!.layout, 'nchw');
+    assert.ok(b!.x instanceof Uint8Array);
+    assert.deepEqual(Buffer.from(b!.x), Buffer.from(ds.images));
+    const t = toTensors(b!);
+    const x = t.x.toTypedArray() as Float32Array;
+    for (let i = 0; i < ds.images.length; i++) assert.equal(x[i], Math.fround(ds.images[i]! / 255));
+    assert.deepEqual(Array.from(t.y.toTypedArray() as BigInt64Array, Number), Array.from(ds.labels));
+    t.x.dispose();
+    t.y.dispose();
     assert.deepEqual(b!.y, ds.labels);
   });
 
@@ -184,9 +218,13 @@ describe('Loader', () => {
       assert.ok(p.ox >= 0 && p.ox <= 8 && p.oy >= 0 && p.oy <= 8);
       flips += p.flip ? 1 : 0;
       shifted += p.ox !== 4 || p.oy !== 4 ? 1 : 0;
+      // (bytes now; before, floats — the float variant gives bytes / 255, see 'toTensors: bytes → floats')
       const want = new Float32Array(per);
       padCropFlipToFloat(small.images, i * per, 3, 32, 32, p, 4, want, 0);
-      assert.deepEqual(b!.x.subarray(i * per, (i + 1) * per), want);
+      assert.deepEqual(Float32Array.from(b!.x.subarray(i * per, (i + 1) * per), (v) => v / 255), want);
+      const bytes = new Uint8Array(per);
+      padCropFlip(small.images, i * per, 3, 32, 32, p, 4, bytes, 0);
+      assert.deepEqual(b!.x.subarray(i * per, (i + 1) * per), bytes);
     }
     assert.ok(shifted > 0);
     // Across many samples both flip outcomes occur and every offset in [0, 8] is drawn.
@@ -247,6 +285,47 @@ describe('Loader', () => {
     assert.ok(steadyWait < 0.5 * steadyProduced + 20, `wait ${steadyWait.toFixed(1)} ms vs produced ${steadyProduced.toFixed(1)} ms`);
     l.resetStats();
     assert.deepEqual(l.stats(), { batches: 0, waitMs: 0, producedMs: 0, skipped: 0 });
+  });
+});
+
+describe('toTensors: bytes → floats', () => {
+  const floats = (t: Tensor) => {
+    const a = t.toTypedArray();
+    t.dispose();
+    return a;
+  };
+  test('the same float32 (and float64) values as the float path of earlier versions, for every byte value and batch size', () => {
+    for (const len of [1, 7, 256, 255 * 3 * 37]) {
+      const u8 = Uint8Array.from({ length: len }, (_, i) => (i * 97 + 13) & 255);
+      if (len >= 256) for (let v = 0; v < 256; v++) u8[v] = v;
+      const f32 = new Float32Array(len);
+      toFloat(u8, 0, len, f32, 0); // what batches held before
+      for (const dtype of ['float32', 'float64'] as const) {
+        const before = fromTypedArray(f32, [len, 1, 1, 1], 'float32');
+        const want = floats(dtype === 'float32' ? before : before.to(dtype));
+        if (dtype !== 'float32') before.dispose();
+        const t = toTensors({ x: u8, shape: [len, 1, 1, 1], y: new Int32Array(len) }, undefined, dtype);
+        t.y.dispose();
+        assert.equal(t.x.dtype, dtype);
+        assert.deepEqual(floats(t.x), want, `${len} bytes to ${dtype}`);
+      }
+    }
+  });
+  test("layout 'nhwc' is permuted to N×C×H×W; float pixels are still accepted", () => {
+    const n = 2, c = 3, h = 4, w = 5;
+    const nchw = Uint8Array.from({ length: n * c * h * w }, (_, i) => (i * 31) & 255);
+    const nhwc = new Uint8Array(nchw.length);
+    for (let b = 0; b < n; b++) for (let ch = 0; ch < c; ch++) for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) nhwc[((b * h + y) * w + x) * c + ch] = nchw[((b * c + ch) * h + y) * w + x]!;
+    const y = Int32Array.from([3, 1]);
+    const a = toTensors({ x: nchw, shape: [n, c, h, w], y });
+    const b = toTensors({ x: nhwc, shape: [n, c, h, w], y, layout: 'nhwc' });
+    const f = toTensors({ x: Float32Array.from(nchw, (v) => v / 255), shape: [n, c, h, w], y });
+    assert.deepEqual(b.x.shape, [n, c, h, w]);
+    assert.ok(b.x.isContiguous());
+    const want = floats(a.x);
+    assert.deepEqual(floats(b.x), want);
+    assert.deepEqual(floats(f.x), want);
+    for (const t of [a.y, b.y, f.y]) t.dispose();
   });
 });
 

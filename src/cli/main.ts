@@ -13,6 +13,7 @@ import { cmdEval } from './eval.js';
 import { cmdReport } from './report.js';
 import { cmdExport } from './export.js';
 import { cmdPredict } from './predict.js';
+import { cmdPrepare } from './prepare.js';
 
 const HELP = `freeadv — adversarially robust training at the cost of natural training, on libtorch
 
@@ -24,6 +25,7 @@ Commands
   report    an HTML page of runs: curves, comparison table, robustness, gallery, the paper's analyses
   export    a trained model as a PyTorch state dict (safetensors) or an ONNX graph, with metadata
   predict   the most probable classes of image files, from a run, weights or an ONNX file
+  prepare   a copy of an image folder at bounded size (faster decoding, lower resolution)
   info      versions, threads and devices
 
 Run 'freeadv <command> --help' for its options.`;
@@ -49,6 +51,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         return await cmdExport(rest, out);
       case 'predict':
         return await cmdPredict(rest, out);
+      case 'prepare':
+        return await cmdPrepare(rest, out);
       case 'info':
         return cmdInfo(out);
       case undefined:
@@ -59,6 +63,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         return cmd === undefined ? 2 : 0;
       default:
         throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, export, predict, info)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, prepare, info)`);
     }
   } catch (e) {
     if (e instanceof InterruptedError) {

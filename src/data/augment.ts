@@ -1,5 +1,7 @@
-// Byte-level augmentation and float conversion of uint8 CHW images (data movement done in the loader's
-// worker, not tensor math): CIFAR-style zero-pad + random crop + horizontal flip, and uint8 → [0,1] float.
+// Byte-level augmentation of uint8 CHW images (data movement done in the loader's worker, not tensor math):
+// CIFAR-style zero-pad + random crop + horizontal flip. Batches stay uint8; toTensors converts them to [0,1]
+// floats with libtorch. The float variants (padCropFlipToFloat, toFloat) give the same values (v / 255 rounded
+// to float32, which is what libtorch's x.to(float32).div(255) gives too: tested for every byte value).
 import type { Rng } from './prng.js';
 
 export interface PadCropFlip {
@@ -54,6 +56,44 @@ export function padCropFlipToFloat(
         for (let x = x0, s = sRow + x0 + dx; x < x1; x++, s++) dst[dRow + x] = src[s]! * inv;
       } else {
         for (let x = x0, s = sRow + w - 1 - x0 + dx; x < x1; x++, s--) dst[dRow + x] = src[s]! * inv;
+      }
+    }
+  }
+}
+
+/**
+ * The same crop and flip as padCropFlipToFloat, as bytes: out(ch, y, x) = padded(ch, y + oy, x' + ox).
+ * Rows without a flip are copied whole (memcpy).
+ */
+export function padCropFlip(
+  src: Uint8Array, srcOff: number, c: number, h: number, w: number,
+  p: PadCropFlip, pad: number, dst: Uint8Array, dstOff: number,
+): void {
+  const dy = p.oy - pad, dx = p.ox - pad;
+  let x0: number, x1: number;
+  if (!p.flip) {
+    x0 = Math.max(0, -dx);
+    x1 = Math.min(w, w - dx);
+  } else {
+    x0 = Math.max(0, dx);
+    x1 = Math.min(w, w + dx);
+  }
+  for (let ch = 0; ch < c; ch++) {
+    const sPlane = srcOff + ch * h * w, dPlane = dstOff + ch * h * w;
+    for (let y = 0; y < h; y++) {
+      const sy = y + dy;
+      const dRow = dPlane + y * w;
+      if (sy < 0 || sy >= h || x0 >= x1) {
+        dst.fill(0, dRow, dRow + w);
+        continue;
+      }
+      if (x0 > 0) dst.fill(0, dRow, dRow + x0);
+      if (x1 < w) dst.fill(0, dRow + x1, dRow + w);
+      const sRow = sPlane + sy * w;
+      if (!p.flip) {
+        dst.set(src.subarray(sRow + x0 + dx, sRow + x1 + dx), dRow + x0);
+      } else {
+        for (let x = x0, s = sRow + w - 1 - x0 + dx; x < x1; x++, s--) dst[dRow + x] = src[s]!;
       }
     }
   }

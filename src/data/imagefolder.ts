@@ -2,7 +2,10 @@
 // sharp to RGB uint8 in CHW order, with torchvision's transforms:
 //   train: RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) + RandomHorizontalFlip
 //   eval:  Resize(resize, short side) + CenterCrop(size)
-import { readdirSync, statSync, existsSync } from 'node:fs';
+import { readdirSync, statSync, existsSync, openSync, fstatSync, readSync, closeSync, constants as fsConstants, type Stats } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { isMainThread } from 'node:worker_threads';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
 import { DataError } from './errors.js';
@@ -112,7 +115,29 @@ export function hwcToChw(src: Uint8Array, channels: number, h: number, w: number
   }
 }
 
-async function rawRgb(img: sharp.Sharp, file: string): Promise<{ data: Buffer; w: number; h: number; channels: number }> {
+/**
+ * Copies interleaved HWC pixels into 3-channel HWC: a plain copy (memcpy) for 3 channels, the hot case; 1-2
+ * channels (grey) replicated, alpha dropped for the rare others.
+ */
+export function hwcToRgb(src: Uint8Array, channels: number, h: number, w: number, dst: Uint8Array, dstOffset = 0): void {
+  const plane = h * w;
+  if (channels === 3) {
+    dst.set(src.subarray(0, 3 * plane), dstOffset);
+    return;
+  }
+  const grey = channels <= 2;
+  for (let i = 0, s = 0, d = dstOffset; i < plane; i++, s += channels, d += 3) {
+    const r = src[s]!;
+    dst[d] = r;
+    dst[d + 1] = grey ? r : src[s + 1]!;
+    dst[d + 2] = grey ? r : src[s + 2]!;
+  }
+}
+
+/** Decoded pixels: interleaved HWC with 1-4 channels. */
+export interface RawPixels { data: Buffer; w: number; h: number; channels: number }
+
+async function rawRgb(img: sharp.Sharp, file: string): Promise<RawPixels> {
   try {
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.channels < 1 || info.channels > 4) throw new Error(`unsupported channel count ${info.channels}`);
@@ -137,6 +162,106 @@ function open(file: string): sharp.Sharp {
   return sharp(file, { failOn: 'error' }).toColourspace('srgb');
 }
 
+/** What an image file's first bytes say: its format (JPEG, PNG) and stored dimensions. */
+export interface ImageHeader { format: 'jpeg' | 'png'; w: number; h: number }
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+/**
+ * The format and stored size of a JPEG (its frame header, SOFn) or PNG (IHDR) from the file's first bytes, as
+ * libvips reads them (no EXIF rotation); 'more' when a JPEG's frame header lies beyond `buf`; undefined for any
+ * other content (other formats, junk, a frame header without a height), which is then left to sharp to read or refuse.
+ */
+export function parseImageHeader(buf: Uint8Array): ImageHeader | 'more' | undefined {
+  const u16 = (i: number) => (buf[i]! << 8) | buf[i + 1]!;
+  if (buf.length >= 24 && PNG_SIGNATURE.every((v, i) => buf[i] === v) && buf[12] === 0x49 && buf[13] === 0x48 && buf[14] === 0x44 && buf[15] === 0x52) {
+    const w = ((buf[16]! << 24) | (buf[17]! << 16) | u16(18)) >>> 0, h = ((buf[20]! << 24) | (buf[21]! << 16) | u16(22)) >>> 0;
+    return w > 0 && h > 0 ? { format: 'png', w, h } : undefined;
+  }
+  if (buf.length < 3 || buf[0] !== 0xff || buf[1] !== 0xd8) return buf.length < 3 ? 'more' : undefined;
+  let i = 2;
+  for (;;) {
+    while (i < buf.length && buf[i] !== 0xff) i++; // tolerate garbage between segments, as libjpeg does
+    while (i < buf.length && buf[i] === 0xff) i++; // fill bytes
+    if (i + 8 > buf.length) return 'more';
+    const m = buf[i]!;
+    i++;
+    if (m === 0xd8 || m === 0x01 || (m >= 0xd0 && m <= 0xd7)) continue; // markers without a length
+    if (m === 0xd9 || m === 0xda) return undefined; // end of image or start of scan before any frame header
+    const len = u16(i);
+    if (len < 2) return undefined;
+    // SOF0-3, 5-7, 9-11, 13-15 (not DHT C4, JPG C8, DAC CC): length, precision, height, width
+    if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
+      const h = u16(i + 3), w = u16(i + 5);
+      return w > 0 && h > 0 ? { format: 'jpeg', w, h } : undefined; // height 0: defined later by a DNL marker
+    }
+    i += len;
+  }
+}
+
+const HEAD_BYTES = 65536;
+
+function notRegular(st: Stats, file: string): DataError {
+  const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'a special file';
+  return new DataError(`cannot decode image (not a regular file: ${kind})`, file);
+}
+
+/**
+ * Reads an image file's header without blocking on special files (opened non-blocking; a FIFO, device or socket
+ * is refused). undefined when the file cannot be opened or its header is not one parseImageHeader knows: the
+ * caller then lets sharp open the file, which refuses it with today's message or reads the header itself.
+ * Synchronous: for loader worker threads, whose only job this is (libuv's pool stays free for the decodes).
+ */
+export function readImageHeaderSync(file: string): ImageHeader | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notRegular(st, file);
+    let buf = Buffer.allocUnsafe(Math.min(st.size, HEAD_BYTES));
+    buf = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0));
+    let head = parseImageHeader(buf);
+    if (head === 'more' && st.size > buf.length) {
+      const all = Buffer.allocUnsafe(st.size);
+      head = parseImageHeader(all.subarray(0, readSync(fd, all, 0, all.length, 0)));
+    }
+    return head === 'more' ? undefined : head;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** readImageHeaderSync on libuv's pool (for the main thread, which must not block on a slow file system). */
+export async function readImageHeader(file: string): Promise<ImageHeader | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notRegular(st, file);
+    const first = await fh.read({ buffer: Buffer.allocUnsafe(Math.min(st.size, HEAD_BYTES)), position: 0 });
+    let head = parseImageHeader(first.buffer.subarray(0, first.bytesRead));
+    if (head === 'more' && st.size > first.bytesRead) {
+      const all = await fh.read({ buffer: Buffer.allocUnsafe(st.size), position: 0 });
+      head = parseImageHeader(all.buffer.subarray(0, all.bytesRead));
+    }
+    return head === 'more' ? undefined : head;
+  } finally {
+    await fh.close();
+  }
+}
+
+function readHeader(file: string): Promise<ImageHeader | undefined> {
+  return isMainThread ? readImageHeader(file) : Promise.resolve().then(() => readImageHeaderSync(file));
+}
+
 /** Decodes a whole image to 3-channel CHW uint8. */
 export async function decodeImage(file: string): Promise<{ data: Uint8Array; h: number; w: number }> {
   const r = await rawRgb(open(file), file);
@@ -145,10 +270,11 @@ export async function decodeImage(file: string): Promise<{ data: Uint8Array; h: 
   return { data, h: r.h, w: r.w };
 }
 
-/** Eval transform: Resize(resize, short side) + CenterCrop(size), written as 3×size×size CHW into dst at offset. */
-export async function decodeEval(file: string, size: number, resize: number, dst: Uint8Array, offset = 0): Promise<void> {
+/** Eval transform: Resize(resize, short side) + CenterCrop(size), as HWC pixels (1-4 channels). */
+export async function evalPixels(file: string, size: number, resize: number): Promise<RawPixels> {
+  const head = await readHeader(file);
   const img = open(file);
-  const { w, h } = await dims(img, file);
+  const { w, h } = head ?? (await dims(img, file));
   // torchvision Resize(int): the short side becomes `resize`, the long side int(resize * long / short).
   let ow = w, oh = h;
   if (!(Math.min(w, h) === resize)) {
@@ -159,7 +285,7 @@ export async function decodeEval(file: string, size: number, resize: number, dst
       oh = resize;
       ow = Math.floor((resize * w) / h);
     }
-    img.resize(ow, oh, { fit: 'fill', kernel: 'linear' });
+    img.resize(ow, oh, { fit: 'fill', kernel: 'linear' }); // a JPEG shrunk 3x or more is decoded at 1/2, 1/4 or 1/8 scale (sharp's shrink-on-load)
   }
   if (ow < size || oh < size) {
     throw new DataError(`image of ${w}x${h} resized to ${ow}x${oh} is smaller than the ${size}x${size} centre crop`, file);
@@ -168,6 +294,12 @@ export async function decodeEval(file: string, size: number, resize: number, dst
   if (ow !== size || oh !== size) img.extract({ left, top, width: size, height: size });
   const r = await rawRgb(img, file);
   if (r.w !== size || r.h !== size) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${size}x${size}`, file);
+  return r;
+}
+
+/** Eval transform: Resize(resize, short side) + CenterCrop(size), written as 3×size×size CHW into dst at offset. */
+export async function decodeEval(file: string, size: number, resize: number, dst: Uint8Array, offset = 0): Promise<void> {
+  const r = await evalPixels(file, size, resize);
   hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
 }
 
@@ -208,17 +340,51 @@ export interface TrainTransformOptions {
   flip?: number;
 }
 
-/** Train transform: RandomResizedCrop(size) + horizontal flip, written as 3×size×size CHW into dst at offset. */
-export async function decodeTrain(file: string, size: number, rng: Rng, dst: Uint8Array, offset = 0, opts: TrainTransformOptions = {}): Promise<void> {
+/**
+ * The JPEG shrink-on-load factor sharp uses when a JPEG is resized by `factor` (≥ 1) without an extract
+ * before the resize: 2, 4 or 8 when the factor reaches 2, 4, 8, halved when the factor's integer part equals
+ * it (libjpeg rounding), so 2 from factor 3, 4 from 5, 8 from 9; else 1.
+ */
+export function jpegShrinkOnLoad(factor: number): number {
+  let s = factor >= 8 ? 8 : factor >= 4 ? 4 : factor >= 2 ? 2 : 1;
+  if (s > 1 && Math.trunc(factor) === s) s /= 2;
+  return s;
+}
+
+/**
+ * Train transform: RandomResizedCrop(size) + horizontal flip as HWC pixels (1-4 channels). The crop box and the
+ * flip are drawn from `rng` exactly as torchvision draws them, from the image's stored size — read from the
+ * file's header (JPEG, PNG) without a separate metadata call, else asked of sharp. Decoding stops at the box's
+ * last row. A JPEG whose box is at least 3 times the output on both sides is decoded at 1/2, 1/4 or 1/8 scale
+ * (libjpeg's DCT scaling, sharp's shrink-on-load): sharp does that only for a resize of the whole image, so the
+ * whole image is resized to the scale that maps the box onto size×size and the box's window is cut out after the
+ * resize (within half an output pixel of the box; the pixels differ slightly from a full-scale decode).
+ * Other images: extract the box, resize it, flip, as before.
+ */
+export async function trainPixels(file: string, size: number, rng: Rng, opts: TrainTransformOptions = {}): Promise<RawPixels> {
+  const head = await readHeader(file);
   const img = open(file);
-  const { w, h } = await dims(img, file);
+  const { w, h } = head ?? (await dims(img, file));
   const box = randomResizedCropParams(w, h, rng, opts.scale, opts.ratio);
   const flip = rng.next() < (opts.flip ?? 0.5);
-  if (box.left !== 0 || box.top !== 0 || box.width !== w || box.height !== h) img.extract(box);
-  if (box.width !== size || box.height !== size) img.resize(size, size, { fit: 'fill', kernel: 'linear' });
+  const ow = Math.max(size, Math.round((w * size) / box.width)), oh = Math.max(size, Math.round((h * size) / box.height));
+  if (head?.format === 'jpeg' && jpegShrinkOnLoad(Math.min(w / ow, h / oh)) > 1) {
+    const left = Math.min(ow - size, Math.round((box.left * size) / box.width)), top = Math.min(oh - size, Math.round((box.top * size) / box.height));
+    // sharp flips before it extracts after a resize: cut the mirrored window out of the flipped image
+    img.resize(ow, oh, { fit: 'fill', kernel: 'linear' }).extract({ left: flip ? ow - size - left : left, top, width: size, height: size });
+  } else {
+    if (box.left !== 0 || box.top !== 0 || box.width !== w || box.height !== h) img.extract(box);
+    if (box.width !== size || box.height !== size) img.resize(size, size, { fit: 'fill', kernel: 'linear' });
+  }
   if (flip) img.flop();
   const r = await rawRgb(img, file);
   if (r.w !== size || r.h !== size) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${size}x${size}`, file);
+  return r;
+}
+
+/** Train transform: RandomResizedCrop(size) + horizontal flip, written as 3×size×size CHW into dst at offset. */
+export async function decodeTrain(file: string, size: number, rng: Rng, dst: Uint8Array, offset = 0, opts: TrainTransformOptions = {}): Promise<void> {
+  const r = await trainPixels(file, size, rng, opts);
   hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
 }
 
@@ -244,6 +410,8 @@ export interface LazyImageDataset {
   ratio: [number, number];
   /** Skip (and count) undecodable images instead of throwing. */
   skipBad: boolean;
+  /** Loader worker threads decoding this folder (a Loader's `workers` option overrides it); default cores − 1. */
+  workers?: number;
 }
 
 export interface ImageFolderOptions {
@@ -252,6 +420,8 @@ export interface ImageFolderOptions {
   scale?: [number, number];
   ratio?: [number, number];
   skipBad?: boolean;
+  /** Loader worker threads that decode it (default: cores − 1, at least 1). */
+  workers?: number;
   extensions?: readonly string[];
   classOrder?: readonly string[];
   mean?: number[];
@@ -270,6 +440,7 @@ export function openImageFolder(root: string, opts: ImageFolderOptions = {}): La
     numClasses: scan.classNames.length, classNames: scan.classNames,
     mean: opts.mean ?? IMAGENET_MEAN, std: opts.std ?? IMAGENET_STD,
     size, resize, scale: opts.scale ?? [0.08, 1], ratio: opts.ratio ?? [3 / 4, 4 / 3], skipBad: opts.skipBad ?? false,
+    ...(opts.workers !== undefined && { workers: opts.workers }),
   };
 }
 

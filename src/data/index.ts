@@ -17,13 +17,15 @@ export { loadIdx, readIdxImages, readIdxLabels, defaultFashionMnistDir, FASHION_
 export { loadCifar10Bin, loadCifar100Bin, readCifarBin } from './cifar.js';
 export { loadCifar10Jpeg, fingerprintFiles, userCacheDir, readCacheHeader, type CifarJpgOptions, type CifarJpgDataset } from './cifar-jpg.js';
 export {
-  scanImageFolder, openImageFolder, decodeImage, decodeEval, decodeTrain, decodeAllEval, randomResizedCropParams, hwcToChw,
-  IMAGE_EXTENSIONS, type LazyImageDataset, type ImageFolderOptions, type ImageFolderScan, type CropBox, type Skipped,
+  scanImageFolder, openImageFolder, decodeImage, decodeEval, decodeTrain, decodeAllEval, randomResizedCropParams, hwcToChw, hwcToRgb,
+  trainPixels, evalPixels, parseImageHeader, readImageHeader, readImageHeaderSync, jpegShrinkOnLoad,
+  IMAGE_EXTENSIONS, type LazyImageDataset, type ImageFolderOptions, type ImageFolderScan, type CropBox, type Skipped, type RawPixels, type ImageHeader,
 } from './imagefolder.js';
 export { Loader, activeWorkers, type LoaderOptions, type LoaderStats, type LoaderDataset, type EpochOptions } from './loader.js';
-export { numBatches, epochOrder, epochLength, shardOf, sampleRng, type Batch, type LastBatch, type Shard } from './producer.js';
-export { padCropFlipParams, padCropFlipToFloat, toFloat, type PadCropFlip } from './augment.js';
+export { numBatches, epochOrder, epochLength, shardOf, sampleRng, defaultWorkers, type Batch, type Layout, type LastBatch, type Shard } from './producer.js';
+export { padCropFlip, padCropFlipParams, padCropFlipToFloat, toFloat, type PadCropFlip } from './augment.js';
 export { Rng, hashSeed, permutation, batchRng } from './prng.js';
+export { prepareImageFolder, type PrepareOptions, type PrepareResult } from './prepare.js';
 export { Progress, formatDuration, type ProgressOptions, type ProgressStream } from './progress.js';
 
 export type Split = 'train' | 'test';
@@ -61,6 +63,8 @@ export interface LoadDatasetOptions {
   size?: number;
   resize?: number;
   skipBad?: boolean;
+  /** ImageFolder: loader worker threads that decode it (default cores − 1). */
+  workers?: number;
   /** ImageFolder: decode everything now (eval transform) into an in-memory dataset instead of a lazy one. */
   eager?: boolean;
 }
@@ -130,7 +134,7 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<Dataset> {
     }
     case 'imagefolder': {
       const dir = imageFolderSplitDir(requireDir(name, opts.dataDir), split);
-      const lazy = openImageFolder(dir, { size: opts.size, resize: opts.resize, skipBad: opts.skipBad });
+      const lazy = openImageFolder(dir, { size: opts.size, resize: opts.resize, skipBad: opts.skipBad, workers: opts.workers });
       if (!opts.eager) return lazy;
       const d = await decodeAllEval(lazy, opts.concurrency);
       return {
@@ -143,8 +147,8 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<Dataset> {
   }
 }
 
-/** A split of the data set a run's configuration names (its data folder, image size and --skip-bad). */
-export function loadSplit(c: { dataset: DatasetName; dataDir?: string; imageSize?: number; skipBad?: boolean }, split: Split): Promise<Dataset> {
-  return loadDataset({ name: c.dataset, dataDir: c.dataDir, split, size: c.imageSize, skipBad: c.skipBad });
+/** A split of the data set a run's configuration names (its data folder, image size, --skip-bad and --workers). */
+export function loadSplit(c: { dataset: DatasetName; dataDir?: string; imageSize?: number; skipBad?: boolean; workers?: number }, split: Split): Promise<Dataset> {
+  return loadDataset({ name: c.dataset, dataDir: c.dataDir, split, size: c.imageSize, skipBad: c.skipBad, workers: c.workers });
 }
 export { validationSplit, type TrainValSplit } from './split.js';

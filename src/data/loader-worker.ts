@@ -1,39 +1,39 @@
-// The loader's worker thread: produces one epoch's batches ahead of the consumer (at most `prefetch` not yet
-// taken), so augmentation, float conversion and decoding overlap with training on the main thread.
+// One of the loader's worker threads: builds the batches of one epoch the main thread assigns to it, one after
+// the other, and posts each back (its buffers transferred, not copied), so that decoding, augmentation and
+// copying overlap with training on the main thread and with the other workers' batches. An error is posted
+// with the batch it belongs to; the main thread raises it when the consumer reaches that batch.
 import { parentPort, workerData } from 'node:worker_threads';
-import { epochOrder, makeBatch, numBatches, type LoaderConfig, type Source } from './producer.js';
+import { epochOrder, makeBatch, type Layout, type LoaderConfig, type Source } from './producer.js';
 
-interface Init { source: Source; cfg: LoaderConfig; epoch: number; startBatch: number; prefetch: number }
+interface Init { source: Source; cfg: LoaderConfig; epoch: number; layout: Layout }
 
 const port = parentPort;
 if (!port) throw new Error('loader-worker must run in a worker thread');
-const { source, cfg, epoch, startBatch, prefetch } = workerData as Init;
+const { source, cfg, epoch, layout } = workerData as Init;
+const order = epochOrder(source.n, cfg, epoch);
 
-let credits = prefetch;
-let wake: (() => void) | undefined;
-port.on('message', (m: { type: string }) => {
-  if (m.type === 'ack') {
-    credits++;
-    wake?.();
-  }
-});
+const queue: number[] = [];
+let running = false;
 
-async function run(): Promise<void> {
-  const order = epochOrder(source.n, cfg, epoch);
-  const total = numBatches(order.length, cfg.batchSize, cfg.lastBatch);
-  for (let b = startBatch; b < total; b++) {
-    while (credits <= 0) await new Promise<void>((r) => (wake = r));
-    wake = undefined;
-    credits--;
+async function drain(): Promise<void> {
+  running = true;
+  while (queue.length > 0) {
+    const b = queue.shift()!;
     const t0 = performance.now();
-    const batch = await makeBatch(source, cfg, epoch, order, b);
-    const producedMs = performance.now() - t0;
-    port!.postMessage({ type: 'batch', batch, producedMs }, [batch.x.buffer as ArrayBuffer, batch.y.buffer as ArrayBuffer, batch.indices.buffer as ArrayBuffer]);
+    try {
+      const batch = await makeBatch(source, cfg, epoch, order, b, layout);
+      const producedMs = performance.now() - t0;
+      port!.postMessage({ type: 'batch', batch, producedMs }, [batch.x.buffer as ArrayBuffer, batch.y.buffer as ArrayBuffer, batch.indices.buffer as ArrayBuffer]);
+    } catch (e) {
+      const err = e as Error & { file?: string };
+      port!.postMessage({ type: 'error', b, name: err?.name ?? 'Error', message: err?.message ?? String(e), file: err?.file });
+    }
   }
-  port!.postMessage({ type: 'end' });
+  running = false;
 }
 
-run().catch((e: unknown) => {
-  const err = e as Error & { file?: string };
-  port.postMessage({ type: 'error', name: err?.name ?? 'Error', message: err?.message ?? String(e), file: err?.file });
+port.on('message', (m: { type: string; b: number }) => {
+  if (m.type !== 'make') return;
+  queue.push(m.b);
+  if (!running) void drain();
 });

@@ -1,12 +1,15 @@
-// The data loader: seeded shuffling, batching with an explicit last-batch policy, augmentation and float
-// conversion, prepared ahead in a worker thread (so it overlaps with the synchronous training step on the
-// main thread), consumed with `for await (const batch of loader.epoch(e))`.
+// The data loader: seeded shuffling, batching with an explicit last-batch policy and augmentation, prepared
+// ahead in worker threads (so it overlaps with the synchronous training step on the main thread), consumed with
+// `for await (const batch of loader.epoch(e))`. Image folders are decoded by several workers, each building
+// whole batches, several batches in flight (PyTorch's DataLoader with num_workers); the batches come out in
+// order, the same bytes whatever the number of workers.
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { DataError } from './errors.js';
 import type { LazyImageDataset } from './imagefolder.js';
-import { defaultConfig, epochLength, epochOrder, makeBatch, numBatches, type Batch, type LastBatch, type LoaderConfig, type MemorySource, type Shard, type Source } from './producer.js';
+import { defaultConfig, defaultWorkers, epochLength, epochOrder, makeBatch, numBatches, type Batch, type LastBatch, type LoaderConfig, type MemorySource, type Shard, type Source } from './producer.js';
 
-export type { Batch, LastBatch, Shard } from './producer.js';
+export type { Batch, LastBatch, Layout, Shard } from './producer.js';
 
 /** An in-memory uint8 dataset (what loadDataset returns for IDX/CIFAR) or a lazy ImageFolder. */
 export type LoaderDataset =
@@ -24,11 +27,19 @@ export interface LoaderOptions {
   augment?: boolean;
   pad?: number;
   flip?: boolean;
-  /** Batches prepared ahead of the consumer. Default 2. */
+  /** Batches prepared ahead of the consumer, per worker thread. Default 2. */
   prefetch?: number;
-  /** Produce batches in a worker thread (default true); false produces them on the calling thread. */
+  /** Produce batches in worker threads (default true); false produces them on the calling thread. */
   worker?: boolean;
-  /** Image decodes in flight at once for lazy data. */
+  /**
+   * Worker threads (like PyTorch's num_workers), each building whole batches. Default: the image folder's
+   * `workers` if set, else cores − 1 (defaultWorkers) for image folders; 1 for in-memory data.
+   */
+  workers?: number;
+  /**
+   * Image decodes in flight at once per batch being built, for lazy data. Default 1 in worker threads (so N
+   * workers decode N images at a time), max(2, cores) on the calling thread.
+   */
   decodeConcurrency?: number;
   /** Only this process's shard of each epoch (DistributedSampler semantics; see Shard). */
   shard?: Shard;
@@ -53,6 +64,7 @@ export interface EpochOptions {
 }
 
 const live = new Set<Worker>();
+let warnedPool = false;
 
 /** The number of loader worker threads currently running (0 once every epoch iteration has ended or broken). */
 export function activeWorkers(): number {
@@ -75,10 +87,17 @@ export class Loader {
   readonly config: LoaderConfig;
   readonly prefetch: number;
   readonly useWorker: boolean;
+  /** Worker threads an epoch starts (when useWorker). */
+  readonly workers: number;
   private st: LoaderStats = { batches: 0, waitMs: 0, producedMs: 0, skipped: 0 };
   private open = new Set<{ close(): Promise<void> }>();
 
   constructor(dataset: LoaderDataset, opts: LoaderOptions) {
+    this.useWorker = opts.worker ?? true;
+    const lazy = dataset.kind === 'lazy';
+    this.workers = Math.max(1, Math.floor(opts.workers ?? (lazy ? dataset.workers ?? defaultWorkers() : 1)));
+    if (!Number.isFinite(this.workers)) throw new RangeError(`workers must be a positive integer, got ${opts.workers}`);
+    const decodeConcurrency = opts.decodeConcurrency ?? (this.useWorker && lazy ? 1 : Math.max(2, availableParallelism()));
     this.config = defaultConfig({
       batchSize: opts.batchSize,
       ...(opts.shuffle !== undefined && { shuffle: opts.shuffle }),
@@ -87,13 +106,12 @@ export class Loader {
       ...(opts.augment !== undefined && { augment: opts.augment }),
       ...(opts.pad !== undefined && { pad: opts.pad }),
       ...(opts.flip !== undefined && { flip: opts.flip }),
-      ...(opts.decodeConcurrency !== undefined && { decodeConcurrency: opts.decodeConcurrency }),
+      decodeConcurrency,
       ...(opts.shard !== undefined && { shard: opts.shard }),
       ...(opts.subset !== undefined && { subset: opts.subset }),
     });
     if (this.config.lastBatch !== 'keep' && this.config.lastBatch !== 'drop') throw new RangeError(`lastBatch must be 'keep' or 'drop', got '${String(this.config.lastBatch)}'`);
     this.prefetch = Math.max(1, Math.floor(opts.prefetch ?? 2));
-    this.useWorker = opts.worker ?? true;
     if (dataset.kind === 'lazy') {
       this.source = dataset;
     } else {
@@ -132,12 +150,12 @@ export class Loader {
     this.st = { batches: 0, waitMs: 0, producedMs: 0, skipped: 0 };
   }
 
-  /** Ends every running epoch iteration of this loader (terminating its worker). */
+  /** Ends every running epoch iteration of this loader (terminating its workers). */
   async close(): Promise<void> {
     await Promise.all([...this.open].map((o) => o.close()));
   }
 
-  /** The batches of one epoch, prepared ahead. Breaking out of `for await` ends the worker. */
+  /** The batches of one epoch, prepared ahead. Breaking out of `for await` ends the workers. */
   epoch(epoch: number, opts: EpochOptions = {}): AsyncIterableIterator<Batch> {
     const total = this.length;
     const startBatch = opts.startBatch ?? 0;
@@ -194,66 +212,102 @@ export class Loader {
   }
 
   private workerEpoch(epoch: number, startBatch: number): AsyncIterableIterator<Batch> {
-    let worker: Worker | undefined;
-    const queue: Batch[] = [];
-    let ended = false;
+    const total = this.length;
+    const lazy = this.source.kind === 'lazy';
+    const count = Math.min(this.workers, Math.max(0, total - startBatch));
+    const workers: Worker[] = [];
+    /** Batches assigned to each worker and not yet returned (at most 2: the one it builds, the next). */
+    const assigned: number[] = [];
+    const ready = new Map<number, Batch>();
+    const failed = new Map<number, Error>();
     let failure: Error | undefined;
+    let stopping = false;
+    let nextAssign = startBatch;
+    let nextTake = startBatch;
     let wake: (() => void) | undefined;
     const notify = () => {
       const w = wake;
       wake = undefined;
       w?.();
     };
+    // Batches in flight (assigned and not yet taken): `prefetch` per worker, as PyTorch's prefetch_factor.
+    const cap = this.prefetch * Math.max(1, count);
+    const assign = () => {
+      while (!failure && failed.size === 0 && nextAssign < total && nextAssign - nextTake < cap) {
+        let k = 0;
+        for (let i = 1; i < workers.length; i++) if (assigned[i]! < assigned[k]!) k = i;
+        if (!workers[k] || assigned[k]! >= 2) return;
+        assigned[k]!++;
+        workers[k]!.postMessage({ type: 'make', b: nextAssign++ });
+      }
+    };
     const start = async () => {
+      if (count === 0) return;
       // sharp must be loaded by the main thread before a worker uses it.
-      if (this.source.kind === 'lazy') await import('sharp');
-      worker = new Worker(new URL('./loader-worker.js', import.meta.url), {
-        workerData: { source: this.source, cfg: this.config, epoch, startBatch, prefetch: this.prefetch },
-      });
-      live.add(worker);
-      worker.unref(); // referenced only while the consumer waits, so an abandoned iterator never hangs the process
-      worker.on('message', (m: { type: string; batch?: Batch; producedMs?: number; name?: string; message?: string; file?: string }) => {
-        if (m.type === 'batch') {
-          this.st.producedMs += m.producedMs!;
-          queue.push(m.batch!);
-        } else if (m.type === 'end') ended = true;
-        else if (m.type === 'error') failure = toError(m as { name: string; message: string; file?: string });
-        notify();
-      });
-      worker.on('error', (e) => {
-        failure = e;
-        notify();
-      });
-      worker.on('exit', (code) => {
-        if (worker) live.delete(worker);
-        if (!ended && !failure) failure = new Error(`loader worker exited unexpectedly (code ${code})`);
-        notify();
-      });
+      if (lazy) {
+        await import('sharp');
+        // sharp's work runs on libuv's thread pool, shared by the whole process and sized once, at start-up.
+        const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+        if (count * this.config.decodeConcurrency > pool && !warnedPool) {
+          warnedPool = true;
+          process.emitWarning(`${count} loader workers decode up to ${count * this.config.decodeConcurrency} images at once, but libuv's thread pool, where sharp decodes, has ${pool} threads: start node with UV_THREADPOOL_SIZE=${count * this.config.decodeConcurrency + 2} (the freeadv command does it for --workers)`, 'FreeadvWarning');
+        }
+      }
+      const layout = lazy ? 'nhwc' : 'nchw';
+      for (let i = 0; i < count; i++) {
+        const w = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData: { source: this.source, cfg: this.config, epoch, layout } });
+        workers.push(w);
+        assigned.push(0);
+        live.add(w);
+        w.unref(); // referenced only while the consumer waits, so an abandoned iterator never hangs the process
+        w.on('message', (m: { type: string; b?: number; batch?: Batch; producedMs?: number; name?: string; message?: string; file?: string }) => {
+          assigned[i]!--;
+          if (m.type === 'batch') {
+            this.st.producedMs += m.producedMs!;
+            ready.set(m.batch!.batch, m.batch!);
+          } else if (m.type === 'error') failed.set(m.b!, toError(m as { name: string; message: string; file?: string }));
+          assign();
+          notify();
+        });
+        w.on('error', (e) => {
+          failure ??= e;
+          notify();
+        });
+        w.on('exit', (code) => {
+          live.delete(w);
+          if (!stopping) failure ??= new Error(`loader worker exited unexpectedly (code ${code})`);
+          notify();
+        });
+      }
+      assign();
     };
     const take = async (): Promise<IteratorResult<Batch>> => {
-      while (queue.length === 0 && !ended && !failure) {
-        worker!.ref();
+      if (nextTake >= total) return { done: true, value: undefined };
+      // The batches come out in order; an error surfaces when the consumer reaches its batch (the batches
+      // before it are delivered first), or at once when a worker died.
+      while (!ready.has(nextTake) && !failed.has(nextTake) && !failure) {
+        for (const w of workers) w.ref();
         try {
           await new Promise<void>((r) => (wake = r));
         } finally {
-          worker?.unref();
+          for (const w of workers) w.unref();
         }
       }
-      if (queue.length > 0) {
-        worker!.postMessage({ type: 'ack' });
-        return { done: false, value: queue.shift()! };
+      const batch = ready.get(nextTake);
+      if (batch) {
+        ready.delete(nextTake++);
+        assign();
+        return { done: false, value: batch };
       }
-      if (failure) throw failure;
-      return { done: true, value: undefined };
+      throw failed.get(nextTake) ?? failure!;
     };
     const stop = async () => {
-      const w = worker;
-      worker = undefined;
-      if (w) {
-        ended = true;
-        await w.terminate();
-        live.delete(w);
-      }
+      stopping = true;
+      nextAssign = total;
+      const ws = workers.splice(0);
+      await Promise.all(ws.map((w) => w.terminate()));
+      for (const w of ws) live.delete(w);
+      ready.clear();
     };
     return this.iterator(start, take, stop);
   }
@@ -268,7 +322,7 @@ export class Loader {
         const b = nextB++;
         const p = (async () => {
           const t0 = performance.now();
-          const batch = await makeBatch(this.source, this.config, epoch, order, b);
+          const batch = await makeBatch(this.source, this.config, epoch, order, b, 'nchw');
           this.st.producedMs += performance.now() - t0;
           return batch;
         })();

@@ -1,8 +1,8 @@
-// Batch production shared by the loader's worker thread and its in-thread fallback: epoch order, batch
-// slicing, augmentation and float conversion for in-memory uint8 data, and per-batch decoding for lazy
-// ImageFolder data.
+// Batch production shared by the loader's worker threads and its in-thread fallback: epoch order, batch
+// slicing, augmentation of in-memory uint8 data, and per-batch decoding of lazy ImageFolder data. Batches are
+// bytes; toTensors converts them to floats with libtorch.
 import { availableParallelism } from 'node:os';
-import { padCropFlipParams, padCropFlipToFloat, toFloat } from './augment.js';
+import { padCropFlip, padCropFlipParams } from './augment.js';
 import { DataError } from './errors.js';
 import { hashSeed, permutation, Rng, STREAM_AUGMENT } from './prng.js';
 import type { LazyImageDataset } from './imagefolder.js';
@@ -34,7 +34,7 @@ export interface LoaderConfig {
   pad: number;
   /** Horizontal flips (default true) in the in-memory augmentation. */
   flip: boolean;
-  /** Decodes in flight per batch for lazy data. */
+  /** Decodes in flight per batch being built, for lazy data. */
   decodeConcurrency: number;
   /** This process's shard of every epoch (data-parallel training); absent: the whole epoch. */
   shard?: Shard;
@@ -55,10 +55,19 @@ export interface Shard {
   limit?: number;
 }
 
+/** The order of a batch's bytes: N×C×H×W, or N×H×W×C (sharp's interleaved pixels, image folders in worker threads). */
+export type Layout = 'nchw' | 'nhwc';
+
 export interface Batch {
-  /** N×C×H×W floats in [0,1]. */
-  x: Float32Array;
+  /**
+   * The pixels as bytes 0..255 in `layout` order; toTensors makes them N×C×H×W floats in [0, 1] (v / 255, the
+   * very floats earlier versions handed over).
+   */
+  x: Uint8Array;
+  /** [N, C, H, W], whatever the layout. */
   shape: [number, number, number, number];
+  /** 'nhwc' only for image folders decoded in the loader's worker threads; 'nchw' otherwise. */
+  layout: Layout;
   y: Int32Array;
   /** Dataset indices of the batch's samples. */
   indices: Int32Array;
@@ -109,6 +118,15 @@ export function sampleRng(seed: number, epoch: number, index: number): Rng {
   return new Rng(hashSeed(seed, epoch, index, STREAM_AUGMENT));
 }
 
+/**
+ * Loader worker threads for an image folder when none are asked for: one per core but one (left to the
+ * training thread), per process of a data-parallel job on this machine (LOCAL_WORLD_SIZE), at least 1.
+ */
+export function defaultWorkers(): number {
+  const local = Math.max(1, Math.floor(Number(process.env.LOCAL_WORLD_SIZE)) || 1);
+  return Math.max(1, Math.floor(availableParallelism() / local) - 1);
+}
+
 export function defaultConfig(partial: Partial<LoaderConfig> & { batchSize: number }): LoaderConfig {
   if (!Number.isInteger(partial.batchSize) || partial.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${partial.batchSize}`);
   return {
@@ -118,8 +136,12 @@ export function defaultConfig(partial: Partial<LoaderConfig> & { batchSize: numb
   };
 }
 
-/** Produces batch b of an epoch whose sample order is `order`. */
-export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, order: Int32Array, b: number): Promise<Batch> {
+/**
+ * Produces batch b of an epoch whose sample order is `order`. `layout` 'nhwc' applies to lazy image folders
+ * only: their pixels are then sharp's output copied as they are (no per-pixel JavaScript); in-memory data is
+ * always 'nchw'.
+ */
+export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, order: Int32Array, b: number, layout: Layout = 'nchw'): Promise<Batch> {
   const start = b * cfg.batchSize;
   const end = Math.min(order.length, start + cfg.batchSize);
   const idx = order.subarray(start, end);
@@ -127,7 +149,7 @@ export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, o
   const per = c * h * w;
   if (src.kind === 'memory') {
     const n = idx.length;
-    const x = new Float32Array(n * per);
+    const x = new Uint8Array(n * per);
     const y = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const k = idx[i]!;
@@ -135,20 +157,22 @@ export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, o
       if (cfg.augment) {
         const p = padCropFlipParams(sampleRng(cfg.seed, epoch, k), cfg.pad);
         if (!cfg.flip) p.flip = false;
-        padCropFlipToFloat(src.images, k * per, c, h, w, p, cfg.pad, x, i * per);
+        padCropFlip(src.images, k * per, c, h, w, p, cfg.pad, x, i * per);
       } else {
-        toFloat(src.images, k * per, per, x, i * per);
+        x.set(src.images.subarray(k * per, (k + 1) * per), i * per);
       }
     }
-    return { x, shape: [n, c, h, w], y, indices: Int32Array.from(idx), batch: b, epoch, skipped: 0 };
+    return { x, shape: [n, c, h, w], layout: 'nchw', y, indices: Int32Array.from(idx), batch: b, epoch, skipped: 0 };
   }
   // Lazy ImageFolder: decode this batch's files now.
-  const { decodeEval, decodeTrain } = await import('./imagefolder.js');
+  const { trainPixels, evalPixels, hwcToChw, hwcToRgb } = await import('./imagefolder.js');
   const u8 = new Uint8Array(idx.length * per);
   const ok = await mapLimit(Array.from(idx), cfg.decodeConcurrency, async (k, i) => {
     try {
-      if (cfg.augment) await decodeTrain(src.files[k]!, src.size, sampleRng(cfg.seed, epoch, k), u8, i * per, { scale: src.scale, ratio: src.ratio });
-      else await decodeEval(src.files[k]!, src.size, src.resize, u8, i * per);
+      const r = cfg.augment
+        ? await trainPixels(src.files[k]!, src.size, sampleRng(cfg.seed, epoch, k), { scale: src.scale, ratio: src.ratio })
+        : await evalPixels(src.files[k]!, src.size, src.resize);
+      (layout === 'nhwc' ? hwcToRgb : hwcToChw)(r.data, r.channels, r.h, r.w, u8, i * per);
       return true;
     } catch (e) {
       if (src.skipBad && e instanceof DataError) return false;
@@ -156,16 +180,16 @@ export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, o
     }
   });
   const kept = ok.reduce((s, v) => s + (v ? 1 : 0), 0);
-  const x = new Float32Array(kept * per);
+  const x = kept === idx.length ? u8 : new Uint8Array(kept * per);
   const y = new Int32Array(kept);
   const indices = new Int32Array(kept);
   let j = 0;
   ok.forEach((good, i) => {
     if (!good) return;
-    toFloat(u8, i * per, per, x, j * per);
+    if (x !== u8) x.set(u8.subarray(i * per, (i + 1) * per), j * per);
     y[j] = src.labels[idx[i]!]!;
     indices[j] = idx[i]!;
     j++;
   });
-  return { x, shape: [kept, c, h, w], y, indices, batch: b, epoch, skipped: idx.length - kept };
+  return { x, shape: [kept, c, h, w], layout, y, indices, batch: b, epoch, skipped: idx.length - kept };
 }

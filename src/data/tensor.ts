@@ -2,18 +2,48 @@
 // (Written against the tensor layer's free function fromTypedArray(data, shape, dtype, device?); the
 // brief's `Tensor.fromTypedArray(data, shape, dtype)` has the same signature.)
 import { fromTypedArray, type Tensor, type DType } from '../torch/index.js';
-import type { Batch } from './producer.js';
+import type { Batch, Layout } from './producer.js';
 import { Loader, type LoaderDataset } from './loader.js';
 
-/** x: N×C×H×W in [0,1] (float32, or `dtype`); y: int64 [N] (what cross-entropy wants). The caller disposes both. */
-export function toTensors(batch: Pick<Batch, 'x' | 'shape' | 'y'>, device?: string, dtype: DType = 'float32'): { x: Tensor; y: Tensor } {
-  const n = batch.shape[0];
-  const x32 = fromTypedArray(batch.x, [...batch.shape], 'float32', device);
-  let x = x32;
-  if (dtype !== 'float32') {
-    x = x32.to(dtype);
-    x32.dispose();
+/** What toTensors needs of a batch: bytes (or, from older callers, floats in [0, 1]) in `layout` order. */
+export interface BatchPixels {
+  x: Uint8Array | Float32Array;
+  /** [N, C, H, W] whatever the layout. */
+  shape: Batch['shape'];
+  y: Int32Array;
+  /** Default 'nchw'. */
+  layout?: Layout;
+}
+
+/**
+ * x: N×C×H×W floats in [0,1] (float32, or `dtype`); y: int64 [N] (what cross-entropy wants). The caller disposes
+ * both. Bytes go to the device as bytes and are converted there, for the whole batch at once: permuted to
+ * N×C×H×W when they are N×H×W×C, then x.to(float32).div(255) — the same float32 values as v / 255 computed in
+ * JavaScript, bit for bit (tested for every byte) — then to `dtype`.
+ */
+export function toTensors(batch: BatchPixels, device?: string, dtype: DType = 'float32'): { x: Tensor; y: Tensor } {
+  const [n, c, h, w] = batch.shape;
+  const owned: Tensor[] = [];
+  const step = (t: Tensor) => {
+    owned.push(t);
+    return t;
+  };
+  let x: Tensor;
+  try {
+    if (batch.x instanceof Float32Array) {
+      if (batch.layout === 'nhwc') throw new RangeError("toTensors: float pixels must be in 'nchw' layout");
+      x = step(fromTypedArray(batch.x, [n, c, h, w], 'float32', device));
+    } else {
+      let u8 = step(fromTypedArray(batch.x, batch.layout === 'nhwc' ? [n, h, w, c] : [n, c, h, w], 'uint8', device));
+      if (batch.layout === 'nhwc') u8 = step(step(u8.permute(0, 3, 1, 2)).contiguous());
+      x = step(step(u8.to('float32')).div(255));
+    }
+    if (dtype !== 'float32') x = step(x.to(dtype));
+  } catch (e) {
+    for (const t of owned) t.dispose();
+    throw e;
   }
+  for (const t of owned) if (t !== x) t.dispose();
   const y = fromTypedArray(BigInt64Array.from(batch.y, (v) => BigInt(v)), [n], 'int64', device);
   return { x, y };
 }
