@@ -28,37 +28,9 @@ export function padCropFlipToFloat(
   src: Uint8Array, srcOff: number, c: number, h: number, w: number,
   p: PadCropFlip, pad: number, dst: Float32Array, dstOff: number,
 ): void {
-  const dy = p.oy - pad, dx = p.ox - pad;
-  const inv = 1 / 255;
-  // Output columns x whose source column lies inside the image: [x0, x1).
-  let x0: number, x1: number;
-  if (!p.flip) {
-    x0 = Math.max(0, -dx);
-    x1 = Math.min(w, w - dx);
-  } else {
-    // sx = w-1-x+dx in [0, w)  ⇔  x in (dx-1, w-1+dx]
-    x0 = Math.max(0, dx);
-    x1 = Math.min(w, w + dx);
-  }
-  for (let ch = 0; ch < c; ch++) {
-    const sPlane = srcOff + ch * h * w, dPlane = dstOff + ch * h * w;
-    for (let y = 0; y < h; y++) {
-      const sy = y + dy;
-      const dRow = dPlane + y * w;
-      if (sy < 0 || sy >= h || x0 >= x1) {
-        dst.fill(0, dRow, dRow + w);
-        continue;
-      }
-      if (x0 > 0) dst.fill(0, dRow, dRow + x0);
-      if (x1 < w) dst.fill(0, dRow + x1, dRow + w);
-      const sRow = sPlane + sy * w;
-      if (!p.flip) {
-        for (let x = x0, s = sRow + x0 + dx; x < x1; x++, s++) dst[dRow + x] = src[s]! * inv;
-      } else {
-        for (let x = x0, s = sRow + w - 1 - x0 + dx; x < x1; x++, s--) dst[dRow + x] = src[s]! * inv;
-      }
-    }
-  }
+  const bytes = new Uint8Array(c * h * w);
+  padCropFlip(src, srcOff, c, h, w, p, pad, bytes, 0);
+  toFloat(bytes, 0, bytes.length, dst, dstOff);
 }
 
 /**
