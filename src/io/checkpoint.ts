@@ -3,7 +3,7 @@
 // their own names, and the rest of the run's state (step, epoch, position, schedule, config) as JSON in the
 // metadata entry 'freeadv', with the format version under 'format'. Written atomically; nothing here knows
 // about modules or optimizers, only Records of tensors.
-import { Tensor } from '../torch/index.js';
+import { Tensor, isFloating, scope } from '../torch/index.js';
 import { saveSafetensors, loadSafetensors, CheckpointError, put } from './safetensors.js';
 
 /** The checkpoint layout version written into state.format; files with a newer one are refused. */
@@ -89,10 +89,24 @@ export function readModelWeights(path: string): Record<string, Tensor> {
   return model;
 }
 
+/**
+ * Weights that are not numbers are refused, naming the tensor: NaN or infinite values, and an integer or bool
+ * tensor where the model has a floating one (it would be cast silently).
+ */
+export function checkWeights(sd: Record<string, Tensor>, own: Record<string, Tensor>, path: string): void {
+  for (const [k, t] of Object.entries(sd)) {
+    const mine = own[k];
+    if (!mine || !isFloating(mine.dtype)) continue;
+    if (!isFloating(t.dtype)) throw new CheckpointError(`${path}: tensor '${k}' is ${t.dtype}; the model's is ${mine.dtype} (weights must be floating-point)`);
+    if (!scope(() => t.isfinite().all().item())) throw new CheckpointError(`${path}: tensor '${k}' holds NaN or infinite values`);
+  }
+}
+
 /** Loads weights from a file into a model (anything with loadStateDict), naming the file on a mismatch. */
-export function loadWeights(model: { loadStateDict(sd: Record<string, Tensor>): void }, path: string): void {
+export function loadWeights(model: { loadStateDict(sd: Record<string, Tensor>): void; stateDict(): Record<string, Tensor> }, path: string): void {
   const sd = readModelWeights(path);
   try {
+    checkWeights(sd, model.stateDict(), path);
     model.loadStateDict(sd);
   } catch (e) {
     throw new CheckpointError(`${path}: ${(e as Error).message}`);
