@@ -2,7 +2,7 @@
 // tensor, instead of evaluating a broken model or casting integers silently.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as T from '../src/torch/index.js';
@@ -33,6 +33,13 @@ test('NaN, infinite and integer weights are refused naming the tensor; good weig
     const code = await run(['eval', '--weights', file, '--model', 'small-cnn', '--limit', '8'], () => {}, (s) => (err += s));
     assert.equal(code, 2, err);
     assert.match(err, re);
+    // the same when training starts from them (--init), before anything is written
+    const out = join(tmp, `init-${name}`);
+    let initErr = '';
+    const initCode = await run(['train', '--init', file, '--max-steps', '1', '--out', out], () => {}, (s) => (initErr += s));
+    assert.equal(initCode, 2, initErr);
+    assert.match(initErr, new RegExp(`--init: .*${re.source}`));
+    assert.ok(!existsSync(out), 'nothing written');
   }
   const other = createModel('small-cnn', opts);
   loadWeights(other, good);

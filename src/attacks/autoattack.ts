@@ -46,10 +46,10 @@ export class AutoAttack extends Attack {
   }
 
   protected perturb(x: Tensor, y: Tensor): Tensor {
-    const ok = noGrad(() => correct(this.model.forward(x), y));
-    const classes = noGrad(() => this.model.forward(x.narrow(0, 0, 1))).size(1);
+    const clean = noGrad(() => this.model.forward(x));
+    const classes = clean.size(1);
     if (classes < AUTOATTACK_TARGETS + 1) throw new RangeError(`${this.name} attacks ${AUTOATTACK_TARGETS} target classes and needs at least ${AUTOATTACK_TARGETS + 1} classes; the model has ${classes}`);
-    const worst = new WorstCase(x, ok);
+    const worst = new WorstCase(x, correct(clean, y));
     this.examples += x.size(0);
     this.clean += worst.resisting;
     for (const { name, attack } of this.stages) {

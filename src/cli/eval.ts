@@ -1,6 +1,4 @@
 // `freeadv eval`: a run's checkpoint, or weights with a model, under attacks on the test set.
-import { join } from 'node:path';
-import { existsSync } from 'node:fs';
 import { ConfigError, formatHelp, resolveOptions, formatEps, type OptionTable } from '../options/index.js';
 import { setNumThreads, manualSeed } from '../torch/index.js';
 import { modelFor } from '../models/index.js';
@@ -8,7 +6,7 @@ import { loadSplit } from '../data/index.js';
 import { loadWeights } from '../io/index.js';
 import { evaluateDataset } from '../eval/index.js';
 import { attackUsage, checkAttackName } from '../attacks/index.js';
-import { TRAIN_OPTIONS, resolveConfig, readRunConfig, RUN_FILES } from '../train/index.js';
+import { TRAIN_OPTIONS, resolveConfig, readRunConfig, runCheckpoint, RUN_FILES } from '../train/index.js';
 import { parseCommand, UsageError } from './args.js';
 import { accuracyTable, stageLines } from './print.js';
 
@@ -53,9 +51,9 @@ export async function cmdEval(args: string[], out: (s: string) => void): Promise
   let base: Partial<ReturnType<typeof readRunConfig>> = {};
   if (v.run !== undefined) {
     base = readRunConfig(v.run, 'run');
-    weights = join(v.run, v.checkpoint === 'best' ? RUN_FILES.best : RUN_FILES.latest);
-    if (!existsSync(weights)) weights = join(v.run, RUN_FILES.latest);
-    if (!existsSync(weights)) throw new ConfigError('run', `${v.run}: the run has no checkpoint yet (${RUN_FILES.latest})`);
+    const ck = runCheckpoint(v.run, v.checkpoint);
+    if (!ck) throw new ConfigError('run', `${v.run}: the run has no checkpoint yet (${RUN_FILES.latest})`);
+    weights = ck;
   } else {
     if (v.weights === undefined || v.model === undefined) throw new UsageError('give --run <run folder>, or --weights <file> with --model <name>');
     weights = v.weights;

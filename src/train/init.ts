@@ -5,7 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { noGrad, type Tensor } from '../torch/index.js';
 import { Linear, type Module } from '../nn/index.js';
-import { readModelWeights } from '../io/index.js';
+import { readModelWeights, checkWeights } from '../io/index.js';
 import { ConfigError } from '../options/index.js';
 
 /** The model's final classification layer: its last Linear, with its state-dict prefix. */
@@ -22,9 +22,13 @@ const shape = (t: Tensor) => `[${t.shape.join(', ')}]`;
  * the log. Refuses (ConfigError naming --init, the file and the tensor) missing or unexpected tensors and shapes
  * that differ, except the classifier's when `numClasses` is given.
  */
+function checkNumClasses(numClasses: number | undefined, dataClasses: number): void {
+  if (numClasses !== undefined && numClasses !== dataClasses)
+    throw new ConfigError('num-classes', `is ${numClasses}, but the data set has ${dataClasses} classes (the classifier has one output per class of the data set)`);
+}
+
 export function loadInitialWeights(model: Module, file: string, o: { dataClasses: number; numClasses?: number; modelName?: string }): string {
-  if (o.numClasses !== undefined && o.numClasses !== o.dataClasses)
-    throw new ConfigError('num-classes', `is ${o.numClasses}, but the data set has ${o.dataClasses} classes (the classifier has one output per class of the data set)`);
+  checkNumClasses(o.numClasses, o.dataClasses);
   if (!existsSync(file)) throw new ConfigError('init', `${file}: no such file`);
   if (statSync(file).isDirectory()) throw new ConfigError('init', `${file}: is a folder; give a weights file (e.g. a run's best.safetensors)`);
   let sd: Record<string, Tensor>;
@@ -56,6 +60,11 @@ export function loadInitialWeights(model: Module, file: string, o: { dataClasses
     }
     // the classifier goes as a whole (weight and bias): it keeps the model's own fresh initialisation (this seed)
     if (replaced.length) for (const k of headKeys) if (k in own && !replaced.includes(k)) replaced.push(k);
+    try {
+      checkWeights(Object.fromEntries(Object.entries(sd).filter(([k]) => !replaced.includes(k))), own, file);
+    } catch (e) {
+      throw new ConfigError('init', (e as Error).message);
+    }
     noGrad(() => {
       for (const [k, t] of Object.entries(own)) if (!replaced.includes(k)) t.copy_(sd[k]!);
     });
@@ -68,10 +77,6 @@ export function loadInitialWeights(model: Module, file: string, o: { dataClasses
 
 /** The training loop's call right after the model is built (not when resuming): --num-classes and --init. */
 export function initModel(model: Module, cfg: { init?: string; numClasses?: number; model: string }, dataClasses: number, log: (line: string) => void): void {
-  if (cfg.init === undefined) {
-    if (cfg.numClasses !== undefined && cfg.numClasses !== dataClasses)
-      throw new ConfigError('num-classes', `is ${cfg.numClasses}, but the data set has ${dataClasses} classes (the classifier has one output per class of the data set)`);
-    return;
-  }
+  if (cfg.init === undefined) return checkNumClasses(cfg.numClasses, dataClasses);
   log(loadInitialWeights(model, cfg.init, { dataClasses, numClasses: cfg.numClasses, modelName: cfg.model }));
 }
