@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --tests >/dev/null
 
-sensitive=(dist torch-pytorch torch-gradcheck attacks train-free train nn-models report bench-reference io-python)
+sensitive=(dist torch-pytorch torch-gradcheck attacks attacks-autoattack eval-autoattack train-free train nn-models report bench-reference io-python export-onnx data-tensor)
 if [ "${1:-}" = all ]; then files=(dist/test/*.test.js)
 elif [ $# -gt 0 ]; then files=(); for n in "$@"; do files+=("dist/test/$n.test.js"); done
 else files=(); for n in "${sensitive[@]}"; do files+=("dist/test/$n.test.js"); done

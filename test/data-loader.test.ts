@@ -3,7 +3,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  Loader, activeWorkers, permutation, Rng, hashSeed, padCropFlipParams, padCropFlipToFloat, sampleRng, numBatches,
+  Loader, activeWorkers, permutation, Rng, hashSeed, padCropFlipParams, sampleRng, numBatches,
   Progress, formatDuration, validationSplit, DataError, padCropFlip, toFloat, type Batch,
 } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
@@ -189,21 +189,21 @@ describe('Loader', () => {
   test('pad+crop+flip produces the expected pixels on a known image', () => {
     // 1 channel 4x4 image with values 1..16.
     const img = Uint8Array.from({ length: 16 }, (_, i) => i + 1);
-    const out = new Float32Array(16);
-    const px = (o: Float32Array) => Array.from(o, (v) => Math.round(v * 255));
+    const out = new Uint8Array(16);
+    const px = (o: Uint8Array) => Array.from(o);
     // Centre crop (offsets == pad), no flip: identity.
-    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 2, oy: 2, flip: false }, 2, out, 0);
+    padCropFlip(img, 0, 1, 4, 4, { ox: 2, oy: 2, flip: false }, 2, out, 0);
     assert.deepEqual(px(out), Array.from(img));
     // ox=0, oy=0: shifted right/down by 2, zeros on top and left.
-    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 0, oy: 0, flip: false }, 2, out, 0);
+    padCropFlip(img, 0, 1, 4, 4, { ox: 0, oy: 0, flip: false }, 2, out, 0);
     assert.deepEqual(px(out), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 5, 6]);
     // ox=3, oy=2 → shifted left by 1; then flipped.
-    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 3, oy: 2, flip: false }, 2, out, 0);
+    padCropFlip(img, 0, 1, 4, 4, { ox: 3, oy: 2, flip: false }, 2, out, 0);
     assert.deepEqual(px(out), [2, 3, 4, 0, 6, 7, 8, 0, 10, 11, 12, 0, 14, 15, 16, 0]);
-    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 3, oy: 2, flip: true }, 2, out, 0);
+    padCropFlip(img, 0, 1, 4, 4, { ox: 3, oy: 2, flip: true }, 2, out, 0);
     assert.deepEqual(px(out), [0, 4, 3, 2, 0, 8, 7, 6, 0, 12, 11, 10, 0, 16, 15, 14]);
     // oy=4 (bottom-most): shifted up by 2, flipped with centre x.
-    padCropFlipToFloat(img, 0, 1, 4, 4, { ox: 2, oy: 4, flip: true }, 2, out, 0);
+    padCropFlip(img, 0, 1, 4, 4, { ox: 2, oy: 4, flip: true }, 2, out, 0);
     assert.deepEqual(px(out), [12, 11, 10, 9, 16, 15, 14, 13, 0, 0, 0, 0, 0, 0, 0, 0]);
   });
 
@@ -218,10 +218,7 @@ describe('Loader', () => {
       assert.ok(p.ox >= 0 && p.ox <= 8 && p.oy >= 0 && p.oy <= 8);
       flips += p.flip ? 1 : 0;
       shifted += p.ox !== 4 || p.oy !== 4 ? 1 : 0;
-      // (bytes now; before, floats — the float variant gives bytes / 255, see 'toTensors: bytes → floats')
-      const want = new Float32Array(per);
-      padCropFlipToFloat(small.images, i * per, 3, 32, 32, p, 4, want, 0);
-      assert.deepEqual(Float32Array.from(b!.x.subarray(i * per, (i + 1) * per), (v) => v / 255), want);
+      // (batches hold bytes; 'toTensors: bytes → floats' checks their conversion)
       const bytes = new Uint8Array(per);
       padCropFlip(small.images, i * per, 3, 32, 32, p, 4, bytes, 0);
       assert.deepEqual(b!.x.subarray(i * per, (i + 1) * per), bytes);

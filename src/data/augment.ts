@@ -1,7 +1,7 @@
 // Byte-level augmentation of uint8 CHW images (data movement done in the loader's worker, not tensor math):
 // CIFAR-style zero-pad + random crop + horizontal flip. Batches stay uint8; toTensors converts them to [0,1]
-// floats with libtorch. The float variants (padCropFlipToFloat, toFloat) give the same values (v / 255 rounded
-// to float32, which is what libtorch's x.to(float32).div(255) gives too: tested for every byte value).
+// floats with libtorch. toFloat, what batches held before, gives the same values (v / 255 rounded to float32,
+// which is what libtorch's x.to(float32).div(255) gives too: tested for every byte value).
 import type { Rng } from './prng.js';
 
 export interface PadCropFlip {
@@ -21,21 +21,9 @@ export function padCropFlipParams(rng: Rng, pad: number): PadCropFlip {
 }
 
 /**
- * Writes one c×h×w image as float in [0,1]: out(ch, y, x) = padded(ch, y + oy, x' + ox) with
- * x' = flip ? w-1-x : x, where padded is the image with `pad` zero pixels on every side.
- */
-export function padCropFlipToFloat(
-  src: Uint8Array, srcOff: number, c: number, h: number, w: number,
-  p: PadCropFlip, pad: number, dst: Float32Array, dstOff: number,
-): void {
-  const bytes = new Uint8Array(c * h * w);
-  padCropFlip(src, srcOff, c, h, w, p, pad, bytes, 0);
-  toFloat(bytes, 0, bytes.length, dst, dstOff);
-}
-
-/**
- * The same crop and flip as padCropFlipToFloat, as bytes: out(ch, y, x) = padded(ch, y + oy, x' + ox).
- * Rows without a flip are copied whole (memcpy).
+ * Writes one c×h×w image cropped and flipped: out(ch, y, x) = padded(ch, y + oy, x' + ox) with
+ * x' = flip ? w-1-x : x, where padded is the image with `pad` zero pixels on every side. Rows without a flip are
+ * copied whole (memcpy).
  */
 export function padCropFlip(
   src: Uint8Array, srcOff: number, c: number, h: number, w: number,

@@ -23,7 +23,7 @@ export {
 } from './imagefolder.js';
 export { Loader, activeWorkers, type LoaderOptions, type LoaderStats, type LoaderDataset, type EpochOptions } from './loader.js';
 export { numBatches, epochOrder, epochLength, shardOf, sampleRng, defaultWorkers, type Batch, type Layout, type LastBatch, type Shard } from './producer.js';
-export { padCropFlip, padCropFlipParams, padCropFlipToFloat, toFloat, type PadCropFlip } from './augment.js';
+export { padCropFlip, padCropFlipParams, toFloat, type PadCropFlip } from './augment.js';
 export { Rng, hashSeed, permutation, batchRng } from './prng.js';
 export { prepareImageFolder, type PrepareOptions, type PrepareResult } from './prepare.js';
 export { Progress, formatDuration, type ProgressOptions, type ProgressStream } from './progress.js';
