@@ -181,6 +181,16 @@ test('train --out writes only into a new or empty folder; files and paths under 
   assert.equal(r.code, 2, r.err);
   assert.match(r.err, /finished holds a finished run \(.*summary\.json.*\); give another --out/);
   assert.ok(readFileSync(join(finished, 'summary.json')).equals(before));
+  // a run that stopped before its first checkpoint: the same configuration starts afresh, another is refused
+  const early = copyRun('early');
+  for (const f of ['latest.safetensors', 'best.safetensors', 'summary.json', 'events.out.tfevents.freeadv']) rmSync(join(early, f), { force: true });
+  r = await cli(['train', ...common(), '--method', 'natural', '--epochs', '2', '--eval-limit', '20', '--eval-attacks', 'pgd-3', '--out', early]);
+  assert.equal(r.code, 2, r.err);
+  assert.match(r.err, /early holds a run of another configuration that wrote no checkpoint \(config\.json, metrics\.jsonl\)/);
+  r = await cli(['train', ...common(), '--method', 'natural', '--epochs', '1', '--eval-limit', '20', '--eval-attacks', 'pgd-3', '--out', early]);
+  assert.equal(r.code, 0, r.err);
+  const losses = (d: string) => readFileSync(join(d, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((m) => [m.step, m.loss]);
+  assert.deepEqual(losses(early), losses(base), 'the metrics start afresh (the same seed gives the same losses)');
   // a file, and a path under a file
   const file = join(tmp, 'a-file');
   writeFileSync(file, 'keep');

@@ -3,6 +3,8 @@
 // the final evaluation. A method supplies only its per-minibatch step (method.ts); the run folder
 // (run-folder.ts), the checkpoint contents (state.ts), validation (validation.ts) and data parallelism
 // (distributed.ts) live beside it.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, getNumThreads, scope, noGrad, cuda, dist } from '../torch/index.js';
 import { modelFor, checkModel } from '../models/index.js';
 import { SGD, makeSchedule } from '../optim/index.js';
@@ -15,8 +17,6 @@ import type { TrainConfig } from './options.js';
 import type { TrainContext } from './method.js';
 import { methods } from './methods.js';
 import { RunFolder, LOCK_FILE, type Summary } from './run-folder.js';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Validation, trainingSplit, VALIDATION_ATTACK } from './validation.js';
 import { saveState, restoreState, restoreWeights, type LoopState, type PassValidation } from './state.js';
 import { Interrupts } from './signals.js';

@@ -9,7 +9,7 @@ import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, readdir
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, S, check } from '../options/index.js';
-import { writeJsonAtomic, writeFileAtomic, appendLine, appendTensorBoard } from '../io/index.js';
+import { writeJsonAtomic, writeFileAtomic, appendLine, appendTensorBoard, TENSORBOARD_FILE } from '../io/index.js';
 import { resolveConfig, type TrainConfig } from './options.js';
 
 export const RUN_FILES = { config: 'config.json', metrics: 'metrics.jsonl', latest: 'latest.safetensors', best: 'best.safetensors', summary: 'summary.json' };
@@ -97,6 +97,9 @@ export const METRIC_LINE_SCHEMA = S.obj(
 
 /** The lock file of a run folder: one writer at a time (see RunFolder.lock). */
 export const LOCK_FILE = '.lock';
+/** The files a run writes, and the temporary files of interrupted atomic writes (src/io/atomic.ts). */
+const RUN_OUTPUTS = new Set([...Object.values(RUN_FILES), TENSORBOARD_FILE, LOCK_FILE]);
+const TMP_FILE = /^\..*\.tmp-\d+-[0-9a-f]+$/;
 interface LockHolder {
   pid: number;
   host: string;
@@ -127,6 +130,8 @@ export class RunFolder {
   readonly dir: string;
   private held: LockHolder | undefined;
   private createdDir = false;
+  /** checkNew found a run of the same configuration without a checkpoint: create() replaces its files. */
+  private restart = false;
   private readonly onExit = () => this.unlock();
   constructor(dir: string, readonly writer = true) {
     this.dir = resolve(dir);
@@ -161,8 +166,25 @@ export class RunFolder {
     const list = `${held.slice(0, 6).join(', ')}${held.length > 6 ? `, … (${held.length} entries)` : ''}`;
     if (this.has('latest')) throw new ConfigError('out', `${this.dir} already holds a run (${list}); use --resume ${cfg.out} or another --out`);
     if (this.has('summary')) throw new ConfigError('out', `${this.dir} holds a finished run (${list}); give another --out`);
-    if (this.has('config')) throw new ConfigError('out', `${this.dir} holds a run that wrote no checkpoint (${list}); remove it or give another --out`);
+    if (this.has('config')) {
+      // a run of this configuration that stopped before its first checkpoint (killed, refused data) starts afresh
+      if (held.every((f) => RUN_OUTPUTS.has(f) || TMP_FILE.test(f)) && this.sameConfig(cfg)) {
+        this.restart = true;
+        return;
+      }
+      throw new ConfigError('out', `${this.dir} holds a run of another configuration that wrote no checkpoint (${list}); remove it or give another --out`);
+    }
     throw new ConfigError('out', `${this.dir} is not empty (it holds ${list}); freeadv train writes only into a new or empty folder: give another --out`);
+  }
+
+  /** Whether the folder's config.json is `cfg` (but for --out and --threads, which do not change a run). */
+  private sameConfig(cfg: TrainConfig): boolean {
+    const norm = (c: TrainConfig) => JSON.stringify({ ...c, out: '', threads: 0 });
+    try {
+      return norm(readRunConfig(this.dir, 'out')) === norm(cfg);
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -254,6 +276,7 @@ export class RunFolder {
     if (!this.writer) return;
     this.checkNew(cfg);
     this.ensureWritable();
+    if (this.restart) for (const f of readdirSync(this.dir)) if ((RUN_OUTPUTS.has(f) && f !== LOCK_FILE) || TMP_FILE.test(f)) rmSync(join(this.dir, f), { force: true });
     writeJsonAtomic(this.path('config'), cfg);
     this.createdDir = false;
   }
@@ -293,7 +316,7 @@ export class RunFolder {
     if (!this.writer) return;
     const kept = readMetricLines(this.path('metrics')).filter((l) => l.step <= step);
     if (this.has('metrics')) writeFileAtomic(this.path('metrics'), kept.map((l) => JSON.stringify(l) + '\n').join(''));
-    for (const f of readdirSync(this.dir)) if (/^\..*\.tmp-\d+-[0-9a-f]+$/.test(f)) rmSync(join(this.dir, f), { force: true });
+    for (const f of readdirSync(this.dir)) if (TMP_FILE.test(f)) rmSync(join(this.dir, f), { force: true });
   }
 
   /** When the latest checkpoint was written, for messages. */
