@@ -66,6 +66,7 @@ test('values read from a run folder are checked: a field of the wrong type or ra
       /summary\.json: field "warnings" must be a list, got 'none'/],
     ['metrics-loss', (d) => writeFileSync(join(d, 'metrics.jsonl'), readFileSync(join(d, 'metrics.jsonl'), 'utf8') + JSON.stringify({ step: 4, pass: 0, loss: `<script>window.__pwned=1</script>` }) + '\n'), [['report'], ['resume']],
       /metrics\.jsonl line \d+: field "loss" must be a number >= 0, got '<script>/],
+    ['metrics-folder', (d) => (rmSync(join(d, 'metrics.jsonl')), mkdirSync(join(d, 'metrics.jsonl'))), [['report'], ['resume']], /metrics\.jsonl: cannot be read \(EISDIR/],
     ['metrics-step', (d) => writeFileSync(join(d, 'metrics.jsonl'), '{"loss":1}\n'), [['report']], /metrics\.jsonl line 1: field "step" must be a whole number >= 0, got nothing/],
     ['config-eps', (d) => writeJson(join(d, 'config.json'), { ...readJson(join(d, 'config.json')), eps: markup }), [['report'], ['export'], ['eval'], ['resume']],
       /--eps: .*config\.json: expected a number \(e.g. 0.1 or 8\/255\), got '<img src=x/],

@@ -168,7 +168,9 @@ export class RunFolder {
     if (this.has('summary')) throw new ConfigError('out', `${this.dir} holds a finished run (${list}); give another --out`);
     if (this.has('config')) {
       // a run of this configuration that stopped before its first checkpoint (killed, refused data) starts afresh
-      if (held.every((f) => RUN_OUTPUTS.has(f) || TMP_FILE.test(f)) && this.sameConfig(cfg)) {
+      const ours = held.every((f) => RUN_OUTPUTS.has(f) || TMP_FILE.test(f));
+      if (!ours) throw new ConfigError('out', `${this.dir} holds files freeadv did not write beside a run that wrote no checkpoint (${list}); give another --out`);
+      if (this.sameConfig(cfg)) {
         this.restart = true;
         return;
       }
@@ -354,8 +356,14 @@ export function runCheckpoint(dir: string, which: 'best' | 'latest'): string | u
  */
 export function readMetricLines(path: string): MetricLine[] {
   if (!existsSync(path)) return [];
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError('run', `${path}: cannot be read (${(e as Error).message})`);
+  }
   const out: MetricLine[] = [];
-  for (const [i, l] of readFileSync(path, 'utf8').split('\n').entries()) {
+  for (const [i, l] of text.split('\n').entries()) {
     if (!l.trim()) continue;
     let m: unknown;
     try {
