@@ -1,7 +1,7 @@
 // The `freeadv` command line: train, eval, report, info. Each command parses its options from one table,
 // calls the library and prints. Bad input ends with a clear message naming the option or file and exit code 2;
 // failures at run time exit 1; an interrupted run 130.
-import { ConfigError } from '../options/index.js';
+import { ConfigError, SchemaError } from '../options/index.js';
 import { InterruptedError, TrainingError } from '../train/index.js';
 import { CheckpointError, WriteError } from '../io/index.js';
 import { DataError } from '../data/index.js';
@@ -74,7 +74,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
       err(`freeadv: error: ${e.message}\nRun 'freeadv ${cmd ?? ''} --help' for the options.`);
       return 2;
     }
-    if (e instanceof DataError || e instanceof CheckpointError || e instanceof ReportError) {
+    if (e instanceof DataError || e instanceof CheckpointError || e instanceof ReportError || e instanceof SchemaError) {
       err(`freeadv: error: ${e.message}`);
       return 2;
     }

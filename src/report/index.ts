@@ -6,3 +6,4 @@ export { renderHtml, methodLabel } from './html.js';
 export { pngDataUris } from './png.js';
 export { CACHE_FILE, cacheKey, cacheGet, cachePut, cacheFind } from './cache.js';
 export { REPORT_OPTIONS } from './options.js';
+export { html, raw, scriptJson, escapeHtml, Html, GENERATOR } from './markup.js';

@@ -7,7 +7,7 @@ const PAGE = 'Page', ANALYSES = 'Analyses', CURVE = 'Robustness curve', RUN = 'R
 const nonNegative = (s: string) => (!/^\s*\d*\.?\d+(e[+-]?\d+)?\s*$/i.test(s) ? `expected a comma-separated list of multiples of ε >= 0, got '${s}'` : undefined);
 
 export const REPORT_OPTIONS = {
-  out: { type: 'string', arg: 'FILE', group: PAGE, default: defaults.out, help: 'the HTML file to write' },
+  out: { type: 'string', arg: 'FILE', group: PAGE, default: defaults.out, help: 'the HTML file to write: a new file or a page freeadv report wrote' },
   title: { type: 'string', arg: 'TEXT', group: PAGE, optional: true, help: "the page's title" },
   checkpoint: { type: 'string', arg: 'WHICH', group: PAGE, choices: ['best', 'latest'] as const, default: defaults.checkpoint, help: 'the weights the analyses use (best falls back to latest)' },
   images: { type: 'int', arg: 'K', group: ANALYSES, min: 1, max: 64, default: defaults.images, help: 'test images in the gallery and the analyses' },

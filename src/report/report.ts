@@ -1,7 +1,7 @@
 // `freeadv report`: one self-contained HTML page from one or more run folders. The analyses are computed by
 // freeadv on each run's model and a fixed set of test images (the first K, fixed seed) and cached in the run
 // folder (report-cache.json), so a re-render is instant.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, existsSync, statSync, openSync, readSync, closeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { manualSeed, setNumThreads, scope, keep, fromTypedArray, type Tensor } from '../torch/index.js';
@@ -9,11 +9,13 @@ import type { Module } from '../nn/index.js';
 import { evaluateDataset } from '../eval/index.js';
 import { writeFileAtomic } from '../io/index.js';
 import type { Dataset } from '../data/index.js';
+import { S } from '../options/index.js';
 import { readRun, runTestData, loadRunModel, firstTestImages, classNames, ReportError, type RunInfo } from './run.js';
 import { adversarialGallery, saliency, lossSurface, targetedAttack, type LossSurface } from './analysis.js';
 import { pngDataUris } from './png.js';
 import { cacheKey, cacheGet, cachePut, cacheFind } from './cache.js';
 import { renderHtml } from './html.js';
+import { GENERATOR } from './markup.js';
 
 export interface ReportOptions {
   /** The HTML file to write (default report.html). */
@@ -79,6 +81,32 @@ export interface Analyses {
   surface: LossSurface;
   seconds: number;
 }
+
+const PNG_URI = S.str(10_000_000, /^data:image\/png;base64,[A-Za-z0-9+/]*={0,2}$/, 'a PNG data: URI');
+const INDICES = S.arr(S.int(0), 64);
+/** An Analyses as report-cache.json holds it; the lists are per test image and the loss surface is K × P × P. */
+const ANALYSES_SCHEMA = S.obj(
+  {
+    eps: S.num(0), attack: S.str(100), labels: INDICES, classNames: S.arr(S.str(200), 100_000),
+    images: S.obj({ clean: S.arr(PNG_URI, 64), adversarial: S.arr(PNG_URI, 64), perturbation: S.arr(PNG_URI, 64), saliency: S.arr(PNG_URI, 64), targeted: S.arr(PNG_URI, 64) }),
+    cleanPred: INDICES, advPred: INDICES, targets: INDICES, targetPred: INDICES,
+    targetEps: S.num(0), targetNorm: S.choice('linf', 'l2'),
+    surface: S.obj({ a: S.arr(S.num(), 1001), b: S.arr(S.num(), 1001), loss: S.arr(S.arr(S.arr(S.num()))) }),
+    seconds: S.num(0),
+  },
+  [],
+  (v) => {
+    const a = v as unknown as Analyses;
+    const k = a.labels.length, p = a.surface.a.length;
+    const perImage = [...Object.values(a.images), a.cleanPred, a.advPred, a.targets, a.targetPred, a.surface.loss];
+    if (perImage.some((l) => l.length !== k)) return `holds lists of different lengths (${k} test images)`;
+    if (a.surface.b.length !== p || a.surface.loss.some((g) => g.length !== p || g.some((row) => row.length !== p))) return `has a loss surface that is not ${k} × ${p} × ${p}`;
+    return undefined;
+  },
+);
+const CURVE_SCHEMA = S.obj({ eps: S.arr(S.num(0), 1000), accuracy: S.arr(S.num(0, 1), 1000), attack: S.str(100), examples: S.int(0), seconds: S.num(0) }, [], (v) =>
+  (v.eps as number[]).length !== (v.accuracy as number[]).length ? 'has as many ε values as accuracies' : undefined,
+);
 
 export interface RobustnessCurve {
   eps: number[];
@@ -187,11 +215,38 @@ export async function computeRobustnessCurve(model: Module, data: Dataset, eps: 
   return { eps: grid, accuracy, attack: `pgd-${o.curveSteps}`, examples, seconds: (performance.now() - t0) / 1000 };
 }
 
+/**
+ * --out creates a new file or replaces a page that `freeadv report` wrote (its generator mark in the first
+ * bytes); anything else there (a checkpoint, another program's file, a folder) is refused and left as it is.
+ */
+export function checkReportOut(out: string): void {
+  if (existsSync(out)) {
+    const st = statSync(out);
+    if (!st.isFile()) throw new ReportError(`--out: ${out} is ${st.isDirectory() ? 'a folder' : 'not a regular file'}; give the name of the HTML file to write`);
+    const fd = openSync(out, 'r');
+    const head = Buffer.alloc(4096);
+    let n: number;
+    try {
+      n = readSync(fd, head, 0, head.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (!head.subarray(0, n).toString('utf8').includes(`<meta name="generator" content="${GENERATOR}">`))
+      throw new ReportError(`--out: ${out} exists and is not a page written by freeadv report; it is left as it is: give another --out`);
+    return;
+  }
+  let up = dirname(out);
+  while (!existsSync(up) && up !== dirname(up)) up = dirname(up);
+  if (existsSync(up) && !statSync(up).isDirectory()) throw new ReportError(`--out: ${out}: ${up} is a file, not a folder`);
+}
+
 /** Builds the report of `dirs` and writes it to opts.out. */
 export async function buildReport(dirs: string[], opts: Partial<ReportOptions> = {}, log: (s: string) => void = () => {}, warn: (s: string) => void = log): Promise<ReportResult> {
   const o: ReportOptions = { ...REPORT_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) };
   if (!dirs.length) throw new ReportError('give at least one run folder');
   const t0 = performance.now();
+  const out = resolve(o.out);
+  checkReportOut(out);
   const infos = dirs.map((d) => readRun(d, o.checkpoint)); // every folder checked before any work
   if (o.threads !== undefined) setNumThreads(o.threads);
   const runs: ReportRun[] = [];
@@ -203,8 +258,8 @@ export async function buildReport(dirs: string[], opts: Partial<ReportOptions> =
       targetEps: o.targetEps ?? null, targetNorm: o.targetNorm, targetSteps: o.targetSteps, targetClass: o.targetClass ?? null, seed: o.seed,
     });
     const cKey = cacheKey('robustness-curve', info.checkpoint, { eps, curveEps: o.curveEps, curveSteps: o.curveSteps, limit: o.limit, seed: o.seed });
-    let analyses = o.useCache ? cacheGet<Analyses>(info.dir, aKey) : undefined;
-    let curve = o.robustnessCurve ? (o.useCache ? cacheGet<RobustnessCurve>(info.dir, cKey) : undefined) : cacheFind<RobustnessCurve>(info.dir, 'robustness-curve', info.checkpoint);
+    let analyses = o.useCache ? cacheGet<Analyses>(info.dir, aKey, ANALYSES_SCHEMA, warn) : undefined;
+    let curve = o.robustnessCurve ? (o.useCache ? cacheGet<RobustnessCurve>(info.dir, cKey, CURVE_SCHEMA, warn) : undefined) : cacheFind<RobustnessCurve>(info.dir, 'robustness-curve', info.checkpoint, CURVE_SCHEMA, warn);
     const hit = { analyses: analyses !== undefined, curve: o.robustnessCurve ? curve !== undefined : undefined };
     if (!analyses || (o.robustnessCurve && !curve)) {
       const data = await runTestData(info, o.dataDir);
@@ -227,7 +282,6 @@ export async function buildReport(dirs: string[], opts: Partial<ReportOptions> =
     runs.push({ ...info, analyses, ...(curve ? { curve } : {}) });
     cached.push(hit);
   }
-  const out = resolve(o.out);
   mkdirSync(dirname(out), { recursive: true });
   writeFileAtomic(out, renderHtml(runs, { title: o.title, robustnessHint: !runs.some((r) => r.curve) }));
   return { out, runs, cached, seconds: (performance.now() - t0) / 1000 };

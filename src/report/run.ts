@@ -44,7 +44,7 @@ export function readRun(dirIn: string, which: 'best' | 'latest' = 'best'): RunIn
   const checkpoint = runCheckpoint(dir, which);
   if (!checkpoint) throw new ReportError(`${dirIn}: the run has no checkpoint yet (${which === 'best' ? `${RUN_FILES.best} or ${RUN_FILES.latest}` : RUN_FILES.latest})`);
   const summary = asReportError(() => readSummary(dir));
-  const metrics = readMetricLines(join(dir, RUN_FILES.metrics));
+  const metrics = asReportError(() => readMetricLines(join(dir, RUN_FILES.metrics)));
   return { dir, name: basename(dir), config, ...(summary && { summary }), metrics, checkpoint };
 }
 

@@ -3,6 +3,8 @@
 // the final evaluation. A method supplies only its per-minibatch step (method.ts); the run folder
 // (run-folder.ts), the checkpoint contents (state.ts), validation (validation.ts) and data parallelism
 // (distributed.ts) live beside it.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, getNumThreads, scope, noGrad, cuda, dist } from '../torch/index.js';
 import { modelFor, checkModel } from '../models/index.js';
 import { SGD, makeSchedule } from '../optim/index.js';
@@ -14,7 +16,7 @@ import { ConfigError, formatEps } from '../options/index.js';
 import type { TrainConfig } from './options.js';
 import type { TrainContext } from './method.js';
 import { methods } from './methods.js';
-import { RunFolder, type Summary } from './run-folder.js';
+import { RunFolder, LOCK_FILE, type Summary } from './run-folder.js';
 import { Validation, trainingSplit, VALIDATION_ATTACK } from './validation.js';
 import { saveState, restoreState, restoreWeights, type LoopState, type PassValidation } from './state.js';
 import { Interrupts } from './signals.js';
@@ -63,9 +65,22 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   if (cfg.batchSize % ranks !== 0) throw new ConfigError('batch-size', `the global batch ${cfg.batchSize} is not divisible by the ${ranks} processes (each takes batch-size / ${ranks})`);
   if (group && cfg.skipBad) throw new ConfigError('skip-bad', 'is not supported with several processes (ranks would train on batches of different sizes)');
   const run = new RunFolder(cfg.out, isRoot(group));
-  if (opts.resume) run.openForResume(group?.rank);
-  else run.checkNew(cfg);
+  const option = opts.resume ? 'resume' : 'out';
+  run.checkPath(option);
+  if (!opts.resume && !existsSync(join(run.dir, LOCK_FILE))) run.checkNew(cfg); // a foreign folder is refused untouched
+  run.lock(option, warn); // one writer per folder (rank 0)
+  try {
+    if (opts.resume) run.openForResume(group?.rank);
+    else run.checkNew(cfg);
+    return await trainLocked(cfg, opts, run, group, log, warn);
+  } finally {
+    run.unlock();
+  }
+}
 
+/** train() once the run folder is this process's. */
+async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder, group: dist.Rank | undefined, log: (s: string) => void, warn: (s: string) => void): Promise<Summary> {
+  const ranks = group?.worldSize ?? 1;
   setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
   const method = methods[cfg.method]!;
@@ -117,7 +132,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   const checkpoint = (path: string) => saveState(path, parts);
 
   if (opts.resume) {
-    restoreState(run.path('latest'), parts);
+    restoreState(run.path('latest'), parts, `the run's ${cfg.model} on ${cfg.dataset} (its ${run.path('config')})`);
     run.forgetAfter(position.step);
     log(`resuming ${run.dir} at SGD step ${position.step} (pass ${position.pass + 1}/${passes}, batch ${position.batch}/${batchesPerPass})`);
   }

@@ -47,7 +47,7 @@ export const TRAIN_OPTIONS = {
   nesterov: { type: 'bool', group: OPTIM, default: false, check: (v, c) => (v && !((c.momentum as number) > 0) ? 'needs --momentum > 0' : undefined), help: 'Nesterov momentum' },
   maxSteps: { type: 'int', arg: 'N', group: OPTIM, optional: true, min: 1, max: Number.MAX_SAFE_INTEGER, help: 'stop after N SGD steps' },
 
-  out: { type: 'string', arg: 'DIR', group: RUN, default: '', defaultText: 'runs/<method>-<dataset>-<time>', help: 'run folder' },
+  out: { type: 'string', arg: 'DIR', group: RUN, default: '', defaultText: 'runs/<method>-<dataset>-<time>', help: 'run folder: a new or empty folder (one writer at a time: DIR/.lock)' },
   seed: { type: 'int', arg: 'S', group: RUN, min: 0, max: 2 ** 32 - 1, default: 0, help: 'random seed' },
   threads: { type: 'int', arg: 'T', group: RUN, min: 1, max: 1024, default: () => cpus().length, defaultText: 'all cores', help: 'intra-op threads' },
   device: { type: 'string', arg: 'D', group: RUN, pattern: /^(cpu|cuda(:\d+)?)$/, patternText: 'must be cpu, cuda or cuda:N', default: 'cpu', help: 'cpu, cuda or cuda:N' },
