@@ -42,6 +42,7 @@ DEVICE=${DEVICE:-$([ -n "$SMOKE" ] && echo cpu || echo cuda)}
 PY=${PYTHON:-python3}
 OUT_JSON=${OUT_JSON:-$ROOT/device-result.json}
 WORK=${WORK:-$(mktemp -d /tmp/freeadv-device.XXXXXX)}
+mkdir -p "$WORK"
 T0=$(date +%s)
 elapsed() { echo $(($(date +%s) - T0)); }
 left() { echo $((BUDGET_S - $(elapsed))); }
@@ -136,7 +137,7 @@ DATA=$WORK/cifar10
 mkdir -p "$DATA"
 if [ -n "$SMOKE" ]; then
   # a small slice of the archive (the first 20 training and 10 test images of each class, by name)
-  stage data 300 bash -c "tar xzf '$ARCHIVE' -C '$DATA' --wildcards 'train/*/000[0-1]?.jpg' 'test/*/000?.jpg'" || true
+  stage data 300 bash -c "tar xzf '$ARCHIVE' -C '$DATA' --wildcards 'train/*/00[0-1]?.jpg' 'test/*/000?.jpg'" || true
 else
   stage data 120 tar xzf "$ARCHIVE" -C "$DATA" || true
 fi
