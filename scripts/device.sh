@@ -67,6 +67,9 @@ fi
 if [ -z "${ADDON:-}" ] && [ "$DEVICE" != cpu ]; then
   command -v g++ >/dev/null || command -v c++ >/dev/null || missing+=("a C++ compiler (g++)")
   command -v make >/dev/null || missing+=("make")
+  # node-gyp compiles against the running Node's headers; without them it would try to download them
+  command -v node >/dev/null && [ ! -f "$(dirname "$(command -v node)")/../include/node/node_api.h" ] && missing+=("Node.js's headers (include/node/node_api.h beside node; a Node.js install from a tarball or a distribution package has them)")
+  command -v node >/dev/null && ! node -e 'for (const p of [require("path").join(require("path").dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp"), "/usr/lib/node_modules/npm/node_modules/node-gyp", "/usr/local/lib/node_modules/npm/node_modules/node-gyp"]) if (require("fs").existsSync(p)) process.exit(0); process.exit(1)' && missing+=("node-gyp (comes with npm)")
 fi
 if [ "$DEVICE" != cpu ] && [ -n "$TORCH_DIR" ]; then
   "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || missing+=("a GPU that torch sees (torch.cuda.is_available() is false)")

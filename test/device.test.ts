@@ -97,7 +97,7 @@ before(async () => {
   if (!gpuOnlySkip) data = await smallFashionMnist(512, 200);
 });
 
-test('on the GPU: free training, resume, eval (clean, PGD, APGD-CE) and the report run with --device cuda and agree with the CPU', { skip: gpuOnlySkip, timeout: 300_000 }, async () => {
+test('on the GPU: free training, resuming it (its checkpoint restored on the GPU), eval (clean, PGD, APGD-CE) and the report run with --device cuda and agree with the CPU', { skip: gpuOnlySkip, timeout: 300_000 }, async () => {
   const common = ['--data-dir', data, '--batch-size', '64', '--eval-limit', '100', '--val-size', '64', '--log-every', '2', '--seed', '5', '--device', TEST_DEVICE, '--model', 'small-cnn'];
   const dir = join(tmp, 'gpu-free');
   let r = await cli(['train', ...common, '--method', 'free', '--replays', '2', '--epochs', '4', '--max-steps', '6', '--out', dir, '--eval-attacks', 'pgd-5']);
