@@ -16,3 +16,8 @@
 #ifndef FREEADV_GLOO
 #define FREEADV_GLOO 0
 #endif
+
+// Set by scripts/libtorch.cjs: whether libtorch_cuda and CUDA's headers are there (runtime.cc: cudaBuilt).
+#ifndef FREEADV_CUDA
+#define FREEADV_CUDA 0
+#endif

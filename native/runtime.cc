@@ -50,6 +50,8 @@ EXPORT(setNumThreads) {
 }
 EXPORT(getNumThreads) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
 EXPORT(cudaIsAvailable) { return Napi::Boolean::New(info.Env(), at::hasCUDA()); }
+// Whether the addon was built against a CUDA libtorch (cudaIsAvailable also needs a GPU and its driver).
+EXPORT(cudaBuilt) { return Napi::Boolean::New(info.Env(), FREEADV_CUDA ? true : false); }
 EXPORT(cudaDeviceCount) {
   return Napi::Number::New(info.Env(), at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0);
 }
@@ -66,7 +68,7 @@ EXPORT(version) {
 
 void registerRuntime(Napi::Env env, Napi::Object exports) {
   REG(manualSeed); REG(getRngState); REG(setRngState); REG(setNumThreads); REG(getNumThreads);
-  REG(cudaIsAvailable); REG(cudaDeviceCount);
+  REG(cudaIsAvailable); REG(cudaBuilt); REG(cudaDeviceCount);
   REG(version);
 }
 

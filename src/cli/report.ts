@@ -43,6 +43,7 @@ export async function cmdReport(args: string[], out: (s: string) => void, err: (
     robustnessCurve: v.robustnessCurve,
     curveEps: v.curveEps.map((s) => parseNumber('curve-eps', s)),
     curveSteps: v.curveSteps,
+    device: v.device,
     limit: v.limit,
     dataDir: v.dataDir,
     useCache: v.cache,

@@ -8,7 +8,7 @@ import { dist } from '../torch/index.js';
 import { rendezvousFromEnv } from '../torch/dist.js';
 import { describeModels } from '../models/index.js';
 import { train, TRAIN_OPTIONS, resolveConfig, readRunConfig, methods, type TrainConfig, type Summary } from '../train/index.js';
-import { joinJob, rankDevice } from '../train/distributed.js';
+import { joinJob, rankDevice, jobDeviceProblem } from '../train/distributed.js';
 import { launch, LAUNCH_OPTIONS } from './launch.js';
 import { parseCommand, readConfigFile, pick } from './args.js';
 import { accuracyTable, stageLines } from './print.js';
@@ -97,6 +97,8 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
     const world = job.nproc * job.nnodes;
     if (cfg.batchSize % world !== 0) throw new ConfigError('batch-size', `the global batch ${cfg.batchSize} is not divisible by the ${world} processes (each takes batch-size / ${world})`);
     if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+    const bad = jobDeviceProblem(cfg.device, job.nproc);
+    if (bad) throw new ConfigError(bad.option, bad.why);
     const threads = values.threads !== undefined ? cfg.threads : Math.max(1, Math.floor(cpus().length / job.nproc));
     const childArgs = values.resume !== undefined
       ? ['--resume', cfg.out, ...(values.json ? ['--json'] : [])]
@@ -120,7 +122,7 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
       });
       process.channel.unref();
     }
-    rank = joinJob(rdv, job.distTimeout);
+    rank = joinJob(rdv, job.distTimeout, cfg.device);
     cfg.device = rankDevice(cfg.device, rdv.localRank);
   }
   const root = !rank || rank.rank === 0;

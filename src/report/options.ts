@@ -26,4 +26,5 @@ export const REPORT_OPTIONS = {
   cache: { type: 'bool', group: RUN, negatable: true, default: true, help: 'reuse analyses cached in the run folders (--no-cache recomputes; the cache is still updated)' },
   seed: { ...TRAIN_OPTIONS.seed, group: RUN },
   threads: { ...TRAIN_OPTIONS.threads, group: RUN },
+  device: { ...TRAIN_OPTIONS.device, group: RUN, help: 'where the analyses and the curve run: cpu, cuda or cuda:N' },
 } satisfies OptionTable;

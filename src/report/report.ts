@@ -44,6 +44,8 @@ export interface ReportOptions {
   dataDir?: string;
   seed: number;
   threads?: number;
+  /** Where the analyses and the curve run (default cpu). */
+  device: string;
   useCache: boolean;
   title?: string;
 }
@@ -60,6 +62,7 @@ export const REPORT_DEFAULTS: ReportOptions = {
   robustnessCurve: false,
   curveEps: [0, 0.25, 0.5, 0.75, 1, 1.5, 2],
   curveSteps: 10,
+  device: 'cpu',
   limit: 200,
   seed: 0,
   useCache: true,
@@ -152,7 +155,7 @@ function resolveClass(c: number | string | undefined, names: string[]): number |
 export async function computeAnalyses(model: Module, data: Dataset, eps: number, o: ReportOptions): Promise<Analyses> {
   const t0 = performance.now();
   manualSeed(o.seed);
-  const { x, y } = await firstTestImages(data, o.images);
+  const { x, y } = await firstTestImages(data, o.images, o.device);
   try {
     const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
     const target = resolveClass(o.targetClass, classNames(data));
@@ -161,7 +164,7 @@ export async function computeAnalyses(model: Module, data: Dataset, eps: number,
     const t = scope(() => {
       const gallery = adversarialGallery(model, x, y, { eps, steps: o.attackSteps });
       const grads = saliency(model, x, y);
-      const targetTensor = fromTypedArray(BigInt64Array.from(targets, BigInt), [targets.length], 'int64');
+      const targetTensor = fromTypedArray(BigInt64Array.from(targets, BigInt), [targets.length], 'int64', x.device);
       const targeted = targetedAttack(model, x, targetTensor, { eps: targetEps, norm: o.targetNorm, steps: o.targetSteps });
       return keep({ gallery, grads, targeted });
     });
@@ -201,14 +204,14 @@ export async function computeAnalyses(model: Module, data: Dataset, eps: number,
 }
 
 /** Accuracy under PGD-k (L∞) at each ε of the grid, on the first `limit` test images. */
-export async function computeRobustnessCurve(model: Module, data: Dataset, eps: number, o: Pick<ReportOptions, 'curveEps' | 'curveSteps' | 'limit' | 'seed'>): Promise<RobustnessCurve> {
+export async function computeRobustnessCurve(model: Module, data: Dataset, eps: number, o: Pick<ReportOptions, 'curveEps' | 'curveSteps' | 'limit' | 'seed'> & { device?: string }): Promise<RobustnessCurve> {
   const t0 = performance.now();
   const grid = [...new Set(o.curveEps.map((m) => m * eps))].sort((a, b) => a - b);
   const accuracy: number[] = [];
   let examples = 0;
   for (const e of grid) {
     const attacks = e > 0 ? [`pgd-${o.curveSteps}`] : [];
-    const r = await evaluateDataset(model, data, { eps: e, attacks, limit: o.limit, batchSize: 500, restarts: 1, device: 'cpu', seed: o.seed, progress: sink() });
+    const r = await evaluateDataset(model, data, { eps: e, attacks, limit: o.limit, batchSize: 500, restarts: 1, device: o.device ?? 'cpu', seed: o.seed, progress: sink() });
     accuracy.push(e > 0 ? r.robust_accuracy[`pgd-${o.curveSteps}`]! : r.clean_accuracy);
     examples = r.examples;
   }
@@ -263,7 +266,7 @@ export async function buildReport(dirs: string[], opts: Partial<ReportOptions> =
     const hit = { analyses: analyses !== undefined, curve: o.robustnessCurve ? curve !== undefined : undefined };
     if (!analyses || (o.robustnessCurve && !curve)) {
       const data = await runTestData(info, o.dataDir);
-      const model = loadRunModel(info, data);
+      const model = loadRunModel(info, data, o.device);
       try {
         if (!analyses) {
           log(`${info.name}: analyses of ${Math.min(o.images, data.n)} test images (gallery, saliency, loss surface, targeted attacks)…`);

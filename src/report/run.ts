@@ -59,10 +59,10 @@ export async function runTestData(run: RunInfo, dataDir?: string): Promise<Datas
 }
 
 /** Builds the run's model and loads the checkpoint's weights. The caller disposes the model. */
-export function loadRunModel(run: RunInfo, data: Dataset): Module {
+export function loadRunModel(run: RunInfo, data: Dataset, device?: string): Module {
   let model: Module;
   try {
-    model = modelFor(run.config.model, data);
+    model = modelFor(run.config.model, data, device ? { device } : undefined);
   } catch (e) {
     if (e instanceof ConfigError) throw new ReportError(`${run.name}: ${e.message.replace(/^--model: /, '')}`);
     throw e;
@@ -78,8 +78,8 @@ export function loadRunModel(run: RunInfo, data: Dataset): Module {
 }
 
 /** The first n test images in file order (eval transform), as tensors the caller disposes. */
-export async function firstTestImages(data: Dataset, n: number): Promise<{ x: Tensor; y: Tensor }> {
-  const t = await firstImages(data, n);
+export async function firstTestImages(data: Dataset, n: number, device?: string): Promise<{ x: Tensor; y: Tensor }> {
+  const t = await firstImages(data, n, device);
   if (!t) throw new ReportError('the test set is empty');
   return t;
 }

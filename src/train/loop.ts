@@ -51,8 +51,8 @@ export function precheck(cfg: TrainConfig): void {
   const shape = KNOWN_SHAPES[cfg.dataset];
   const why = shape && checkModel(cfg.model, { numClasses: 10, inChannels: shape.c, size: shape.h, mean: [0], std: [1] });
   if (why) throw new ConfigError('model', `${why} (data set ${cfg.dataset} has ${shape!.c}×${shape!.h}×${shape!.h} images)`);
-  if (cfg.device.startsWith('cuda') && !cuda.isAvailable())
-    throw new ConfigError('device', `${cfg.device} requested but this libtorch has no CUDA (build with LIBTORCH=<CUDA libtorch>)`);
+  const noDevice = cuda.problem(cfg.device);
+  if (noDevice) throw new ConfigError('device', noDevice);
 }
 
 /** Trains per cfg into cfg.out (or resumes the run there), then evaluates. */
@@ -120,9 +120,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
       position.step++;
     },
     record(loss: Tensor, logits: Tensor, y: Tensor) {
-      const l = loss.item();
-      if (!Number.isFinite(l)) throw new TrainingError(`the training loss became ${l} at SGD step ${position.step}`);
-      metrics.add(l, noGrad(() => logits.argmax(1).eq(y).sum().item()), y.size(0));
+      metrics.add(loss, logits, y);
       position.images += y.size(0) * ranks;
       if (position.step % cfg.logEvery === 0) metrics.flush(position, opt.lr);
     },
@@ -167,7 +165,10 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
           break outer;
         }
         if (done()) break;
-        if (cfg.checkpointEvery > 0 && Math.floor(position.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) checkpoint(run.path('latest'));
+        if (cfg.checkpointEvery > 0 && Math.floor(position.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) {
+          metrics.check(position); // never a checkpoint of weights trained on a non-finite loss
+          checkpoint(run.path('latest'));
+        }
       }
       // end of a pass: validation, best and latest checkpoints
       metrics.flush(position, opt.lr);
@@ -194,6 +195,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
     }
   } catch (e) {
     progress.finish();
+    metrics.dispose();
     if (e instanceof TrainingError) {
       const when = run.latestWritten();
       const last = when ? `the last good checkpoint is ${run.path('latest')} (written ${when})` : 'no checkpoint was written yet';
@@ -207,7 +209,11 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
     sync.dispose();
   }
   progress.finish();
-  metrics.flush(position, opt.lr);
+  try {
+    metrics.flush(position, opt.lr);
+  } finally {
+    metrics.dispose();
+  }
   checkpoint(run.path('latest'));
   if (interrupts.requested) {
     throw new InterruptedError(`stopped by ${interrupts.requested} at SGD step ${position.step}; checkpoint written. Resume with: freeadv train --resume ${cfg.out}`);
@@ -257,37 +263,85 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   return summary;
 }
 
-/** Loss and accuracy on the training inputs since the last metrics line (summed over ranks when written). */
+/**
+ * Loss and accuracy on the training inputs since the last metrics line (summed over ranks when written). The sums
+ * stay on the training device and are read only when a line is written or a checkpoint is about to be (`check`):
+ * reading a GPU value waits for the GPU, so a step never does. A non-finite loss is therefore seen at the next
+ * read, before any line or checkpoint of the weights it produced is written.
+ */
 class StepMetrics {
-  private loss = 0;
-  private correct = 0;
+  private lossSum: Tensor | undefined; // Σ loss·n, float64 on the device
+  private correctSum: Tensor | undefined; // Σ correct, int64 on the device
   private seen = 0;
+  private lastRead = 0; // the SGD step of the last read (all steps up to it had finite losses)
   private lastTime = performance.now();
   private lastImages = 0;
   constructor(private readonly run: RunFolder, private readonly group: dist.Rank | undefined) {}
 
-  add(loss: number, correct: number, n: number): void {
-    this.loss += loss * n;
-    this.correct += correct;
-    this.seen += n;
+  add(loss: Tensor, logits: Tensor, y: Tensor): void {
+    noGrad(() =>
+      scope(() => {
+        const l = loss.detach().to('float64').mul(y.size(0));
+        const c = logits.argmax(1).eq(y).sum();
+        if (!this.lossSum || !this.correctSum) {
+          this.lossSum = l.keep();
+          this.correctSum = c.keep();
+        } else {
+          this.lossSum.add_(l);
+          this.correctSum.add_(c);
+        }
+      }),
+    );
+    this.seen += y.size(0);
   }
 
+  /** Reads and clears the sums: [Σ loss·n, Σ correct]; a TrainingError if the loss was not finite. */
+  private read(position: LoopState): [number, number] {
+    const sums: [number, number] = [this.lossSum?.item() ?? 0, this.correctSum?.item() ?? 0];
+    this.lossSum?.dispose();
+    this.correctSum?.dispose();
+    this.lossSum = this.correctSum = undefined;
+    if (!Number.isFinite(sums[0])) {
+      const when = position.step - this.lastRead <= 1 ? `${position.step}` : `${position.step} or earlier (after step ${this.lastRead}; the loss is read every --log-every steps)`;
+      throw new TrainingError(`the training loss became ${sums[0]} at SGD step ${when}`);
+    }
+    this.lastRead = position.step;
+    return sums;
+  }
+
+  /** A TrainingError if a loss since the last read was not finite (the sums are kept for the next line). */
+  check(position: LoopState): void {
+    if (!this.lossSum) return;
+    const [loss, correct] = this.read(position);
+    this.pending[0] += loss;
+    this.pending[1] += correct;
+  }
+  private pending: [number, number] = [0, 0];
+
   flush(position: LoopState, lr: number): void {
-    if (this.group) [this.loss, this.correct, this.seen] = dist.allReduceNumbers([this.loss, this.correct, this.seen]);
-    if (this.seen && this.run.writer) {
+    const [l, c] = this.read(position);
+    let [loss, correct, seen] = [this.pending[0] + l, this.pending[1] + c, this.seen];
+    if (this.group) [loss, correct, seen] = dist.allReduceNumbers([loss, correct, seen]);
+    if (seen && this.run.writer) {
       const now = performance.now();
       this.run.appendMetrics({
         step: position.step,
         pass: position.pass,
         lr,
-        loss: this.loss / this.seen,
-        train_accuracy: this.correct / this.seen,
+        loss: loss / seen,
+        train_accuracy: correct / seen,
         images_per_second: ((position.images - this.lastImages) * 1000) / Math.max(1, now - this.lastTime),
       });
       this.lastTime = now;
       this.lastImages = position.images;
     }
-    this.loss = this.correct = this.seen = 0;
+    this.pending = [0, 0];
+    this.seen = 0;
+  }
+
+  dispose(): void {
+    this.lossSum?.dispose();
+    this.correctSum?.dispose();
   }
 }
 

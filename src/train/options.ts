@@ -6,6 +6,7 @@ import { modelNames } from '../models/index.js';
 import { DATASET_NAMES, type DatasetName } from '../data/index.js';
 import { SCHEDULE_NAMES } from '../optim/index.js';
 import { attackUsage, checkAttackName } from '../attacks/index.js';
+import { cuda } from '../torch/index.js';
 import { methods } from './methods.js';
 
 /** Recipes per data set (the paper's and fast_adversarial's settings, scaled to the data). */
@@ -50,7 +51,7 @@ export const TRAIN_OPTIONS = {
   out: { type: 'string', arg: 'DIR', group: RUN, default: '', defaultText: 'runs/<method>-<dataset>-<time>', help: 'run folder: a new or empty folder (one writer at a time: DIR/.lock)' },
   seed: { type: 'int', arg: 'S', group: RUN, min: 0, max: 2 ** 32 - 1, default: 0, help: 'random seed' },
   threads: { type: 'int', arg: 'T', group: RUN, min: 1, max: 1024, default: () => cpus().length, defaultText: 'all cores', help: 'intra-op threads' },
-  device: { type: 'string', arg: 'D', group: RUN, pattern: /^(cpu|cuda(:\d+)?)$/, patternText: 'must be cpu, cuda or cuda:N', default: 'cpu', help: 'cpu, cuda or cuda:N' },
+  device: { type: 'string', arg: 'D', group: RUN, pattern: /^(cpu|cuda(:\d+)?)$/, patternText: 'must be cpu, cuda or cuda:N', check: (v) => cuda.problem(v), default: 'cpu', help: 'cpu, cuda or cuda:N (needs the addon built against a CUDA PyTorch: README, "GPUs")' },
   dtype: { type: 'string', arg: 'T', group: RUN, choices: ['float32', 'float64'] as const, default: 'float32', help: 'floating-point type of weights and computation; float64 for numerical checks (slow)' },
   logEvery: { type: 'int', arg: 'N', group: RUN, min: 1, max: Number.MAX_SAFE_INTEGER, default: 50, help: 'SGD steps per line of metrics.jsonl' },
   checkpointEvery: { type: 'int', arg: 'N', group: RUN, min: 0, max: Number.MAX_SAFE_INTEGER, default: 0, defaultText: 'at the end of every pass only', help: 'also checkpoint every N SGD steps' },
