@@ -49,15 +49,37 @@ export function toTensors(batch: BatchPixels, device?: string, dtype: DType = 'f
 }
 
 /**
- * The first (up to) n images in file order, without augmentation (the eval transform for image folders), as
- * tensors the caller disposes; undefined when the data set yields no image.
+ * The first `limit` samples a loader's epoch 0 yields, as tensors of at most one loader batch each (toTensors);
+ * each batch is disposed when the next one is asked for or the loop ends, so memory is bounded by the batch
+ * size, not by `limit`.
  */
-export async function firstImages(data: LoaderDataset, n: number, device?: string, dtype?: DType): Promise<{ x: Tensor; y: Tensor } | undefined> {
-  const loader = new Loader(data, { batchSize: Math.min(n, data.n), shuffle: false, augment: false, worker: false });
+export async function* tensorBatches(loader: Loader, limit: number, device?: string, dtype?: DType): AsyncGenerator<{ x: Tensor; y: Tensor }> {
+  let seen = 0;
   try {
-    for await (const b of loader.epoch(0)) return toTensors(b, device, dtype);
-    return undefined;
+    for await (const b of loader.epoch(0)) {
+      const take = Math.min(b.shape[0], limit - seen);
+      if (take <= 0) break;
+      const per = b.shape[1] * b.shape[2] * b.shape[3];
+      const t = toTensors({ x: b.x.subarray(0, take * per), shape: [take, b.shape[1], b.shape[2], b.shape[3]], y: b.y.subarray(0, take), layout: b.layout }, device, dtype);
+      seen += take;
+      try {
+        yield t;
+      } finally {
+        t.x.dispose();
+        t.y.dispose();
+      }
+      if (seen >= limit) break;
+    }
   } finally {
     await loader.close();
   }
+}
+
+/**
+ * The first (up to) n images in file order, without augmentation (the eval transform for image folders), in
+ * batches of at most `batchSize` (see tensorBatches: each is disposed when the next is asked for).
+ */
+export function firstImageBatches(data: LoaderDataset, n: number, batchSize: number, device?: string, dtype?: DType): AsyncGenerator<{ x: Tensor; y: Tensor }> {
+  const loader = new Loader(data, { batchSize: Math.max(1, Math.min(batchSize, n, data.n)), shuffle: false, augment: false, worker: false });
+  return tensorBatches(loader, n, device, dtype);
 }
