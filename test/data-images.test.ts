@@ -302,8 +302,8 @@ describe('ImageFolder', () => {
   });
 
   test('training batches against PIL: RandomResizedCrop + flip on the same boxes, crops no larger than the output upsampled by toTensors', { skip: SKIP_NO_TORCH }, async (t) => {
-    // A photo-like JPEG (smooth colour fields, edges, noise); at output 128 with scale (0.04, 0.5) about a third of
-    // the boxes are no larger than the output (upsampled by libtorch in toTensors), the others are resized by libvips.
+    // A photo-like JPEG (smooth colour fields, edges, noise); at output 128 with scale (0.04, 0.5) about half of the
+    // boxes are no larger than the output on a side (upsampled there by libtorch in toTensors); libvips reduces the rest.
     const W = 300, H = 220, size = 128;
     const px = Buffer.alloc(W * H * 3);
     const noise = new Rng(77);
@@ -347,13 +347,16 @@ with open(sys.argv[4], 'wb') as f:
 `, [JSON.stringify(boxes.map((b) => ({ ...b.box, flip: b.flip }))), String(size), file, out]);
     const pil = readFileSync(out);
     const plane = size * size;
-    // upsampled by toTensors: PIL's bilinear upsampling to a grey level; the others (libvips' reduce, which
-    // weighs the pixels differently from PIL's antialiased bilinear filter) within a few grey levels on average
-    let up = 0;
+    // upsampled by toTensors on both sides: PIL's bilinear upsampling to a grey level; the others, reduced by
+    // libvips on one side or both (its reduce weighs the pixels a little differently from PIL's antialiased
+    // bilinear filter), within a grey level on average. (Before, libvips' affine upsampling of boxes smaller than
+    // the output on one side only was 3.5 grey levels off on average here, 34 at most: its pixel grid is shifted.)
+    let up = 0, oneSide = 0;
     const worst = { up: { mean: 0, max: 0 }, down: { mean: 0, max: 0 } };
     boxes.forEach(({ box }, e) => {
       const w = box.width <= size && box.height <= size ? worst.up : worst.down;
       if (w === worst.up) up++;
+      else if (box.width <= size || box.height <= size) oneSide++;
       let sum = 0, max = 0;
       for (let c = 0; c < 3; c++)
         for (let i = 0; i < plane; i++) {
@@ -364,10 +367,10 @@ with open(sys.argv[4], 'wb') as f:
       w.mean = Math.max(w.mean, sum / (3 * plane));
       w.max = Math.max(w.max, max);
     });
-    t.diagnostic(`${up}/${epochs} boxes upsampled by toTensors: worst mean abs difference to PIL ${worst.up.mean.toFixed(2)} grey levels, max ${worst.up.max}; resized by libvips: ${worst.down.mean.toFixed(2)}, max ${worst.down.max}`);
-    assert.ok(up >= 3 && up <= epochs - 3, `${up} of ${epochs} boxes upsampled`);
+    t.diagnostic(`${up}/${epochs} boxes upsampled by toTensors on both sides (${oneSide} more on one side): worst mean abs difference to PIL ${worst.up.mean.toFixed(2)} grey levels, max ${worst.up.max}; reduced by libvips on a side or both: ${worst.down.mean.toFixed(2)}, max ${worst.down.max}`);
+    assert.ok(up >= 3 && oneSide >= 1 && up + oneSide <= epochs - 3, `${up} of ${epochs} boxes upsampled, ${oneSide} on one side`);
     assert.ok(worst.up.mean <= 0.5 && worst.up.max <= 2, `upsampled crops differ from PIL by ${JSON.stringify(worst.up)}`);
-    assert.ok(worst.down.mean <= 5, `libvips-resized crops differ from PIL by ${JSON.stringify(worst.down)}`);
+    assert.ok(worst.down.mean <= 1 && worst.down.max <= 6, `libvips-reduced crops differ from PIL by ${JSON.stringify(worst.down)}`);
   });
 
   test("JPEG shrink-on-load: a crop 3x the output or more decodes at a fraction of the scale, close to the full-scale crop", async (t) => {

@@ -23,7 +23,7 @@ const EVAL_COMMAND = {
   attacks: { ...train.evalAttacks, group: HOW, help: `attacks, each on every example: ${attackUsage()}` },
   restarts: { ...train.evalRestarts, group: HOW },
   limit: { ...train.evalLimit, group: HOW },
-  batchSize: { ...train.evalBatchSize, group: HOW, optional: true, default: undefined, defaultText: "the run's --eval-batch-size, else 500 (64 for image folders)", help: 'examples per batch (memory is bounded by it, not by --limit)' },
+  batchSize: { ...train.evalBatchSize, group: HOW, optional: true, default: undefined, defaultText: "the run's --eval-batch-size, else 500; 64 for image folders", help: 'examples per batch (memory is bounded by it, not by --limit)' },
   seed: { ...train.seed, group: HOW },
   threads: { ...train.threads, group: HOW },
   device: { ...train.device, group: HOW },

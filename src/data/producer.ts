@@ -77,7 +77,7 @@ export interface Batch {
   /** Samples of this batch left out because they could not be decoded (lazy data with skipBad). */
   skipped: number;
   /**
-   * Training crops of image folders no larger than the output on either side, left for toTensors to upsample
+   * Training crops of image folders no larger than the output on a side, left for toTensors to upsample
    * (bilinear, in libtorch, on the batch's device): their RGB bytes (H×W×3) one after the other, and for each
    * its row in the batch, height and width. Their rows of `x` are zero until then.
    */

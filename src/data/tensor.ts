@@ -53,7 +53,8 @@ export function toTensors(batch: BatchPixels, device?: string, dtype: DType = 'f
 
 /**
  * Writes each crop into its row of x (N×C×H×W floats in [0, 1]), upsampled to H×W as PIL's and torchvision's
- * bilinear resize does (align_corners false, edges clamped), rounded to bytes like an 8-bit image, / 255.
+ * bilinear resize does (align_corners false, edges clamped; a side already at the output's size is copied as it
+ * is), rounded to bytes like an 8-bit image, / 255.
  */
 function upsampleCrops(x: Tensor, crops: Crops, device?: string): void {
   const [n, , H, W] = x.shape as [number, number, number, number];
