@@ -50,6 +50,7 @@ export async function cmdReport(args: string[], out: (s: string) => void, err: (
     title: v.title,
     seed: v.seed,
     threads: v.threads,
+    evalBatchSize: v.evalBatchSize,
     targetClass,
   }, (s) => out(s), (s) => err(`warning: ${s}`));
   for (const [i, run] of r.runs.entries()) {

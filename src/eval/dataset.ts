@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import { manualSeed, dist, type DType } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { Loader, Progress, type Dataset } from '../data/index.js';
-import { toTensors } from '../data/tensor.js';
+import { tensorBatches } from '../data/tensor.js';
 import { evaluate, type EvalResult, type Batch } from './evaluate.js';
 
 export interface DatasetEvalOptions {
@@ -39,21 +39,9 @@ export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEv
   const stream = o.progress ?? (group && group.rank !== 0 ? new Writable({ write: (_c, _e, cb) => cb() }) : process.stderr);
   const progress = new Progress({ total: Math.ceil(limit / o.batchSize), label: 'eval', stream: stream as never });
   async function* batches(): AsyncGenerator<Batch> {
-    let seen = 0;
-    for await (const b of loader.epoch(0)) {
-      const take = Math.min(b.shape[0], limit - seen);
-      if (take <= 0) break;
-      const per = b.shape[1] * b.shape[2] * b.shape[3];
-      const t = toTensors({ x: b.x.subarray(0, take * per), shape: [take, b.shape[1], b.shape[2], b.shape[3]], y: b.y.subarray(0, take) }, o.device, o.dtype);
-      seen += take;
-      try {
-        yield t;
-      } finally {
-        t.x.dispose();
-        t.y.dispose();
-      }
-      progress.tick(take);
-      if (seen >= limit) break;
+    for await (const t of tensorBatches(loader, limit, o.device, o.dtype)) {
+      yield t;
+      progress.tick(t.y.size(0));
     }
   }
   try {

@@ -22,6 +22,7 @@ export const REPORT_OPTIONS = {
   curveEps: { type: 'list', arg: 'LIST', group: CURVE, element: nonNegative, default: defaults.curveEps.map(String), help: "the curve's ε values as multiples of the run's ε" },
   curveSteps: { type: 'int', arg: 'K', group: CURVE, min: 1, max: 10000, default: defaults.curveSteps, help: 'PGD steps of the curve' },
   limit: { type: 'int', arg: 'N', group: CURVE, min: 1, max: Number.MAX_SAFE_INTEGER, default: defaults.limit, help: 'test images of the curve' },
+  evalBatchSize: { ...TRAIN_OPTIONS.evalBatchSize, group: RUN, optional: true, default: undefined, defaultText: "the run's --eval-batch-size", help: 'examples per batch of the analyses and the robustness curve, and loss-surface points per batch: memory is bounded by it, not by --images or --limit' },
   dataDir: { ...TRAIN_OPTIONS.dataDir, group: RUN, help: "the runs' data folder, when it moved since training" },
   cache: { type: 'bool', group: RUN, negatable: true, default: true, help: 'reuse analyses cached in the run folders (--no-cache recomputes; the cache is still updated)' },
   seed: { ...TRAIN_OPTIONS.seed, group: RUN },

@@ -10,8 +10,9 @@ import { evaluateDataset } from '../eval/index.js';
 import { writeFileAtomic } from '../io/index.js';
 import type { Dataset } from '../data/index.js';
 import { S } from '../options/index.js';
-import { readRun, runTestData, loadRunModel, firstTestImages, classNames, ReportError, type RunInfo } from './run.js';
-import { adversarialGallery, saliency, lossSurface, targetedAttack, type LossSurface } from './analysis.js';
+import { firstImageBatches } from '../data/tensor.js';
+import { readRun, runTestData, loadRunModel, classNames, ReportError, type RunInfo } from './run.js';
+import { adversarialGallery, saliency, lossSurface, surfaceAxis, surfaceRng, targetedAttack, type LossSurface } from './analysis.js';
 import { pngDataUris } from './png.js';
 import { cacheKey, cacheGet, cachePut, cacheFind } from './cache.js';
 import { renderHtml } from './html.js';
@@ -48,7 +49,15 @@ export interface ReportOptions {
   device: string;
   useCache: boolean;
   title?: string;
+  /**
+   * Examples per batch of every analysis and of the robustness curve, and loss-surface grid points per batch
+   * (memory is bounded by it); default the run's --eval-batch-size.
+   */
+  evalBatchSize?: number;
 }
+
+/** The batch when neither the options nor a run give one (training's default --eval-batch-size). */
+const DEFAULT_BATCH = 500;
 
 export const REPORT_DEFAULTS: ReportOptions = {
   out: 'report.html',
@@ -151,67 +160,75 @@ function resolveClass(c: number | string | undefined, names: string[]): number |
   return i;
 }
 
-/** Computes the analyses of one run (no cache). */
+/**
+ * Computes the analyses of one run (no cache) on the first `images` test images, `evalBatchSize` at a time
+ * (also the most loss-surface grid points evaluated at once): memory is bounded by the batch, not the images.
+ */
 export async function computeAnalyses(model: Module, data: Dataset, eps: number, o: ReportOptions): Promise<Analyses> {
   const t0 = performance.now();
   manualSeed(o.seed);
-  const { x, y } = await firstTestImages(data, o.images, o.device);
-  try {
-    const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
-    const target = resolveClass(o.targetClass, classNames(data));
-    const targets = labels.map((l) => target ?? (l + 1) % data.numClasses);
-    const targetEps = targetEpsFor(o, eps, data);
+  const batch = o.evalBatchSize ?? DEFAULT_BATCH;
+  const names = classNames(data);
+  const target = resolveClass(o.targetClass, names);
+  const targetEps = targetEpsFor(o, eps, data);
+  const rng = surfaceRng(o.seed); // one stream over all batches: the directions do not depend on the batch size
+  const labels: number[] = [], targets: number[] = [], cleanPred: number[] = [], advPred: number[] = [], targetPred: number[] = [];
+  const uris: Analyses['images'] = { clean: [], adversarial: [], perturbation: [], saliency: [], targeted: [] };
+  const surface: LossSurface = { a: surfaceAxis({ eps, range: o.surfaceRange, points: o.surfacePoints }), b: [], loss: [] };
+  surface.b = surface.a.slice();
+  for await (const { x, y } of firstImageBatches(data, o.images, batch, o.device)) {
+    const ls = Array.from(y.toTypedArray() as BigInt64Array, Number);
+    const ts = ls.map((l) => target ?? (l + 1) % data.numClasses);
     const t = scope(() => {
       const gallery = adversarialGallery(model, x, y, { eps, steps: o.attackSteps });
       const grads = saliency(model, x, y);
-      const targetTensor = fromTypedArray(BigInt64Array.from(targets, BigInt), [targets.length], 'int64', x.device);
+      const targetTensor = fromTypedArray(BigInt64Array.from(ts, BigInt), [ts.length], 'int64', x.device);
       const targeted = targetedAttack(model, x, targetTensor, { eps: targetEps, norm: o.targetNorm, steps: o.targetSteps });
       return keep({ gallery, grads, targeted });
     });
-    let surface: LossSurface;
-    let uris: Analyses['images'];
     try {
-      surface = lossSurface(model, x, y, { eps, range: o.surfaceRange, points: o.surfacePoints, seed: o.seed });
-      uris = {
-        clean: await pngDataUris(x),
-        adversarial: await pngDataUris(t.gallery.adv),
-        perturbation: await pngDataUris(t.gallery.perturbation),
-        saliency: await pngDataUris(t.grads.display),
-        targeted: await pngDataUris(t.targeted.adv),
-      };
+      surface.loss.push(...lossSurface(model, x, y, { eps, range: o.surfaceRange, points: o.surfacePoints, rng, batchSize: batch }).loss);
+      uris.clean.push(...(await pngDataUris(x)));
+      uris.adversarial.push(...(await pngDataUris(t.gallery.adv)));
+      uris.perturbation.push(...(await pngDataUris(t.gallery.perturbation)));
+      uris.saliency.push(...(await pngDataUris(t.grads.display)));
+      uris.targeted.push(...(await pngDataUris(t.targeted.adv)));
     } finally {
       for (const v of [t.gallery.adv, t.gallery.perturbation, t.grads.grad, t.grads.display, t.targeted.adv] as Tensor[]) v.dispose();
     }
-    return {
-      eps,
-      attack: `pgd-${o.attackSteps}`,
-      labels,
-      classNames: classNames(data),
-      images: uris,
-      cleanPred: t.gallery.cleanPred,
-      advPred: t.gallery.advPred,
-      targets,
-      targetPred: t.targeted.pred,
-      targetEps,
-      targetNorm: o.targetNorm,
-      surface,
-      seconds: (performance.now() - t0) / 1000,
-    };
-  } finally {
-    x.dispose();
-    y.dispose();
+    labels.push(...ls);
+    targets.push(...ts);
+    cleanPred.push(...t.gallery.cleanPred);
+    advPred.push(...t.gallery.advPred);
+    targetPred.push(...t.targeted.pred);
   }
+  if (!labels.length) throw new ReportError('the test set is empty');
+  return {
+    eps,
+    attack: `pgd-${o.attackSteps}`,
+    labels,
+    classNames: names,
+    images: uris,
+    cleanPred,
+    advPred,
+    targets,
+    targetPred,
+    targetEps,
+    targetNorm: o.targetNorm,
+    surface,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }
 
-/** Accuracy under PGD-k (L∞) at each ε of the grid, on the first `limit` test images. */
-export async function computeRobustnessCurve(model: Module, data: Dataset, eps: number, o: Pick<ReportOptions, 'curveEps' | 'curveSteps' | 'limit' | 'seed'> & { device?: string }): Promise<RobustnessCurve> {
+/** Accuracy under PGD-k (L∞) at each ε of the grid, on the first `limit` test images, `evalBatchSize` at a time. */
+export async function computeRobustnessCurve(model: Module, data: Dataset, eps: number, o: Pick<ReportOptions, 'curveEps' | 'curveSteps' | 'limit' | 'seed' | 'evalBatchSize'> & { device?: string }): Promise<RobustnessCurve> {
   const t0 = performance.now();
   const grid = [...new Set(o.curveEps.map((m) => m * eps))].sort((a, b) => a - b);
   const accuracy: number[] = [];
   let examples = 0;
   for (const e of grid) {
     const attacks = e > 0 ? [`pgd-${o.curveSteps}`] : [];
-    const r = await evaluateDataset(model, data, { eps: e, attacks, limit: o.limit, batchSize: 500, restarts: 1, device: o.device ?? 'cpu', seed: o.seed, progress: sink() });
+    const r = await evaluateDataset(model, data, { eps: e, attacks, limit: o.limit, batchSize: o.evalBatchSize ?? DEFAULT_BATCH, restarts: 1, device: o.device ?? 'cpu', seed: o.seed, progress: sink() });
     accuracy.push(e > 0 ? r.robust_accuracy[`pgd-${o.curveSteps}`]! : r.clean_accuracy);
     examples = r.examples;
   }
@@ -256,11 +273,13 @@ export async function buildReport(dirs: string[], opts: Partial<ReportOptions> =
   const cached: ReportResult['cached'] = [];
   for (const info of infos) {
     const eps = info.config.eps;
+    const ro: ReportOptions = { ...o, evalBatchSize: o.evalBatchSize ?? info.config.evalBatchSize };
+    // the batch is in the keys: the gallery's PGD draws its random starts batch by batch
     const aKey = cacheKey('analyses', info.checkpoint, {
-      eps, images: o.images, attackSteps: o.attackSteps, surfacePoints: o.surfacePoints, surfaceRange: o.surfaceRange,
+      eps, images: o.images, evalBatchSize: ro.evalBatchSize, attackSteps: o.attackSteps, surfacePoints: o.surfacePoints, surfaceRange: o.surfaceRange,
       targetEps: o.targetEps ?? null, targetNorm: o.targetNorm, targetSteps: o.targetSteps, targetClass: o.targetClass ?? null, seed: o.seed,
     });
-    const cKey = cacheKey('robustness-curve', info.checkpoint, { eps, curveEps: o.curveEps, curveSteps: o.curveSteps, limit: o.limit, seed: o.seed });
+    const cKey = cacheKey('robustness-curve', info.checkpoint, { eps, curveEps: o.curveEps, curveSteps: o.curveSteps, limit: o.limit, seed: o.seed, evalBatchSize: ro.evalBatchSize });
     let analyses = o.useCache ? cacheGet<Analyses>(info.dir, aKey, ANALYSES_SCHEMA, warn) : undefined;
     let curve = o.robustnessCurve ? (o.useCache ? cacheGet<RobustnessCurve>(info.dir, cKey, CURVE_SCHEMA, warn) : undefined) : cacheFind<RobustnessCurve>(info.dir, 'robustness-curve', info.checkpoint, CURVE_SCHEMA, warn);
     const hit = { analyses: analyses !== undefined, curve: o.robustnessCurve ? curve !== undefined : undefined };
@@ -270,12 +289,12 @@ export async function buildReport(dirs: string[], opts: Partial<ReportOptions> =
       try {
         if (!analyses) {
           log(`${info.name}: analyses of ${Math.min(o.images, data.n)} test images (gallery, saliency, loss surface, targeted attacks)…`);
-          analyses = await computeAnalyses(model, data, eps, o);
+          analyses = await computeAnalyses(model, data, eps, ro);
           cachePut(info.dir, aKey, analyses, warn);
         }
         if (o.robustnessCurve && !curve) {
           log(`${info.name}: robustness curve, pgd-${o.curveSteps} at ${o.curveEps.length} values of ε on ${Math.min(o.limit, data.n)} test images…`);
-          curve = await computeRobustnessCurve(model, data, eps, o);
+          curve = await computeRobustnessCurve(model, data, eps, ro);
           cachePut(info.dir, cKey, curve, warn);
         }
       } finally {

@@ -6,8 +6,6 @@ import { RUN_FILES, readRunConfig, readSummary, readMetricLines, runCheckpoint, 
 import { modelFor } from '../models/index.js';
 import { loadWeights, CheckpointError } from '../io/index.js';
 import { DataError, loadSplit, type Dataset } from '../data/index.js';
-import { firstImages } from '../data/tensor.js';
-import type { Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 
 export type { MetricLine };
@@ -75,13 +73,6 @@ export function loadRunModel(run: RunInfo, data: Dataset, device?: string): Modu
     throw e;
   }
   return model;
-}
-
-/** The first n test images in file order (eval transform), as tensors the caller disposes. */
-export async function firstTestImages(data: Dataset, n: number, device?: string): Promise<{ x: Tensor; y: Tensor }> {
-  const t = await firstImages(data, n, device);
-  if (!t) throw new ReportError('the test set is empty');
-  return t;
 }
 
 /** Class names of a data set (indices when it has none). */

@@ -10,12 +10,12 @@ import { cuda } from '../torch/index.js';
 import { methods } from './methods.js';
 
 /** Recipes per data set (the paper's and fast_adversarial's settings, scaled to the data). */
-const RECIPES: Record<DatasetName, { model: (device: string) => string; eps: number; epochs: number; batchSize: number; lr: number; lrSchedule: string; weightDecay: number; augment: boolean }> = {
-  'fashion-mnist': { model: () => 'small-cnn', eps: 0.1, epochs: 8, batchSize: 128, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
-  mnist: { model: () => 'small-cnn', eps: 0.3, epochs: 8, batchSize: 128, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
-  cifar10: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
-  cifar100: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
-  imagefolder: { model: () => 'resnet50', eps: 4 / 255, epochs: 90, batchSize: 64, lr: 0.1, lrSchedule: 'multistep', weightDecay: 1e-4, augment: true },
+const RECIPES: Record<DatasetName, { model: (device: string) => string; eps: number; epochs: number; batchSize: number; evalBatchSize: number; lr: number; lrSchedule: string; weightDecay: number; augment: boolean }> = {
+  'fashion-mnist': { model: () => 'small-cnn', eps: 0.1, epochs: 8, batchSize: 128, evalBatchSize: 500, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
+  mnist: { model: () => 'small-cnn', eps: 0.3, epochs: 8, batchSize: 128, evalBatchSize: 500, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
+  cifar10: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, evalBatchSize: 500, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
+  cifar100: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, evalBatchSize: 500, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
+  imagefolder: { model: () => 'resnet50', eps: 4 / 255, epochs: 90, batchSize: 64, evalBatchSize: 64, lr: 0.1, lrSchedule: 'multistep', weightDecay: 1e-4, augment: true },
 };
 const recipe = (c: Record<string, unknown>) => RECIPES[(c.dataset as DatasetName | undefined) ?? 'fashion-mnist'];
 const DATA = 'Data and model', METHOD = 'Method', OPTIM = 'Optimisation', RUN = 'Run', EVAL = 'Validation and evaluation';
@@ -59,7 +59,7 @@ export const TRAIN_OPTIONS = {
   valSize: { type: 'int', arg: 'N', group: EVAL, optional: true, min: 0, max: 10_000_000, defaultText: '2% of the training set, at most 1,000; 0: none', help: "training examples taken out for validation (seeded, class-balanced): their clean and PGD-10 accuracy after every pass pick best.safetensors and stop FGSM's catastrophic overfitting" },
   evalAttacks: { type: 'list', arg: 'LIST', group: EVAL, element: attackList, default: ['pgd-20'], help: `attacks on the test set after training: ${attackUsage()}` },
   evalLimit: { type: 'int', arg: 'N', group: EVAL, optional: true, min: 1, max: Number.MAX_SAFE_INTEGER, defaultText: 'all', help: 'evaluate on the first N test images' },
-  evalBatchSize: { type: 'int', arg: 'B', group: EVAL, min: 1, max: 65536, default: 500, help: 'evaluation batch' },
+  evalBatchSize: { type: 'int', arg: 'B', group: EVAL, min: 1, max: 65536, default: (c) => recipe(c).evalBatchSize, defaultText: '500; 64 for image folders', help: 'examples per batch of validation and the final evaluation (memory is bounded by it, not by the number of examples)' },
   evalRestarts: { type: 'int', arg: 'R', group: EVAL, min: 1, max: 100, default: 1, help: 'restarts per PGD/APGD attack' },
 } satisfies OptionTable;
 
