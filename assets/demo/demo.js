@@ -77,12 +77,16 @@ async function classify(x, n) {
   return out;
 }
 
-/** One model's top 3 on an image, the truth marked when known. */
-function predictionList(id, logits, label, against) {
+/**
+ * One model's top 3 on an image, the truth marked when known. On an adversarial example crafted against the model:
+ * whether it resists or is fooled (unless it was wrong on the clean image already).
+ */
+function predictionList(id, logits, label, against, cleanRight) {
   const probs = softmax(logits);
   const best = topK(probs, 3);
   const right = label === undefined ? undefined : best[0].index === label;
-  const verdict = label === undefined ? '' : against === id ? (right ? 'resists' : 'fooled') : right ? 'right' : 'wrong';
+  const own = against === id && cleanRight;
+  const verdict = label === undefined ? '' : own ? (right ? 'resists' : 'fooled') : right ? 'right' : against === id ? 'wrong (on the clean image too)' : 'wrong';
   const box = el('div', { class: `pred ${right === undefined ? '' : right ? 'ok' : 'bad'}`, 'data-model': id },
     el('div', { class: 'who' }, `${id}${verdict ? ': ' : ''}`, verdict ? el('b', {}, verdict) : undefined));
   const ol = el('ol');
@@ -119,7 +123,8 @@ function renderExamples() {
     for (const k of ks) {
       const im = m.images[k];
       const cell = el('figure', { class: `cell ${im.kind}`, 'data-file': im.file }, el('img', { src: im.file, alt: `${imageCaption(im)}, test image ${index}` }), el('figcaption', {}, imageCaption(im)));
-      for (const id of state.sessions.keys()) cell.append(predictionList(id, state.images[k].logits[id], label, im.against));
+      const clean = ks.find((j) => m.images[j].kind === 'clean');
+      for (const id of state.sessions.keys()) cell.append(predictionList(id, state.images[k].logits[id], label, im.against, state.images[clean]?.predicted[id] === label));
       row.append(cell);
     }
     $('example-rows').append(row);

@@ -12,7 +12,10 @@ export async function pngBuffers(batch: Tensor): Promise<Buffer[]> {
   const px = scope(() => ops.round(batch.detach().clamp(0, 1).mul(255)).permute(0, 2, 3, 1).contiguous().to('uint8').toTypedArray() as Uint8Array);
   const per = h * w * c;
   const out: Buffer[] = [];
-  for (let i = 0; i < n; i++) out.push(await sharp(Buffer.from(px.buffer, px.byteOffset + i * per, per), { raw: { width: w, height: h, channels: c } }).png().toBuffer());
+  for (let i = 0; i < n; i++) {
+    const img = sharp(Buffer.from(px.buffer, px.byteOffset + i * per, per), { raw: { width: w, height: h, channels: c } });
+    out.push(await (c === 1 ? img.toColourspace('b-w') : img).png().toBuffer()); // 1 channel: a grey PNG, not RGB
+  }
   return out;
 }
 
