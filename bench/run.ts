@@ -10,7 +10,10 @@
 //   pipeline  image-folder input pipeline: images/s and CPU ms per image of freeadv's loader workers vs
 //             torchvision ImageFolder + DataLoader (RandomResizedCrop 224 + flip + to float tensors, batch 64)
 //             on the same synthetic ImageNet-like JPEGs, per worker count
-// Options: --only step,overhead,ladder,memory,data,autoattack,pipeline   --quick   --rounds N   --threads N
+//   onnx      inference images/s of each small model exported to ONNX and run by ONNX Runtime (onnxruntime-node)
+//             vs freeadv's libtorch forward (eval mode, no autograd), batch 1 and 64, one thread and all cores;
+//             both from a Float32Array of pixels to one of logits, in one process, alternating, median of rounds
+// Options: --only step,overhead,ladder,memory,data,autoattack,pipeline,onnx   --quick   --rounds N   --threads N
 //          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024).
 // Prints JSON.
 import { spawnSync } from 'node:child_process';
@@ -26,6 +29,7 @@ import { methods, resolveConfig, type Method, type TrainContext } from '../src/t
 import { loadDataset, Loader, prepareImageFolder, type InMemoryDataset } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
 import { writeSyntheticImageFolder } from './pipeline-data.js';
+import { exportOnnx, describeDataset } from '../src/export/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -39,7 +43,7 @@ const { values: opt } = parseArgs({
     'pipeline-images': { type: 'string', default: '1024' },
   },
 });
-const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack,pipeline').split(','));
+const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack,pipeline,onnx').split(','));
 const quick = opt.quick!;
 const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
 const threads = Number(opt.threads);
@@ -315,6 +319,69 @@ if (parts.has('pipeline')) {
     rmSync(dir, { recursive: true, force: true });
     rmSync(`${dir}-256`, { recursive: true, force: true });
   }
+}
+
+if (parts.has('onnx')) {
+  // Random weights (speed does not depend on them; BatchNorm uses its running statistics in both). Each
+  // measurement repeats the call until 0.4 s have passed (at least 3 calls, after 2 warm-up calls); the two
+  // runtimes alternate, and the median of the rounds is kept.
+  const ort = await import('onnxruntime-node');
+  const cases: [string, 'fashion-mnist' | 'cifar10', number[]][] = [
+    ['small-cnn', 'fashion-mnist', [1, 64]],
+    ['resnet-cifar-small', 'cifar10', [1, 64]],
+    ['preact-resnet18', 'cifar10', [1, 64]],
+    ['wrn-34-10', 'cifar10', [1]],
+  ];
+  const threadCounts = [...new Set([1, threads])];
+  const rows = [];
+  const timeIt = async (f: () => Promise<void>) => {
+    for (let i = 0; i < 2; i++) await f();
+    const t0 = performance.now();
+    let n = 0;
+    while (n < 3 || performance.now() - t0 < 400) {
+      await f();
+      n++;
+    }
+    return (performance.now() - t0) / n;
+  };
+  for (const [name, dataset, batches] of cases) {
+    const shape = describeDataset(dataset);
+    T.manualSeed(0);
+    const model = createModel(name, { numClasses: shape.numClasses, inChannels: shape.c, size: shape.h, mean: shape.mean, std: shape.std }).eval();
+    const onnx = exportOnnx(model, { inputShape: [shape.c, shape.h, shape.h], numClasses: shape.numClasses });
+    for (const th of threadCounts) {
+      T.setNumThreads(th);
+      const session = await ort.InferenceSession.create(onnx, { intraOpNumThreads: th, interOpNumThreads: 1 });
+      for (const batch of quick ? batches.slice(0, 1) : batches) {
+        log(`onnx: ${name}, batch ${batch}, ${th} thread(s)...`);
+        const x = new Float32Array(batch * shape.c * shape.h * shape.h).map((_, i) => ((i * 7919) % 255) / 255);
+        const dims = [batch, shape.c, shape.h, shape.h];
+        const torchForward = async () => {
+          T.scope(() => T.noGrad(() => model.forward(T.fromTypedArray(x, dims)).toTypedArray()));
+        };
+        const ortForward = async () => {
+          const r = await session.run({ input: new ort.Tensor('float32', x, dims) });
+          void (r.logits!.data as Float32Array)[0];
+        };
+        const torchMs: number[] = [], ortMs: number[] = [];
+        for (let r = 0; r < rounds; r++) {
+          torchMs.push(await timeIt(torchForward));
+          ortMs.push(await timeIt(ortForward));
+        }
+        const a = batch / (median(ortMs) / 1000), b = batch / (median(torchMs) / 1000);
+        rows.push({
+          model: name, batch, threads: th, rounds,
+          onnxruntime_images_per_second: Math.round(a * 10) / 10,
+          libtorch_images_per_second: Math.round(b * 10) / 10,
+          ratio: Math.round((a / b) * 1000) / 1000,
+        });
+      }
+      await session.release();
+    }
+    model.dispose();
+  }
+  T.setNumThreads(threads);
+  results.onnx = { onnxruntime: ort.env.versions, libtorch: T.version().torch, rows };
 }
 
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');
