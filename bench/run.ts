@@ -12,7 +12,8 @@
 //             on the same synthetic ImageNet-like JPEGs, per worker count
 //   onnx      inference images/s of each small model exported to ONNX and run by ONNX Runtime (onnxruntime-node)
 //             vs freeadv's libtorch forward (eval mode, no autograd), batch 1 and 64, one thread and all cores;
-//             both from a Float32Array of pixels to one of logits, in one process, alternating, median of rounds
+//             both from a Float32Array of pixels to one of logits, in one process, alternating, median of rounds;
+//             with one thread also per CPU-second (robust to other load on the machine)
 // Options: --only step,overhead,ladder,memory,data,autoattack,pipeline,onnx   --quick   --rounds N   --threads N
 //          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024).
 // Prints JSON.
@@ -334,15 +335,19 @@ if (parts.has('onnx')) {
   ];
   const threadCounts = [...new Set([1, threads])];
   const rows = [];
+  // ms per call, wall clock and the process's CPU time (with one thread, CPU time is the compute time whatever else
+  // runs on the machine; with more, it also counts threads that spin while they wait)
   const timeIt = async (f: () => Promise<void>) => {
     for (let i = 0; i < 2; i++) await f();
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     let n = 0;
     while (n < 3 || performance.now() - t0 < 400) {
       await f();
       n++;
     }
-    return (performance.now() - t0) / n;
+    const c = process.cpuUsage(c0);
+    return { wall: (performance.now() - t0) / n, cpu: (c.user + c.system) / 1000 / n };
   };
   for (const [name, dataset, batches] of cases) {
     const shape = describeDataset(dataset);
@@ -363,17 +368,24 @@ if (parts.has('onnx')) {
           const r = await session.run({ input: new ort.Tensor('float32', x, dims) });
           void (r.logits!.data as Float32Array)[0];
         };
-        const torchMs: number[] = [], ortMs: number[] = [];
+        const torchMs: { wall: number; cpu: number }[] = [], ortMs: { wall: number; cpu: number }[] = [];
         for (let r = 0; r < rounds; r++) {
           torchMs.push(await timeIt(torchForward));
           ortMs.push(await timeIt(ortForward));
         }
-        const a = batch / (median(ortMs) / 1000), b = batch / (median(torchMs) / 1000);
+        const ips = (ms: { wall: number; cpu: number }[], k: 'wall' | 'cpu') => batch / (median(ms.map((m) => m[k])) / 1000);
+        const a = ips(ortMs, 'wall'), b = ips(torchMs, 'wall');
+        const r1 = (v: number) => Math.round(v * 10) / 10, r3 = (v: number) => Math.round(v * 1000) / 1000;
         rows.push({
           model: name, batch, threads: th, rounds,
-          onnxruntime_images_per_second: Math.round(a * 10) / 10,
-          libtorch_images_per_second: Math.round(b * 10) / 10,
-          ratio: Math.round((a / b) * 1000) / 1000,
+          onnxruntime_images_per_second: r1(a),
+          libtorch_images_per_second: r1(b),
+          ratio: r3(a / b),
+          ...(th === 1 && {
+            onnxruntime_images_per_cpu_second: r1(ips(ortMs, 'cpu')),
+            libtorch_images_per_cpu_second: r1(ips(torchMs, 'cpu')),
+            cpu_ratio: r3(ips(ortMs, 'cpu') / ips(torchMs, 'cpu')),
+          }),
         });
       }
       await session.release();

@@ -8,6 +8,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { spawn } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import sharp from 'sharp';
@@ -245,6 +246,38 @@ test('freeadv demo refuses bad input with exit code 2, naming the folder or opti
   assert.equal(h.code, 0);
   for (const o of ['--out', '--images', '--attack', '--checkpoint', '--serve', '--port', '--data-dir']) assert.ok(h.out.includes(o), `demo --help lists ${o}`);
   assert.match((await cli(['--help'])).out, /demo\s+a page/);
+});
+
+test('freeadv demo --serve serves the folder on localhost until SIGTERM, and only the files inside it', async () => {
+  const out = join(tmp, 'served');
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'freeadv.js'), 'demo', free, '--out', out, '--images', '2', '--threads', '1', '--serve', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '', stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const url = await new Promise<string>((res, rej) => {
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const m = /serving .* on (http:\/\/127\.0\.0\.1:\d+\/)/.exec(stdout);
+      if (m) res(m[1]!);
+    });
+    child.once('exit', (code) => rej(new Error(`exited with ${code} before serving: ${stderr}`)));
+  });
+  try {
+    const page = await fetch(url);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type')!, /^text\/html/);
+    assert.equal(await page.text(), readFileSync(join(out, 'index.html'), 'utf8'));
+    const wasm = await fetch(new URL('ort/ort-wasm-simd-threaded.wasm', url));
+    assert.equal(wasm.headers.get('content-type'), 'application/wasm');
+    assert.equal((await wasm.arrayBuffer()).byteLength, statSync(join(out, 'ort', 'ort-wasm-simd-threaded.wasm')).size);
+    for (const path of ['missing.png', '..%2fconfig.json', '%2e%2e/%2e%2e/etc/passwd', 'images/..%2f..%2f..%2fetc%2fpasswd']) {
+      assert.equal((await fetch(url + path)).status, 404, path);
+    }
+    assert.equal((await fetch(url, { method: 'POST' })).status, 405);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  const code = await new Promise((res) => (child.exitCode !== null ? res(child.exitCode) : child.once('exit', res)));
+  assert.equal(code, 0, stderr);
 });
 
 test('adversarial pixels are rounded into the ε-ball of the clean 8-bit image', () => {
