@@ -15,7 +15,8 @@
 //             both from a Float32Array of pixels to one of logits, in one process, alternating, median of rounds;
 //             with one thread also per CPU-second (robust to other load on the machine)
 // Options: --only step,overhead,ladder,memory,data,autoattack,pipeline,onnx   --quick   --rounds N   --threads N
-//          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024).
+//          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024)
+//          --onnx-models small-cnn,resnet-cifar-small,preact-resnet18,wrn-34-10 (default: all four).
 // Prints JSON.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -42,6 +43,7 @@ const { values: opt } = parseArgs({
     threads: { type: 'string', default: String(cpus().length) },
     'pipeline-workers': { type: 'string' },
     'pipeline-images': { type: 'string', default: '1024' },
+    'onnx-models': { type: 'string' },
   },
 });
 const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack,pipeline,onnx').split(','));
@@ -333,6 +335,10 @@ if (parts.has('onnx')) {
     ['preact-resnet18', 'cifar10', [1, 64]],
     ['wrn-34-10', 'cifar10', [1]],
   ];
+  if (opt['onnx-models']) {
+    const want = opt['onnx-models'].split(',');
+    cases.splice(0, cases.length, ...cases.filter(([name]) => want.includes(name)));
+  }
   const threadCounts = [...new Set([1, threads])];
   const rows = [];
   // ms per call, wall clock and the process's CPU time (with one thread, CPU time is the compute time whatever else
