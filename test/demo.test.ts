@@ -228,6 +228,7 @@ test('freeadv demo refuses bad input with exit code 2, naming the folder or opti
     [['demo', free, '--out', join(tmp, 'no', 'such', 'dir')], /--out: .*does not exist/],
     [['demo', free, '--out', out, '--attack', 'pgd-0'], /--attack: .*steps must be in \[1, 10000\]/],
     [['demo', free, '--out', out, '--images', '0'], /--images: must be in \[1, 64\]/],
+    [['demo', free, '--out', out, '--attack', 'pgd-20-l2'], /--attack: .*'pgd-20-l2' is an L2 attack/],
     // found wrong only after the models are loaded: the data folder is not there
     [['demo', free, '--out', out, '--data-dir', join(tmp, 'no-data')], /cannot read its test data/],
   ];

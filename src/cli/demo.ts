@@ -7,11 +7,11 @@ import { buildDemo, serveDemo, DEMO_DEFAULTS } from '../export/index.js';
 import { parseCommand, UsageError } from './args.js';
 
 const PAGE = 'Page', RUN = 'Run';
-const attackName = (s: string) => checkAttackName(s);
+const attackName = (s: string) => checkAttackName(s) ?? (/-l2$/i.test(s.trim()) ? `the page shows L∞ adversarial examples (the runs' threat model); '${s}' is an L2 attack` : undefined);
 const DEMO_COMMAND = {
   out: { type: 'string', arg: 'DIR', group: PAGE, optional: true, help: 'the folder to write (required): a new or empty folder, or an earlier demo folder, which is replaced' },
   images: { type: 'int', arg: 'K', group: PAGE, min: 1, max: 64, default: DEMO_DEFAULTS.images, help: 'test images shown (the first K), each with its adversarial examples' },
-  attack: { type: 'string', arg: 'NAME', group: PAGE, default: DEMO_DEFAULTS.attack, check: attackName, help: `the attack that crafts the adversarial examples against each model, at the robust run's ε: ${attackUsage()}` },
+  attack: { type: 'string', arg: 'NAME', group: PAGE, default: DEMO_DEFAULTS.attack, check: attackName, help: `the L∞ attack that crafts the adversarial examples against each model, at the robust run's ε (PGD and CW take all their steps): ${attackUsage()}` },
   checkpoint: { type: 'string', arg: 'WHICH', group: PAGE, choices: ['best', 'latest'] as const, default: DEMO_DEFAULTS.checkpoint, help: "which of the runs' checkpoints (best falls back to latest)" },
   serve: { type: 'bool', group: PAGE, optional: true, help: 'then serve the folder on http://127.0.0.1:PORT/ until Ctrl-C' },
   port: { type: 'int', arg: 'PORT', group: PAGE, min: 0, max: 65535, default: 8000, help: 'the port of --serve (0: any free port)' },

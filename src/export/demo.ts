@@ -204,6 +204,7 @@ export async function buildDemo(robustDir: string, naturalDir: string | undefine
     const info = a!;
     const why = checkAttackName(o.attack, info.numClasses);
     if (why) throw new ConfigError('attack', why);
+    if (/-l2$/i.test(o.attack.trim())) throw new ConfigError('attack', `the page shows L∞ adversarial examples (the runs' threat model); '${o.attack}' is an L2 attack`);
     const ids: DemoModel['id'][] = ['robust', 'natural'];
 
     const data = await runTestData(runs[0]!, o.dataDir);
@@ -217,7 +218,9 @@ export async function buildDemo(robustDir: string, naturalDir: string | undefine
       for (const [i, { model }] of opened.entries()) {
         log(`${runs[i]!.name}: ${o.attack} (L∞, ε=${formatEps(eps)}) against the ${ids[i]} model on the first ${n} test images…`);
         manualSeed(o.seed);
-        const adv = scope(() => makeAttack(o.attack, model, { eps }).run(x, y).toTypedArray() as Float32Array);
+        // every step taken: an example that only just crosses the decision boundary would often cross back when
+        // its pixels are rounded to 8 bits for the PNG
+        const adv = scope(() => makeAttack(o.attack, model, { eps, earlyStop: false }).run(x, y).toTypedArray() as Float32Array);
         sets.push({ kind: 'adversarial', against: ids[i]!, px: quantizeInBall(clean, adv, eps) });
       }
     } finally {
