@@ -10,15 +10,22 @@ import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fromTypedArray, manualSeed, noGrad, ops, scope, setNumThreads } from '../torch/index.js';
+import { fromTypedArray, manualSeed, noGrad, ops, scope, setNumThreads, type Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { ConfigError, formatEps } from '../options/index.js';
 import { checkAttackName, makeAttack } from '../attacks/index.js';
-import { readRun, runTestData, firstTestImages, pngBuffers, ReportError, type RunInfo } from '../report/index.js';
+import { readRun, runTestData, pngBuffers, ReportError, type RunInfo } from '../report/index.js';
+import { firstImageBatches } from '../data/tensor.js';
 import { openModel, headlineRobust, type ModelInfo } from './source.js';
 import { exportModelOnnx } from './onnx.js';
 import { inputTransform } from './predict.js';
 import { freeadvVersion } from './version.js';
+
+/** The first n test images (at most 64: one batch), as tensors the caller disposes. */
+async function firstImages(data: Awaited<ReturnType<typeof runTestData>>, n: number): Promise<{ x: Tensor; y: Tensor }> {
+  for await (const { x, y } of firstImageBatches(data, n, n)) return { x: x.clone(), y: y.clone() };
+  throw new ReportError('the test set is empty');
+}
 
 /** The manifest's file name and its `format`: what marks a folder as a demo folder (which --out may replace). */
 export const DEMO_MANIFEST = 'manifest.json';
@@ -208,7 +215,7 @@ export async function buildDemo(robustDir: string, naturalDir: string | undefine
     const ids: DemoModel['id'][] = ['robust', 'natural'];
 
     const data = await runTestData(runs[0]!, o.dataDir);
-    const { x, y } = await firstTestImages(data, o.images);
+    const { x, y } = await firstImages(data, o.images);
     const shape = [...x.shape];
     const n = shape[0]!;
     const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
