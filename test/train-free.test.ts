@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { Module, Linear } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
-import { free, resolveConfig, type TrainContext } from '../src/train/index.js';
+import { free, resolveConfig, trainBatch, type TrainContext } from '../src/train/index.js';
 
 class LinearNet extends Module {
   readonly fc = this.module('fc', new Linear(4, 3));
@@ -69,7 +69,7 @@ test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
     let delta = [[-0.1, -0.05, 0.02, 0.1], [-0.08, 0, 0.1, 0.03]];
     const deltaT = ctx.state.get('delta')!;
     T.noGrad(() => deltaT.copy_(T.tensor(delta, { dtype: 'float64' }).reshape(2, 1, 2, 2)));
-    free.batch(ctx, T.tensor(xs, { dtype: 'float64' }).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64' }));
+    trainBatch(free, ctx, T.tensor(xs, { dtype: 'float64' }).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64' }));
     let moved = 0;
     for (let r = 0; r < m; r++) {
       const xAdv = xs.map((x, i) => x.map((v, j) => clip(v + delta[i]![j]!, 0, 1)));
@@ -89,7 +89,7 @@ test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
 
     // A smaller last batch uses (and updates) the first rows of δ only.
     const before = deltaT.reshape(2, 4).toArray() as number[][];
-    free.batch(ctx, T.tensor([xs[0]!], { dtype: 'float64' }).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64' }));
+    trainBatch(free, ctx, T.tensor([xs[0]!], { dtype: 'float64' }).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64' }));
     const after = deltaT.reshape(2, 4).toArray() as number[][];
     assert.deepEqual(after[1], before[1]);
     assert.notDeepEqual(after[0], before[0]);
