@@ -88,7 +88,7 @@ test('a run stopped inside a minibatch (after replay 2 of 4) resumes there: weig
   for (const k of Object.keys(a.tensors)) assert.ok(a.tensors[k]!.equals(b.tensors[k]!), `${k} is identical after resume`);
 });
 
-test('SIGTERM inside a long minibatch (100 replays) stops within a step, checkpointed mid-minibatch', async () => {
+test('SIGTERM inside a long minibatch (100 replays) stops within a step, checkpointed mid-minibatch', async (t) => {
   const args = [...common(), '--method', 'free', '--replays', '100', '--epochs', '100', '--max-steps', '100', '--log-every', '2', '--val-size', '0'];
   const out = join(tmp, 'sig-replays');
   const p = start([...args, '--out', out]);
@@ -98,13 +98,14 @@ test('SIGTERM inside a long minibatch (100 replays) stops within a step, checkpo
   const e = await p.exit;
   assert.equal(e.code, 130, p.err());
   assert.ok(e.at - sent < 5000, `exited ${e.at - sent} ms after SIGTERM`);
+  t.diagnostic(`exited ${e.at - sent} ms after SIGTERM`);
   assert.match(p.err(), /Resume with: freeadv train --resume/);
   const { state } = checkpoint(out);
   assert.ok(state.step >= 2 && state.step < 100 && state.replay === state.step && state.batch === 0, JSON.stringify(state));
 
 });
 
-test('SIGTERM during validation and during the final evaluation: exit 130, checkpoint kept; resume completes', async () => {
+test('SIGTERM during validation and during the final evaluation: exit 130, checkpoint kept; resume completes', async (t) => {
   // validation: 2 batches of training, then PGD-10 on 300 held-out images in batches of 10
   const val = join(tmp, 'sig-val');
   const args = [...common(), '--method', 'natural', '--epochs', '1', '--val-size', '300', '--eval-batch-size', '10', '--log-every', '1', '--eval-limit', '10'];
@@ -131,6 +132,7 @@ test('SIGTERM during validation and during the final evaluation: exit 130, check
   const e2 = await q.exit;
   assert.equal(e2.code, 130, q.err());
   assert.ok(e2.at - sent < 5000, `exited ${e2.at - sent} ms after SIGTERM`);
+  t.diagnostic(`final evaluation: exited ${e2.at - sent} ms after SIGTERM`);
   assert.match(q.err(), /stopped by SIGTERM during the final evaluation, after all 1 SGD steps \(checkpoint written\)/);
   assert.ok(!existsSync(join(ev, 'summary.json')));
   assert.equal(checkpoint(ev).state.step, 1);

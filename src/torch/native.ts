@@ -66,7 +66,7 @@ export interface Native {
   version(): { torch: string; parallel: string; config: string };
   /** Whether the addon was built with c10d's Gloo process group. */
   distAvailable(): boolean;
-  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string): void;
+  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string, storeFile?: string): void;
   distInfo?(): { rank: number; worldSize: number; backend: string; timeoutMs: number } | undefined;
   distAllReduce?(tensors: Handle[], op: number): void;
   distBroadcast?(tensors: Handle[], root: number): void;
