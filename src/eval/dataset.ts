@@ -67,7 +67,8 @@ export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEv
     }
   }
   try {
-    let r = await evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }) });
+    // between the attacks of a batch too, with one process (ranks agree only between batches)
+    let r = await evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }), ...(!group && o.signal && { signal: o.signal }) });
     if (group) r = sumOverRanks(r);
     const skipped = loader.stats().skipped;
     if (skipped) r.warnings.push(`${skipped} undecodable test image(s) were left out (--skip-bad)`);
