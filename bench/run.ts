@@ -27,7 +27,7 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { SGD } from '../src/optim/index.js';
-import { methods, resolveConfig, type Method, type TrainContext } from '../src/train/index.js';
+import { methods, resolveConfig, trainBatch, type Method, type TrainContext } from '../src/train/index.js';
 import { loadDataset, Loader, prepareImageFolder, type InMemoryDataset } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
 import { writeSyntheticImageFolder } from './pipeline-data.js';
@@ -170,7 +170,7 @@ if (parts.has('ladder')) {
     let i = 0, ms = 0;
     for await (const b of loader.epoch(0)) {
       const t0 = performance.now();
-      T.scope(() => { const { x, y } = toTensors(b); method.batch(ctx, x, y); });
+      T.scope(() => { const { x, y } = toTensors(b); trainBatch(method, ctx, x, y); });
       if (i >= 2) ms += performance.now() - t0; // first batches warm up
       if (++i >= n + 2) break;
     }
@@ -215,7 +215,7 @@ if (parts.has('data')) {
     let i = 0;
     const t0 = performance.now();
     for await (const b of loader.epoch(0)) {
-      T.scope(() => { const { x, y } = toTensors(b); methods.free!.batch(ctx, x, y); });
+      T.scope(() => { const { x, y } = toTensors(b); trainBatch(methods.free!, ctx, x, y); });
       if (++i >= limit) break;
     }
     const total = performance.now() - t0;

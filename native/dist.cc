@@ -60,8 +60,11 @@ std::vector<at::Tensor> denseList(Napi::Env env, const Napi::Value& v, const cha
   return ts;
 }
 
-// distInit(host, port, rank, worldSize, timeoutMs, ifname, cudaDevice) -- blocks until all ranks joined or
-// timeout. cudaDevice >= 0 (builds with NCCL): the group is a ProcessGroupNCCL on that GPU, else Gloo.
+// distInit(host, port, rank, worldSize, timeoutMs, ifname, storeFile, cudaDevice) -- blocks until all ranks joined
+// or timeout. With storeFile (one machine) the rendezvous is a c10d::FileStore in that file and Gloo binds to
+// loopback: nothing listens on the network. Otherwise rank 0 serves a TCPStore at port for the whole job
+// (libtorch 1.13's TCPStore server listens on every interface and has no option to bind one; it is
+// unauthenticated). cudaDevice >= 0 (builds with NCCL): the group is a ProcessGroupNCCL on that GPU, else Gloo.
 EXPORT(distInit) {
   Napi::Env env = info.Env();
   if (g_dist) throw torchError(env, "distInit: this process already belongs to a process group");
@@ -71,7 +74,8 @@ EXPORT(distInit) {
   int64_t size = toInt(env, info[3], "worldSize");
   int64_t ms = toInt(env, info[4], "timeoutMs");
   std::string ifname = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
-  int64_t cudaDevice = info.Length() > 6 && info[6].IsNumber() ? toInt(env, info[6], "cudaDevice") : -1;
+  std::string storeFile = info.Length() > 6 && info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "";
+  int64_t cudaDevice = info.Length() > 7 && info[7].IsNumber() ? toInt(env, info[7], "cudaDevice") : -1;
 #if !FREEADV_NCCL
   if (cudaDevice >= 0) throw torchError(env, "distInit: this build of the native addon has no NCCL (it needs a CUDA libtorch with c10d's ProcessGroupNCCL)");
 #endif
@@ -80,14 +84,20 @@ EXPORT(distInit) {
     throw torchError(env, "distInit: rank " + std::to_string(rank) + " is not in [0, " + std::to_string(size) + ")");
   if (ms < 1) throw torchError(env, "distInit: timeout must be positive");
   auto timeout = std::chrono::milliseconds(ms);
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(port);
-  so.isServer = rank == 0;
-  so.numWorkers = static_cast<size_t>(size);
-  so.waitWorkers = true;
-  so.timeout = timeout;
-  auto tcp = c10::make_intrusive<c10d::TCPStore>(host, so);
-  auto store = c10::make_intrusive<c10d::PrefixStore>("freeadv/default_pg", tcp);
+  c10::intrusive_ptr<c10d::Store> base;
+  if (!storeFile.empty()) {
+    base = c10::make_intrusive<c10d::FileStore>(storeFile, static_cast<int>(size));
+    base->setTimeout(timeout);
+  } else {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(port);
+    so.isServer = rank == 0;
+    so.numWorkers = static_cast<size_t>(size);
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    base = c10::make_intrusive<c10d::TCPStore>(host, so);
+  }
+  auto store = c10::make_intrusive<c10d::PrefixStore>("freeadv/default_pg", base);
 #if FREEADV_NCCL
   if (cudaDevice >= 0) {
     // one GPU per process, as DDP: the communicator is made on it at the first collective
@@ -95,18 +105,18 @@ EXPORT(distInit) {
     auto nopts = c10d::ProcessGroupNCCL::Options::create();
     nopts->timeout = timeout;
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(rank), static_cast<int>(size), nopts);
-    g_dist = new DistGroup{tcp, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}, /*nccl=*/true};
+    g_dist = new DistGroup{base, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}, /*nccl=*/true};
     return env.Undefined();
   }
 #endif
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
   if (!ifname.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-  else if (host == "127.0.0.1" || host == "localhost")
+  else if (!storeFile.empty() || host == "127.0.0.1" || host == "localhost")
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
   else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   opts->threads = 2;
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(rank), static_cast<int>(size), opts);
-  g_dist = new DistGroup{tcp, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}};
+  g_dist = new DistGroup{base, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}};
   return env.Undefined();
 }
 

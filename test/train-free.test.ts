@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { Module, Linear } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
-import { free, resolveConfig, type TrainContext } from '../src/train/index.js';
+import { free, resolveConfig, trainBatch, type TrainContext } from '../src/train/index.js';
 import { TEST_DEVICE, deviceSkip } from './helpers/device.js';
 
 class LinearNet extends Module {
@@ -72,7 +72,7 @@ test(`free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
     const deltaT = ctx.state.get('delta')!;
     assert.equal(deltaT.device, model.fc.weight.device, 'δ lives on the training device');
     T.noGrad(() => deltaT.copy_(T.tensor(delta, { dtype: 'float64', device: dev }).reshape(2, 1, 2, 2)));
-    free.batch(ctx, T.tensor(xs, { dtype: 'float64', device: dev }).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64', device: dev }));
+    trainBatch(free, ctx, T.tensor(xs, { dtype: 'float64', device: dev }).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64', device: dev }));
     let moved = 0;
     for (let r = 0; r < m; r++) {
       const xAdv = xs.map((x, i) => x.map((v, j) => clip(v + delta[i]![j]!, 0, 1)));
@@ -92,7 +92,7 @@ test(`free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
 
     // A smaller last batch uses (and updates) the first rows of δ only.
     const before = deltaT.reshape(2, 4).toArray() as number[][];
-    free.batch(ctx, T.tensor([xs[0]!], { dtype: 'float64', device: dev }).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64', device: dev }));
+    trainBatch(free, ctx, T.tensor([xs[0]!], { dtype: 'float64', device: dev }).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64', device: dev }));
     const after = deltaT.reshape(2, 4).toArray() as number[][];
     assert.deepEqual(after[1], before[1]);
     assert.notDeepEqual(after[0], before[0]);

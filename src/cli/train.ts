@@ -107,7 +107,7 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
     childArgs.push('--dist-timeout', String(job.distTimeout));
     return launch(childArgs, {
       nproc: job.nproc, nnodes: job.nnodes, nodeRank: job.nodeRank, threads,
-      masterAddr: job.masterAddr ?? '127.0.0.1',
+      ...(job.masterAddr !== undefined && { masterAddr: job.masterAddr }),
       ...(job.masterPort !== undefined ? { masterPort: job.masterPort } : job.nnodes > 1 ? { masterPort: 29500 } : {}),
     }, out, (s) => process.stderr.write(s + '\n'));
   }

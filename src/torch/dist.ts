@@ -1,10 +1,11 @@
-// Process groups over libtorch's c10d: TCPStore rendezvous and ProcessGroupGloo (CPU tensors) or, on GPUs,
-// ProcessGroupNCCL (CUDA tensors), the engine
+// Process groups over libtorch's c10d: TCPStore (or FileStore) rendezvous and ProcessGroupGloo (CPU tensors) or,
+// on GPUs, ProcessGroupNCCL (CUDA tensors), the engine
 // PyTorch's torch.distributed uses. One group per process. Collectives block the calling (main) thread until
 // every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError. Gradients
 // are averaged either after backward (GradAverager) or during it (OverlappedGradAverager, c10d's Reducer).
 //
-// The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK.
+// The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK; or, for ranks on one
+// machine, FREEADV_STORE_FILE instead of MASTER_ADDR/MASTER_PORT: a file rendezvous, nothing listening on the network.
 import { native, type Handle } from './native.js';
 import { Tensor } from './tensor.js';
 import { TorchError } from './errors.js';
@@ -26,6 +27,8 @@ export interface Rank {
 export interface Rendezvous {
   masterAddr: string;
   masterPort: number;
+  /** A c10d FileStore instead of rank 0's TCPStore (ranks on one machine; the address and port are then unused). */
+  storeFile?: string;
   rank: number;
   worldSize: number;
   localRank: number;
@@ -106,17 +109,18 @@ export function rendezvousFromEnv(env: NodeJS.ProcessEnv = process.env): Rendezv
   const rank = int('RANK');
   if (worldSize < 1) throw new RangeError(`environment variable WORLD_SIZE must be >= 1, got ${worldSize}`);
   if (rank >= worldSize) throw new RangeError(`environment variable RANK=${rank} is not below WORLD_SIZE=${worldSize}`);
-  const masterPort = int('MASTER_PORT', worldSize === 1 ? 29500 : undefined);
+  const storeFile = env.FREEADV_STORE_FILE || undefined;
+  const masterPort = int('MASTER_PORT', worldSize === 1 || storeFile ? 29500 : undefined);
   if (masterPort < 1 || masterPort > 65535) throw new RangeError(`environment variable MASTER_PORT must be in [1, 65535], got ${masterPort}`);
-  return { masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort, rank, worldSize, localRank: int('LOCAL_RANK', rank) };
+  return { masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort, ...(storeFile && { storeFile }), rank, worldSize, localRank: int('LOCAL_RANK', rank) };
 }
 
 /** Joins the process group (blocks until all WORLD_SIZE ranks have joined, or throws DistError after the timeout). */
 export function init(o: InitOptions): GroupInfo {
   const f = need('distInit');
   if (o.cudaDevice !== undefined && !native.ncclAvailable()) throw new DistError('this build of the native addon has no NCCL: build it against a CUDA PyTorch (bash scripts/build-pip-torch.sh)');
-  wrapErr(`joining the process group at ${o.masterAddr}:${o.masterPort} as rank ${o.rank} of ${o.worldSize}`, () =>
-    f(o.masterAddr, o.masterPort, o.rank, o.worldSize, Math.max(1, Math.round(o.timeoutMs)), o.ifname ?? process.env.GLOO_SOCKET_IFNAME, o.cudaDevice ?? -1),
+  wrapErr(`joining the process group ${o.storeFile ? `through ${o.storeFile}` : `at ${o.masterAddr}:${o.masterPort}`} as rank ${o.rank} of ${o.worldSize}`, () =>
+    f(o.masterAddr, o.masterPort, o.rank, o.worldSize, Math.max(1, Math.round(o.timeoutMs)), o.ifname ?? process.env.GLOO_SOCKET_IFNAME, o.storeFile, o.cudaDevice ?? -1),
   );
   collectiveDevice = o.cudaDevice !== undefined ? `cuda:${o.cudaDevice}` : 'cpu';
   return info()!;

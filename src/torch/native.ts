@@ -71,8 +71,8 @@ export interface Native {
   distAvailable(): boolean;
   /** Whether it also has c10d's ProcessGroupNCCL (built against a CUDA libtorch with NCCL). */
   ncclAvailable(): boolean;
-  /** cudaDevice >= 0: a ProcessGroupNCCL on that GPU (builds with NCCL); else ProcessGroupGloo. */
-  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string, cudaDevice?: number): void;
+  /** storeFile: a FileStore rendezvous (one machine), else a TCPStore; cudaDevice >= 0: a ProcessGroupNCCL on that GPU (builds with NCCL), else ProcessGroupGloo. */
+  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string, storeFile?: string, cudaDevice?: number): void;
   distInfo?(): { rank: number; worldSize: number; backend: string; timeoutMs: number } | undefined;
   distAllReduce?(tensors: Handle[], op: number): void;
   distBroadcast?(tensors: Handle[], root: number): void;

@@ -1,6 +1,8 @@
 // The training loop shared by every method: passes over the data, the learning-rate schedule, metrics,
 // checkpoints at pass ends (and every --checkpoint-every steps), validation after each pass, interruption, and
-// the final evaluation. A method supplies only its per-minibatch step (method.ts); the run folder
+// the final evaluation. It makes one SGD step at a time (a free-training replay is one) and gives the event loop
+// a turn after each, so that a signal or --max-steps stops it between any two steps, and a resumed run continues
+// at the same step of the same minibatch. Every input the run needs is checked before the first step. A method supplies only its per-minibatch step (method.ts); the run folder
 // (run-folder.ts), the checkpoint contents (state.ts), validation (validation.ts) and data parallelism
 // (distributed.ts) live beside it.
 import { existsSync } from 'node:fs';
@@ -8,7 +10,7 @@ import { join } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, getNumThreads, scope, noGrad, cuda, dist } from '../torch/index.js';
 import { modelFor, checkModel } from '../models/index.js';
 import { SGD, makeSchedule } from '../optim/index.js';
-import { loadSplit, Loader, Progress, numBatches } from '../data/index.js';
+import { loadSplit, checkEvalSplit, Loader, Progress, numBatches, nextTurn } from '../data/index.js';
 import { toTensors } from '../data/tensor.js';
 import { evaluateDataset, type EvalResult } from '../eval/index.js';
 import { checkAttackName } from '../attacks/index.js';
@@ -42,6 +44,9 @@ export interface TrainOptions {
    */
   dist?: dist.Rank;
 }
+
+/** SGD steps within a minibatch between the ranks' agreements on stopping (see stopRequested). */
+const AGREE_EVERY = 8;
 
 /** Input shapes known before loading, so that a model that does not fit the data is refused before any work. */
 const KNOWN_SHAPES: Record<string, { c: number; h: number }> = { 'fashion-mnist': { c: 1, h: 28 }, mnist: { c: 1, h: 28 }, cifar10: { c: 3, h: 32 }, cifar100: { c: 3, h: 32 } };
@@ -85,6 +90,9 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   manualSeed(cfg.seed);
   const method = methods[cfg.method]!;
   const trainData = await loadSplit(cfg, 'train');
+  // the final evaluation's data is read (and checked against the training data) before any training
+  const testData = opts.noEval ? undefined : await loadSplit(cfg, 'test');
+  if (testData) checkEvalSplit(trainData, testData);
   const split = trainingSplit(trainData, cfg, warn);
   for (const a of cfg.evalAttacks) {
     const why = checkAttackName(a, trainData.numClasses);
@@ -99,12 +107,13 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   const loader = new Loader(trainData, { batchSize: cfg.batchSize / ranks, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3, ...(shard && { shard }), ...(subset && { subset }) });
   const batchesPerPass = group ? loader.length : numBatches(split.train.length, cfg.batchSize, 'keep');
   const passes = method.passes(cfg);
-  const totalSteps = Math.min(passes * batchesPerPass * method.stepsPerBatch(cfg), cfg.maxSteps ?? Infinity);
+  const stepsPerBatch = method.stepsPerBatch(cfg);
+  const totalSteps = Math.min(passes * batchesPerPass * stepsPerBatch, cfg.maxSteps ?? Infinity);
   const schedule = makeSchedule({ name: cfg.lrSchedule, lr: cfg.lr, totalSteps });
   const opt = new SGD(model.parameters(), { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov });
   const sync = gradientSync(model, group);
   const methodState = new Map<string, Tensor>();
-  const position: LoopState = { step: 0, pass: 0, batch: 0, trainSeconds: 0, images: 0 };
+  const position: LoopState = { step: 0, pass: 0, batch: 0, replay: 0, trainSeconds: 0, images: 0 };
   const metrics = new StepMetrics(run, group);
 
   const ctx: TrainContext = {
@@ -132,7 +141,8 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   if (opts.resume) {
     restoreState(run.path('latest'), parts, `the run's ${cfg.model} on ${cfg.dataset} (its ${run.path('config')})`);
     run.forgetAfter(position.step);
-    log(`resuming ${run.dir} at SGD step ${position.step} (pass ${position.pass + 1}/${passes}, batch ${position.batch}/${batchesPerPass})`);
+    position.replay ??= 0; // checkpoints from before steps within a minibatch were saved
+    log(`resuming ${run.dir} at SGD step ${position.step} (pass ${position.pass + 1}/${passes}, batch ${position.batch}/${batchesPerPass}${position.replay ? `, step ${position.replay + 1}/${stepsPerBatch} of it` : ''})`);
   }
 
   const validation = new Validation(trainData, split.val, { eps: cfg.eps, batchSize: cfg.evalBatchSize, seed: cfg.seed, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }) });
@@ -141,91 +151,126 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   const progress = new Progress({ total: totalSteps, label: 'train', stream: opts.progress ?? process.stderr, extra: () => `lr ${opt.lr.toExponential(2)}` });
   progress.tick(0, position.step);
   const done = () => position.step >= totalSteps;
+  // every rank must stop at the same step: a signal seen by any rank stops all. Agreeing costs an all-reduce
+  // (about 1 ms between 2 processes on 2 cores), so ranks agree at the end of every minibatch and every
+  // AGREE_EVERY SGD steps within one; one process checks after every step.
+  const stopRequested = (atStep = false) => {
+    const seen = interrupts.requested !== undefined;
+    if (group && atStep && position.replay !== 0 && position.step % AGREE_EVERY !== 0) return false;
+    if (!(group ? any(seen) : seen)) return false;
+    interrupts.requested ??= 'SIGTERM'; // another rank's signal
+    return true;
+  };
+  const interrupted = (e: unknown) => e instanceof InterruptedError || (e instanceof Error && e.name === 'AbortError');
   let skippedTrain = 0;
+  let ev: EvalResult | undefined;
   try {
-    outer: while (position.pass < passes && !done()) {
-      const passStart = performance.now();
-      for await (const b of loader.epoch(position.pass, { startBatch: position.batch })) {
-        const before = position.step;
-        if (b.shape[0] === 0) {
-          position.batch = b.batch + 1; // every image of this batch was undecodable and left out (--skip-bad)
-          continue;
-        }
-        const t0 = performance.now();
-        scope(() => {
+    try {
+      // (a pass whose batches are done but whose validation is not, when a signal stopped it, is validated first)
+      outer: while (position.pass < passes && (!done() || position.batch >= loader.length)) {
+        const passStart = performance.now();
+        batches: for await (const b of loader.epoch(position.pass, { startBatch: position.batch })) {
+          if (b.shape[0] === 0) {
+            position.batch = b.batch + 1; // every image of this batch was undecodable and left out (--skip-bad)
+            continue;
+          }
           const { x, y } = toTensors(b, cfg.device, cfg.dtype);
-          method.batch(ctx, x, y);
-        });
-        position.trainSeconds += (performance.now() - t0) / 1000;
-        position.batch = b.batch + 1;
-        progress.tick(b.shape[0] * ranks * (position.step - before), position.step - before);
-        // every rank must stop at the same step: a signal seen by any rank stops all
-        if (group ? any(interrupts.requested !== undefined) : interrupts.requested) {
-          interrupts.requested ??= 'SIGTERM'; // another rank's signal
-          break outer;
+          try {
+            while (position.batch === b.batch) {
+              const before = position.step;
+              const t0 = performance.now();
+              scope(() => method.step(ctx, x, y, position.replay));
+              position.trainSeconds += (performance.now() - t0) / 1000;
+              if (++position.replay === stepsPerBatch) {
+                position.batch = b.batch + 1;
+                position.replay = 0;
+              }
+              progress.tick(b.shape[0] * ranks * (position.step - before), position.step - before);
+              await nextTurn(); // signal handlers run here
+              if (stopRequested(true)) break outer;
+              if (done()) break batches;
+              if (cfg.checkpointEvery > 0 && Math.floor(position.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) {
+                metrics.check(position); // never a checkpoint of weights trained on a non-finite loss
+                checkpoint(run.path('latest'));
+              }
+            }
+          } finally {
+            x.dispose();
+            y.dispose();
+          }
         }
-        if (done()) break;
-        if (cfg.checkpointEvery > 0 && Math.floor(position.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) {
-          metrics.check(position); // never a checkpoint of weights trained on a non-finite loss
+        // end of a pass (or of the steps, --max-steps): validation, best and latest checkpoints
+        const whole = position.batch >= loader.length && position.replay === 0; // else the position stays mid-pass
+        metrics.flush(position, opt.lr);
+        const passSeconds = (performance.now() - passStart) / 1000;
+        let val;
+        try {
+          val = await validation.run(model, interrupts.signal);
+        } catch (e) {
+          if (!interrupted(e)) throw e;
+          interrupts.requested ??= 'SIGTERM';
+          break outer; // the pass's validation runs again on resume
+        }
+        run.appendMetrics({ step: position.step, pass: position.pass, ...(val && { val_clean_accuracy: val.clean_accuracy, val_robust_accuracy: val.robust_accuracy }), pass_seconds: passSeconds });
+        const now: PassValidation | undefined = val && { pass: position.pass + 1, ...val };
+        if (whole) {
+          position.pass++;
+          position.batch = 0;
+        }
+        const best = position.bestVal;
+        if (now) position.lastVal = now;
+        if (now && (!best || now.robust_accuracy >= best.robust_accuracy)) {
+          position.bestVal = now;
+          checkpoint(run.path('best'));
+        } else if (now && best && method.collapseDrop !== undefined && best.robust_accuracy - now.robust_accuracy > method.collapseDrop) {
+          position.stoppedEarly = `catastrophic overfitting: validation PGD-10 accuracy fell from ${pct(best.robust_accuracy)} to ${pct(now.robust_accuracy)} in pass ${position.pass}; restored the best weights (pass ${best.pass})`;
+          warn(position.stoppedEarly);
+          if (run.writer) restoreWeights(model, run.path('best'));
+          if (group) broadcastModule(model);
           checkpoint(run.path('latest'));
+          break;
         }
-      }
-      // end of a pass: validation, best and latest checkpoints
-      metrics.flush(position, opt.lr);
-      const passSeconds = (performance.now() - passStart) / 1000;
-      const val = await validation.run(model);
-      run.appendMetrics({ step: position.step, pass: position.pass, ...(val && { val_clean_accuracy: val.clean_accuracy, val_robust_accuracy: val.robust_accuracy }), pass_seconds: passSeconds });
-      position.pass++;
-      position.batch = 0;
-      const now: PassValidation | undefined = val && { pass: position.pass, ...val };
-      const best = position.bestVal;
-      if (now) position.lastVal = now;
-      if (now && (!best || now.robust_accuracy >= best.robust_accuracy)) {
-        position.bestVal = now;
-        checkpoint(run.path('best'));
-      } else if (now && best && method.collapseDrop !== undefined && best.robust_accuracy - now.robust_accuracy > method.collapseDrop) {
-        position.stoppedEarly = `catastrophic overfitting: validation PGD-10 accuracy fell from ${pct(best.robust_accuracy)} to ${pct(now.robust_accuracy)} in pass ${position.pass}; restored the best weights (pass ${best.pass})`;
-        warn(position.stoppedEarly);
-        if (run.writer) restoreWeights(model, run.path('best'));
-        if (group) broadcastModule(model);
         checkpoint(run.path('latest'));
-        break;
+        if (stopRequested()) break; // a signal during the validation of the last batches
       }
-      checkpoint(run.path('latest'));
+    } catch (e) {
+      progress.finish();
+      metrics.dispose();
+      if (e instanceof TrainingError) {
+        const when = run.latestWritten();
+        const last = when ? `the last good checkpoint is ${run.path('latest')} (written ${when})` : 'no checkpoint was written yet';
+        throw new TrainingError(`${e.message}; training stopped and ${last}. Lower --lr or check the data.`);
+      }
+      throw e;
+    } finally {
+      skippedTrain = loader.stats().skipped;
+      await loader.close();
+      sync.dispose();
     }
-  } catch (e) {
     progress.finish();
-    metrics.dispose();
-    if (e instanceof TrainingError) {
-      const when = run.latestWritten();
-      const last = when ? `the last good checkpoint is ${run.path('latest')} (written ${when})` : 'no checkpoint was written yet';
-      throw new TrainingError(`${e.message}; training stopped and ${last}. Lower --lr or check the data.`);
+    try {
+      metrics.flush(position, opt.lr);
+    } finally {
+      metrics.dispose();
     }
-    throw e;
+    checkpoint(run.path('latest'));
+    if (interrupts.requested) {
+      throw new InterruptedError(`stopped by ${interrupts.requested} at SGD step ${position.step}; checkpoint written. Resume with: freeadv train --resume ${cfg.out}`);
+    }
+
+    if (testData) {
+      try {
+        ev = await evaluateDataset(model, testData, {
+          eps: cfg.eps, attacks: cfg.evalAttacks, limit: cfg.evalLimit, batchSize: cfg.evalBatchSize, restarts: cfg.evalRestarts,
+          seed: cfg.seed, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }), signal: interrupts.signal,
+        });
+      } catch (e) {
+        if (!interrupted(e)) throw e;
+        throw new InterruptedError(`stopped by ${interrupts.requested ?? 'SIGTERM'} during the final evaluation, after all ${position.step} SGD steps (checkpoint written). Evaluate with: freeadv eval --run ${cfg.out}, or finish the run with: freeadv train --resume ${cfg.out}`);
+      }
+    }
   } finally {
     interrupts.uninstall();
-    skippedTrain = loader.stats().skipped;
-    await loader.close();
-    sync.dispose();
-  }
-  progress.finish();
-  try {
-    metrics.flush(position, opt.lr);
-  } finally {
-    metrics.dispose();
-  }
-  checkpoint(run.path('latest'));
-  if (interrupts.requested) {
-    throw new InterruptedError(`stopped by ${interrupts.requested} at SGD step ${position.step}; checkpoint written. Resume with: freeadv train --resume ${cfg.out}`);
-  }
-
-  let ev: EvalResult | undefined;
-  if (!opts.noEval) {
-    const testData = await loadSplit(cfg, 'test');
-    ev = await evaluateDataset(model, testData, {
-      eps: cfg.eps, attacks: cfg.evalAttacks, limit: cfg.evalLimit, batchSize: cfg.evalBatchSize, restarts: cfg.evalRestarts,
-      seed: cfg.seed, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }),
-    });
   }
   const distributed = sync.stats();
   const summary: Summary = {
@@ -236,7 +281,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
     replays: method.stepsPerBatch(cfg),
     eps: cfg.eps,
     epochs: cfg.epochs,
-    passes: position.pass + (position.batch > 0 ? 1 : 0),
+    passes: position.pass + (position.batch > 0 || position.replay > 0 ? 1 : 0),
     sgd_steps: position.step,
     backward_passes: position.step * method.backwardPerStep(cfg),
     train_seconds: position.trainSeconds,

@@ -17,6 +17,8 @@ export interface LoopState {
   pass: number;
   /** Next batch of `pass` to train on. */
   batch: number;
+  /** SGD steps already made on that batch (free training's replays; 0 at its start). */
+  replay: number;
   trainSeconds: number;
   images: number;
   /** Validation after the last pass, and the best one (its robust accuracy picked best.safetensors). */
