@@ -61,8 +61,8 @@ export function saveState(path: string, p: TrainingParts): void {
 const VAL = S.obj({ pass: S.int(0), clean_accuracy: S.num(0, 1), robust_accuracy: S.num(0, 1) });
 /** The loop's position as a checkpoint's metadata holds it (checked when read, like every file of a run folder). */
 const POSITION_SCHEMA = S.obj(
-  { step: S.int(0), pass: S.int(0), batch: S.int(0), trainSeconds: S.num(0), images: S.num(0), lastVal: VAL, bestVal: VAL, stoppedEarly: S.str() },
-  ['lastVal', 'bestVal', 'stoppedEarly'],
+  { step: S.int(0), pass: S.int(0), batch: S.int(0), replay: S.int(0), trainSeconds: S.num(0), images: S.num(0), lastVal: VAL, bestVal: VAL, stoppedEarly: S.str() },
+  ['replay', 'lastVal', 'bestVal', 'stoppedEarly'], // replay: absent in checkpoints from before steps within a minibatch
 );
 
 /**
