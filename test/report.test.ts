@@ -233,7 +233,9 @@ test('a report of a natural and a free run renders in headless Chromium: all cha
   assert.match(r1.out, /nat: analyses computed .* robustness curve computed/);
   lap('first render');
   for (const l of r1.out.trim().split('\n').filter((l) => /computed|^report:/.test(l))) t.diagnostic(l);
-  assert.equal(T.liveTensors(), live, 'the report frees every tensor it creates');
+  // at most as many as before: the report frees every tensor it creates (fewer when a garbage collection during
+  // it finalised tensors that earlier tests dropped)
+  assert.ok(T.liveTensors() <= live, `the report frees every tensor it creates: ${T.liveTensors()} live after it, ${live} before`);
   for (const d of [nat, free]) assert.ok(existsSync(join(d, CACHE_FILE)), `${d} holds ${CACHE_FILE}`);
   // a re-render comes from the cache
   const before = statSync(join(nat, CACHE_FILE)).mtimeMs;
