@@ -5,16 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-
-function xorshift(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
+import { Rng } from '../../src/data/index.js';
 
 export interface FolderCounts {
   /** Images per split, over all classes (the classes take turns). */
@@ -35,7 +26,8 @@ export interface FolderStats {
 
 /** Writes the folder under `root`; returns what it holds. */
 export async function writeImageNetStyleFolder(root: string, c: FolderCounts): Promise<FolderStats> {
-  const rnd = xorshift(c.seed ?? 2024);
+  const rng = new Rng(c.seed ?? 2024);
+  const rnd = () => rng.next();
   const stats: FolderStats = { files: 0, kinds: {}, bytes: 0, minSide: Infinity, maxSide: 0 };
   const noise = (w: number, h: number, ch: number) => {
     const b = Buffer.alloc(w * h * ch);
