@@ -21,6 +21,8 @@ export interface EvalResult {
   stages?: Record<string, Record<string, number>>;
   warnings: string[];
   seconds: number;
+  /** Set when the evaluation ran under autocast (--attack-amp): its low-precision type. */
+  amp?: string;
 }
 
 export interface EvalOptions extends AttackSettings {

@@ -5,13 +5,13 @@
 // (distributed.ts) live beside it.
 import { Tensor, manualSeed, setNumThreads, getNumThreads, scope, noGrad, cuda, dist } from '../torch/index.js';
 import { modelFor, checkModel } from '../models/index.js';
-import { SGD, makeSchedule } from '../optim/index.js';
+import { SGD, GradScaler, makeSchedule } from '../optim/index.js';
 import { loadSplit, Loader, Progress, numBatches } from '../data/index.js';
 import { toTensors } from '../data/tensor.js';
 import { evaluateDataset, type EvalResult } from '../eval/index.js';
 import { checkAttackName } from '../attacks/index.js';
 import { ConfigError, formatEps } from '../options/index.js';
-import type { TrainConfig } from './options.js';
+import { ampType, type TrainConfig } from './options.js';
 import type { TrainContext } from './method.js';
 import { methods } from './methods.js';
 import { RunFolder, type Summary } from './run-folder.js';
@@ -77,6 +77,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   }
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
   if (!opts.resume) initModel(model, cfg, trainData.numClasses, log); // --init, --num-classes (fine-tuning)
+  if (cfg.channelsLast) model.channelsLast();
   if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
@@ -88,6 +89,10 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   const schedule = makeSchedule({ name: cfg.lrSchedule, lr: cfg.lr, totalSteps });
   const opt = new SGD(model.parameters(), { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov });
   const sync = gradientSync(model, group);
+  // float16's range needs loss scaling (bfloat16 has float32's range and does not)
+  const scaler = cfg.amp === 'fp16' ? new GradScaler() : undefined;
+  const zeros = new ZeroShare();
+  const flushMetrics = () => metrics.flush(position, opt.lr, { ...zeros.flush(), ...(scaler && { loss_scale: scaler.scaleValue, skipped_steps: scaler.skipped }) });
   const methodState = new Map<string, Tensor>();
   const position: LoopState = { step: 0, pass: 0, batch: 0, trainSeconds: 0, images: 0 };
   const metrics = new StepMetrics(run, group);
@@ -100,20 +105,29 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     sgdStep(loss: Tensor) {
       opt.lr = schedule(position.step);
       opt.zeroGrad();
-      sync.backward(loss);
-      opt.step();
+      let stepped = true;
+      if (scaler) {
+        scope(() => sync.backward(scaler.scale(loss)));
+        stepped = scaler.step(opt);
+        scaler.update();
+      } else {
+        sync.backward(loss);
+        opt.step();
+      }
       position.step++;
+      return stepped;
     },
-    record(loss: Tensor, logits: Tensor, y: Tensor) {
+    record(loss: Tensor, logits: Tensor, y: Tensor, inputGrad?: Tensor) {
+      if (inputGrad) zeros.add(inputGrad);
       const l = loss.item();
       if (!Number.isFinite(l)) throw new TrainingError(`the training loss became ${l} at SGD step ${position.step}`);
       metrics.add(l, noGrad(() => logits.argmax(1).eq(y).sum().item()), y.size(0));
       position.images += y.size(0) * ranks;
-      if (position.step % cfg.logEvery === 0) metrics.flush(position, opt.lr);
+      if (position.step % cfg.logEvery === 0) flushMetrics();
     },
   };
   method.init?.(ctx);
-  const parts = { model, opt, methodState, position, group, batchSize: cfg.batchSize };
+  const parts = { model, opt, methodState, position, group, batchSize: cfg.batchSize, ...(scaler && { scaler }) };
   const checkpoint = (path: string) => saveState(path, parts);
 
   if (opts.resume) {
@@ -141,7 +155,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
         const t0 = performance.now();
         scope(() => {
           const { x, y } = toTensors(b, cfg.device, cfg.dtype);
-          method.batch(ctx, x, y);
+          method.batch(ctx, cfg.channelsLast ? x.channelsLast() : x, y);
         });
         position.trainSeconds += (performance.now() - t0) / 1000;
         position.batch = b.batch + 1;
@@ -155,7 +169,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
         if (cfg.checkpointEvery > 0 && Math.floor(position.step / cfg.checkpointEvery) > Math.floor(before / cfg.checkpointEvery)) checkpoint(run.path('latest'));
       }
       // end of a pass: validation, best and latest checkpoints
-      metrics.flush(position, opt.lr);
+      flushMetrics();
       const passSeconds = (performance.now() - passStart) / 1000;
       const val = await validation.run(model);
       run.appendMetrics({ step: position.step, pass: position.pass, ...(val && { val_clean_accuracy: val.clean_accuracy, val_robust_accuracy: val.robust_accuracy }), pass_seconds: passSeconds });
@@ -192,7 +206,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     sync.dispose();
   }
   progress.finish();
-  metrics.flush(position, opt.lr);
+  flushMetrics();
   checkpoint(run.path('latest'));
   if (interrupts.requested) {
     throw new InterruptedError(`stopped by ${interrupts.requested} at SGD step ${position.step}; checkpoint written. Resume with: freeadv train --resume ${cfg.out}`);
@@ -204,6 +218,7 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     ev = await evaluateDataset(model, testData, {
       eps: cfg.eps, attacks: cfg.evalAttacks, limit: cfg.evalLimit, batchSize: cfg.evalBatchSize, restarts: cfg.evalRestarts,
       seed: cfg.seed, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }),
+      ...(cfg.attackAmp && { amp: ampType(cfg.amp) }),
     });
   }
   const distributed = sync.stats();
@@ -220,6 +235,9 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
     backward_passes: position.step * method.backwardPerStep(cfg),
     train_seconds: position.trainSeconds,
     images_per_second: position.images / Math.max(1e-9, position.trainSeconds),
+    ...(cfg.amp !== 'none' && { amp: cfg.amp, evaluation_precision: ev?.amp ?? cfg.dtype }),
+    ...(zeros.total.n > 0 && { input_grad_zero_share: zeros.total.zero / zeros.total.n }),
+    ...(scaler && { grad_scaler: { ...scaler.stateDict(), skipped_steps_this_session: scaler.skipped } }),
     clean_accuracy: ev?.clean_accuracy ?? NaN,
     robust_accuracy: ev?.robust_accuracy ?? {},
     ...(ev?.stages && { attack_stages: ev.stages }),
@@ -257,7 +275,7 @@ class StepMetrics {
     this.seen += n;
   }
 
-  flush(position: LoopState, lr: number): void {
+  flush(position: LoopState, lr: number, extra: Record<string, number> = {}): void {
     if (this.group) [this.loss, this.correct, this.seen] = dist.allReduceNumbers([this.loss, this.correct, this.seen]);
     if (this.seen && this.run.writer) {
       const now = performance.now();
@@ -268,11 +286,35 @@ class StepMetrics {
         loss: this.loss / this.seen,
         train_accuracy: this.correct / this.seen,
         images_per_second: ((position.images - this.lastImages) * 1000) / Math.max(1, now - this.lastTime),
+        ...extra,
       });
       this.lastTime = now;
       this.lastImages = position.images;
     }
     this.loss = this.correct = this.seen = 0;
+  }
+}
+
+/**
+ * The share of exact-zero entries of the input gradient a method steps on (free training's g_x): where it is 0,
+ * sign() is 0 and δ stays put. Low precision makes more of them (float16 underflow, bfloat16's short mantissa).
+ */
+class ZeroShare {
+  private zero = 0;
+  private n = 0;
+  readonly total = { zero: 0, n: 0 };
+  add(g: Tensor): void {
+    const z = noGrad(() => scope(() => g.eq(0).sum().item()));
+    this.zero += z;
+    this.n += g.numel;
+    this.total.zero += z;
+    this.total.n += g.numel;
+  }
+  /** The share since the last flush, for a metrics line (nothing when no gradient was recorded). */
+  flush(): { input_grad_zero_share?: number } {
+    const r = this.n > 0 ? { input_grad_zero_share: this.zero / this.n } : {};
+    this.zero = this.n = 0;
+    return r;
   }
 }
 
