@@ -11,6 +11,7 @@
 //             torchvision ImageFolder + DataLoader (RandomResizedCrop 224 + flip + to float tensors, batch 64)
 //             on the same synthetic ImageNet-like JPEGs, per worker count
 // Options: --only step,overhead,ladder,memory,data,autoattack,pipeline   --quick   --rounds N   --threads N
+//          --models small-cnn,… (step rows of these models only)   --step-scale K (K times the steps per row)
 //          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024).
 // Prints JSON.
 import { spawnSync } from 'node:child_process';
@@ -34,6 +35,8 @@ const { values: opt } = parseArgs({
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
+    models: { type: 'string' },
+    'step-scale': { type: 'string', default: '1' },
     threads: { type: 'string', default: String(cpus().length) },
     'pipeline-workers': { type: 'string' },
     'pipeline-images': { type: 'string', default: '1024' },
@@ -97,10 +100,13 @@ if (parts.has('step') || parts.has('memory')) {
   const configs: [string, number, number][] = quick
     ? [['small-cnn', 128, 20], ['resnet-cifar-small', 32, 10]]
     : [['small-cnn', 32, 60], ['small-cnn', 128, 30], ['resnet-cifar-small', 32, 30], ['resnet-cifar-small', 128, 10], ['preact-resnet18', 128, 2], ['wrn-34-10', 8, 2]];
+  const only = opt.models?.split(',');
+  const keep = (m: string) => !only || only.includes(m);
+  const scale = Number(opt['step-scale']);
   const rows = [];
-  for (const [m, b, s] of configs) {
+  for (const [m, b, s] of configs.filter(([m]) => keep(m))) {
     log(`step: ${m} batch ${b}...`);
-    rows.push(stepPair(m, b, s));
+    rows.push(stepPair(m, b, Math.round(s * scale)));
   }
   results.step = rows;
   // the same free step under bf16 autocast and with channels-last weights and inputs, each against PyTorch
@@ -109,9 +115,9 @@ if (parts.has('step') || parts.has('memory')) {
     ? [['small-cnn', 128, 20, ['--amp', 'bf16']], ['resnet-cifar-small', 32, 10, ['--amp', 'bf16']], ['resnet-cifar-small', 32, 10, ['--channels-last']]]
     : [['small-cnn', 128, 30, ['--amp', 'bf16']], ['resnet-cifar-small', 128, 10, ['--amp', 'bf16']], ['resnet-cifar-small', 128, 10, ['--channels-last']], ['resnet-cifar-small', 128, 10, ['--channels-last', '--amp', 'bf16']], ['preact-resnet18', 128, 2, ['--channels-last']], ['preact-resnet18', 128, 2, ['--amp', 'bf16']]];
   const variantRows = [];
-  for (const [m, b, s, extra] of variants) {
+  for (const [m, b, s, extra] of variants.filter(([m]) => keep(m))) {
     log(`step: ${m} batch ${b} ${extra.join(' ')}...`);
-    variantRows.push(stepPair(m, b, s, 'free', extra));
+    variantRows.push(stepPair(m, b, Math.round(s * scale), 'free', extra));
   }
   results.step_variants = variantRows;
   results.memory = rows.map((r) => ({ model: r.model, batch: r.batch, freeadv_peak_rss_mb: r.freeadv_peak_rss_mb, pytorch_peak_rss_mb: r.pytorch_peak_rss_mb, ratio: Math.round((r.freeadv_peak_rss_mb / r.pytorch_peak_rss_mb) * 1000) / 1000 }));
