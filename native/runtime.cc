@@ -81,8 +81,14 @@ EXPORT(getAutocast) {
 EXPORT(setAutocast) {
   Napi::Env env = info.Env();
   c10::DeviceType dev = autocastDevice(env, info[0]);
+  if (!info[1].IsBoolean()) throw torchError(env, "setAutocast: enabled must be a boolean");
   bool on = info[1].As<Napi::Boolean>().Value();
-  auto dt = static_cast<at::ScalarType>(toInt(env, info[2], "dtype"));
+  auto code = toInt(env, info[2], "dtype");
+  if (code < 0 || code >= static_cast<int64_t>(at::ScalarType::NumOptions))
+    throw torchError(env, "setAutocast: unknown dtype code " + std::to_string(code));
+  auto dt = static_cast<at::ScalarType>(code);
+  if (on && dt != at::kBFloat16 && dt != at::kHalf)
+    throw torchError(env, std::string("setAutocast: autocast computes in bfloat16 or float16, not ") + c10::toString(dt));
 #if FREEADV_TORCH_2_4
   at::autocast::set_autocast_dtype(dev, dt);
   at::autocast::set_autocast_enabled(dev, on);
