@@ -10,9 +10,14 @@
 //   pipeline  image-folder input pipeline: images/s and CPU ms per image of freeadv's loader workers vs
 //             torchvision ImageFolder + DataLoader (RandomResizedCrop 224 + flip + to float tensors, batch 64)
 //             on the same synthetic ImageNet-like JPEGs, per worker count
-// Options: --only step,overhead,ladder,memory,data,autoattack,pipeline   --quick   --rounds N   --threads N
+//   onnx      inference images/s of each small model exported to ONNX and run by ONNX Runtime (onnxruntime-node)
+//             vs freeadv's libtorch forward (eval mode, no autograd), batch 1 and 64, one thread and all cores;
+//             both from a Float32Array of pixels to one of logits, in one process, alternating, median of rounds;
+//             with one thread also per CPU-second (robust to other load on the machine)
+// Options: --only step,overhead,ladder,memory,data,autoattack,pipeline,onnx   --quick   --rounds N   --threads N
+//          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024)
 //          --models small-cnn,… (step rows of these models only)   --step-scale K (K times the steps per row)
-//          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024).
+//          --onnx-models small-cnn,resnet-cifar-small,preact-resnet18,wrn-34-10 (default: all four).
 // Prints JSON.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
@@ -23,10 +28,11 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { SGD } from '../src/optim/index.js';
-import { methods, resolveConfig, type Method, type TrainContext } from '../src/train/index.js';
+import { methods, resolveConfig, trainBatch, type Method, type TrainContext } from '../src/train/index.js';
 import { loadDataset, Loader, prepareImageFolder, type InMemoryDataset } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
 import { writeSyntheticImageFolder } from './pipeline-data.js';
+import { exportOnnx, describeDataset } from '../src/export/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
@@ -40,9 +46,10 @@ const { values: opt } = parseArgs({
     threads: { type: 'string', default: String(cpus().length) },
     'pipeline-workers': { type: 'string' },
     'pipeline-images': { type: 'string', default: '1024' },
+    'onnx-models': { type: 'string' },
   },
 });
-const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack,pipeline').split(','));
+const parts = new Set((opt.only ?? 'step,overhead,ladder,memory,data,autoattack,pipeline,onnx').split(','));
 const quick = opt.quick!;
 const rounds = Number(opt.rounds ?? (quick ? 1 : 3));
 const threads = Number(opt.threads);
@@ -187,7 +194,7 @@ if (parts.has('ladder')) {
     let i = 0, ms = 0;
     for await (const b of loader.epoch(0)) {
       const t0 = performance.now();
-      T.scope(() => { const { x, y } = toTensors(b); method.batch(ctx, x, y); });
+      T.scope(() => { const { x, y } = toTensors(b); trainBatch(method, ctx, x, y); });
       if (i >= 2) ms += performance.now() - t0; // first batches warm up
       if (++i >= n + 2) break;
     }
@@ -232,7 +239,7 @@ if (parts.has('data')) {
     let i = 0;
     const t0 = performance.now();
     for await (const b of loader.epoch(0)) {
-      T.scope(() => { const { x, y } = toTensors(b); methods.free!.batch(ctx, x, y); });
+      T.scope(() => { const { x, y } = toTensors(b); trainBatch(methods.free!, ctx, x, y); });
       if (++i >= limit) break;
     }
     const total = performance.now() - t0;
@@ -339,6 +346,84 @@ if (parts.has('pipeline')) {
     rmSync(dir, { recursive: true, force: true });
     rmSync(`${dir}-256`, { recursive: true, force: true });
   }
+}
+
+if (parts.has('onnx')) {
+  // Random weights (speed does not depend on them; BatchNorm uses its running statistics in both). Each
+  // measurement repeats the call until 0.4 s have passed (at least 3 calls, after 2 warm-up calls); the two
+  // runtimes alternate, and the median of the rounds is kept.
+  const ort = await import('onnxruntime-node');
+  const cases: [string, 'fashion-mnist' | 'cifar10', number[]][] = [
+    ['small-cnn', 'fashion-mnist', [1, 64]],
+    ['resnet-cifar-small', 'cifar10', [1, 64]],
+    ['preact-resnet18', 'cifar10', [1, 64]],
+    ['wrn-34-10', 'cifar10', [1]],
+  ];
+  if (opt['onnx-models']) {
+    const want = opt['onnx-models'].split(',');
+    cases.splice(0, cases.length, ...cases.filter(([name]) => want.includes(name)));
+  }
+  const threadCounts = [...new Set([1, threads])];
+  const rows = [];
+  // ms per call, wall clock and the process's CPU time (with one thread, CPU time is the compute time whatever else
+  // runs on the machine; with more, it also counts threads that spin while they wait)
+  const timeIt = async (f: () => Promise<void>) => {
+    for (let i = 0; i < 2; i++) await f();
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    let n = 0;
+    while (n < 3 || performance.now() - t0 < 400) {
+      await f();
+      n++;
+    }
+    const c = process.cpuUsage(c0);
+    return { wall: (performance.now() - t0) / n, cpu: (c.user + c.system) / 1000 / n };
+  };
+  for (const [name, dataset, batches] of cases) {
+    const shape = describeDataset(dataset);
+    T.manualSeed(0);
+    const model = createModel(name, { numClasses: shape.numClasses, inChannels: shape.c, size: shape.h, mean: shape.mean, std: shape.std }).eval();
+    const onnx = exportOnnx(model, { inputShape: [shape.c, shape.h, shape.h], numClasses: shape.numClasses });
+    for (const th of threadCounts) {
+      T.setNumThreads(th);
+      const session = await ort.InferenceSession.create(onnx, { intraOpNumThreads: th, interOpNumThreads: 1 });
+      for (const batch of quick ? batches.slice(0, 1) : batches) {
+        log(`onnx: ${name}, batch ${batch}, ${th} thread(s)...`);
+        const x = new Float32Array(batch * shape.c * shape.h * shape.h).map((_, i) => ((i * 7919) % 255) / 255);
+        const dims = [batch, shape.c, shape.h, shape.h];
+        const torchForward = async () => {
+          T.scope(() => T.noGrad(() => model.forward(T.fromTypedArray(x, dims)).toTypedArray()));
+        };
+        const ortForward = async () => {
+          const r = await session.run({ input: new ort.Tensor('float32', x, dims) });
+          void (r.logits!.data as Float32Array)[0];
+        };
+        const torchMs: { wall: number; cpu: number }[] = [], ortMs: { wall: number; cpu: number }[] = [];
+        for (let r = 0; r < rounds; r++) {
+          torchMs.push(await timeIt(torchForward));
+          ortMs.push(await timeIt(ortForward));
+        }
+        const ips = (ms: { wall: number; cpu: number }[], k: 'wall' | 'cpu') => batch / (median(ms.map((m) => m[k])) / 1000);
+        const a = ips(ortMs, 'wall'), b = ips(torchMs, 'wall');
+        const r1 = (v: number) => Math.round(v * 10) / 10, r3 = (v: number) => Math.round(v * 1000) / 1000;
+        rows.push({
+          model: name, batch, threads: th, rounds,
+          onnxruntime_images_per_second: r1(a),
+          libtorch_images_per_second: r1(b),
+          ratio: r3(a / b),
+          ...(th === 1 && {
+            onnxruntime_images_per_cpu_second: r1(ips(ortMs, 'cpu')),
+            libtorch_images_per_cpu_second: r1(ips(torchMs, 'cpu')),
+            cpu_ratio: r3(ips(ortMs, 'cpu') / ips(torchMs, 'cpu')),
+          }),
+        });
+      }
+      await session.release();
+    }
+    model.dispose();
+  }
+  T.setNumThreads(threads);
+  results.onnx = { onnxruntime: ort.env.versions, libtorch: T.version().torch, rows };
 }
 
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');

@@ -22,24 +22,27 @@ const { values: a } = parseArgs({
     warmup: { type: 'string', default: '3' },
     steps: { type: 'string', default: '20' },
     seed: { type: 'string', default: '0' },
+    device: { type: 'string', default: 'cpu' },
   },
 });
+const dev = a.device!;
+const onGpu = dev.startsWith('cuda');
 const B = Number(a.batch);
 const eps = Number(a.eps);
 T.setNumThreads(Number(a.threads));
 T.manualSeed(Number(a.seed));
 const grey = ['small-cnn', 'madry-cnn'].includes(a.model!);
 const [c, s] = grey ? [1, 28] : [3, 32];
-const model = createModel(a.model!, { numClasses: 10, inChannels: c, size: s, mean: Array(c).fill(0.5), std: Array(c).fill(0.25) }).train();
+const model = createModel(a.model!, { numClasses: 10, inChannels: c, size: s, mean: Array(c).fill(0.5), std: Array(c).fill(0.25) }).to(dev).train();
 const cl = a['channels-last']!;
 // --amp bf16: forward and loss under bfloat16 autocast, backward outside (as freeadv train --amp bf16 does)
 if (a.amp !== 'none' && a.amp !== 'bf16') throw new Error(`--amp: ${a.amp} is not none or bf16`);
 const amp = a.amp === 'bf16' ? 'bfloat16' : false;
 if (cl) model.channelsLast();
 const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
-const x0 = T.rand([B, c, s, s]);
+const x0 = T.rand([B, c, s, s]).to(dev);
 const x = (cl ? x0.channelsLast() : x0).keep();
-const y = T.randint(0, 10, [B]).keep();
+const y = T.randint(0, 10, [B]).to(dev).keep();
 const delta = T.zerosLike(x).keep();
 
 function step(kind: string): void {
@@ -51,6 +54,8 @@ function step(kind: string): void {
     loss.backward();
     if (free) T.noGrad(() => delta.add_(inp.grad!.sign(), eps).clamp_(-eps, eps));
     opt.step();
+    // on a GPU the step's kernels are queued: reading a value waits for them (torch.cuda.synchronize() in the twin)
+    if (onGpu) y.sum().item();
   });
 }
 
@@ -74,7 +79,7 @@ if (process.env.STEP_TIMES) console.error(JSON.stringify(Object.fromEntries(kind
 const median = (xs: number[]) => [...xs].sort((u, v) => u - v)[xs.length >> 1]!;
 console.log(
   JSON.stringify({
-    model: a.model, kind: a.kind, batch: B, threads: T.getNumThreads(), input_shape: [c, s, s], channels_last: cl, amp: a.amp, steps: n,
+    model: a.model, kind: a.kind, device: dev, batch: B, threads: T.getNumThreads(), input_shape: [c, s, s], channels_last: cl, amp: a.amp, steps: n,
     images_per_second: Math.round((B / dt) * 10) / 10, ms_per_step: Math.round(dt * 1e6) / 1e3,
     ms_median: Object.fromEntries(kinds.map((k) => [k, Math.round(median(times[k]!) * 1e3) / 1e3])),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 102.4) / 10,

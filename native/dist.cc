@@ -1,4 +1,5 @@
-// Process groups (c10d): TCPStore rendezvous and ProcessGroupGloo, one group per process. Collectives are
+// Process groups (c10d): TCPStore rendezvous and ProcessGroupGloo (or ProcessGroupNCCL for CUDA tensors, in
+// builds against a CUDA libtorch with NCCL), one group per process. Collectives are
 // issued asynchronously (one c10d work per tensor, so several buckets are in flight at once) and then waited
 // for with the group's timeout; a dead or hung peer surfaces as a TorchError, never a hang or a crash.
 // Built only when gloo's headers are present (Debian: libgloo-dev); distAvailable says whether they were.
@@ -6,6 +7,9 @@
 #include "dist.h"
 
 #include <ATen/ops/empty_like.h>
+#if FREEADV_NCCL
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 #include <stdexcept>
 #include <string>
@@ -47,7 +51,7 @@ void waitAll(DistGroup& g, std::vector<c10::intrusive_ptr<c10d::Work>>& works, c
   }
 }
 
-std::vector<at::Tensor> denseCpuList(Napi::Env env, const Napi::Value& v, const char* what) {
+std::vector<at::Tensor> denseList(Napi::Env env, const Napi::Value& v, const char* what) {
   auto ts = tensorVec(v);
   for (auto& t : ts) {
     if (!t.defined()) typeError(env, std::string(what) + ": expected tensors");
@@ -56,7 +60,11 @@ std::vector<at::Tensor> denseCpuList(Napi::Env env, const Napi::Value& v, const 
   return ts;
 }
 
-// distInit(host, port, rank, worldSize, timeoutMs, ifname) -- blocks until all ranks joined or timeout.
+// distInit(host, port, rank, worldSize, timeoutMs, ifname, storeFile, cudaDevice) -- blocks until all ranks joined
+// or timeout. With storeFile (one machine) the rendezvous is a c10d::FileStore in that file and Gloo binds to
+// loopback: nothing listens on the network. Otherwise rank 0 serves a TCPStore at port for the whole job
+// (libtorch 1.13's TCPStore server listens on every interface and has no option to bind one; it is
+// unauthenticated). cudaDevice >= 0 (builds with NCCL): the group is a ProcessGroupNCCL on that GPU, else Gloo.
 EXPORT(distInit) {
   Napi::Env env = info.Env();
   if (g_dist) throw torchError(env, "distInit: this process already belongs to a process group");
@@ -66,27 +74,49 @@ EXPORT(distInit) {
   int64_t size = toInt(env, info[3], "worldSize");
   int64_t ms = toInt(env, info[4], "timeoutMs");
   std::string ifname = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
+  std::string storeFile = info.Length() > 6 && info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "";
+  int64_t cudaDevice = info.Length() > 7 && info[7].IsNumber() ? toInt(env, info[7], "cudaDevice") : -1;
+#if !FREEADV_NCCL
+  if (cudaDevice >= 0) throw torchError(env, "distInit: this build of the native addon has no NCCL (it needs a CUDA libtorch with c10d's ProcessGroupNCCL)");
+#endif
   if (port < 1 || port > 65535) throw torchError(env, "distInit: port must be in [1, 65535], got " + std::to_string(port));
   if (size < 1 || rank < 0 || rank >= size)
     throw torchError(env, "distInit: rank " + std::to_string(rank) + " is not in [0, " + std::to_string(size) + ")");
   if (ms < 1) throw torchError(env, "distInit: timeout must be positive");
   auto timeout = std::chrono::milliseconds(ms);
-  c10d::TCPStoreOptions so;
-  so.port = static_cast<uint16_t>(port);
-  so.isServer = rank == 0;
-  so.numWorkers = static_cast<size_t>(size);
-  so.waitWorkers = true;
-  so.timeout = timeout;
-  auto tcp = c10::make_intrusive<c10d::TCPStore>(host, so);
-  auto store = c10::make_intrusive<c10d::PrefixStore>("freeadv/default_pg", tcp);
+  c10::intrusive_ptr<c10d::Store> base;
+  if (!storeFile.empty()) {
+    base = c10::make_intrusive<c10d::FileStore>(storeFile, static_cast<int>(size));
+    base->setTimeout(timeout);
+  } else {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<uint16_t>(port);
+    so.isServer = rank == 0;
+    so.numWorkers = static_cast<size_t>(size);
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    base = c10::make_intrusive<c10d::TCPStore>(host, so);
+  }
+  auto store = c10::make_intrusive<c10d::PrefixStore>("freeadv/default_pg", base);
+#if FREEADV_NCCL
+  if (cudaDevice >= 0) {
+    // one GPU per process, as DDP: the communicator is made on it at the first collective
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(cudaDevice));
+    auto nopts = c10d::ProcessGroupNCCL::Options::create();
+    nopts->timeout = timeout;
+    auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, static_cast<int>(rank), static_cast<int>(size), nopts);
+    g_dist = new DistGroup{base, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}, /*nccl=*/true};
+    return env.Undefined();
+  }
+#endif
   auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
   if (!ifname.empty()) opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-  else if (host == "127.0.0.1" || host == "localhost")
+  else if (!storeFile.empty() || host == "127.0.0.1" || host == "localhost")
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
   else opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
   opts->threads = 2;
   auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, static_cast<int>(rank), static_cast<int>(size), opts);
-  g_dist = new DistGroup{tcp, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}};
+  g_dist = new DistGroup{base, pg, static_cast<int>(rank), static_cast<int>(size), timeout, /*wrapped=*/{}};
   return env.Undefined();
 }
 
@@ -116,7 +146,7 @@ void eachInFlight(DistGroup& g, std::vector<at::Tensor>& ts, const char* what, S
 EXPORT(distAllReduce) {
   Napi::Env env = info.Env();
   DistGroup& g = group(env);
-  auto ts = denseCpuList(env, info[0], "allReduce");
+  auto ts = denseList(env, info[0], "allReduce");
   int64_t op = info.Length() > 1 ? toInt(env, info[1], "op") : 0;
   c10d::AllreduceOptions o;
   o.reduceOp = op == 1 ? c10d::ReduceOp::MAX : op == 2 ? c10d::ReduceOp::MIN : c10d::ReduceOp::SUM;
@@ -129,7 +159,7 @@ EXPORT(distAllReduce) {
 EXPORT(distBroadcast) {
   Napi::Env env = info.Env();
   DistGroup& g = group(env);
-  auto ts = denseCpuList(env, info[0], "broadcast");
+  auto ts = denseList(env, info[0], "broadcast");
   int64_t root = toInt(env, info[1], "root");
   if (root < 0 || root >= g.size) throw torchError(env, "broadcast: root " + std::to_string(root) + " is not a rank");
   c10d::BroadcastOptions o;
@@ -143,7 +173,7 @@ EXPORT(distBroadcast) {
 EXPORT(distAllGather) {
   Napi::Env env = info.Env();
   DistGroup& g = group(env);
-  auto ts = denseCpuList(env, Napi::Value(info[0]).IsArray() ? info[0] : env.Undefined(), "allGather");
+  auto ts = denseList(env, Napi::Value(info[0]).IsArray() ? info[0] : env.Undefined(), "allGather");
   if (ts.size() != 1) typeError(env, "allGather: expected [tensor]");
   std::vector<std::vector<at::Tensor>> out(1);
   for (int i = 0; i < g.size; i++) out[0].push_back(at::empty_like(ts[0]));
@@ -182,11 +212,12 @@ EXPORT(distDestroy) {
 namespace {
 
 EXPORT(distAvailable) { return Napi::Boolean::New(info.Env(), FREEADV_GLOO ? true : false); }
+EXPORT(ncclAvailable) { return Napi::Boolean::New(info.Env(), FREEADV_GLOO && FREEADV_NCCL ? true : false); }
 
 }  // namespace
 
 void registerDist(Napi::Env env, Napi::Object exports) {
-  REG(distAvailable);
+  REG(distAvailable); REG(ncclAvailable);
 #if FREEADV_GLOO
   REG(distInit); REG(distInfo); REG(distAllReduce); REG(distBroadcast); REG(distAllGather); REG(distBarrier);
   REG(distDestroy);

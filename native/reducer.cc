@@ -14,8 +14,9 @@
 
 #include "dist.h"
 
-// c10d's Reducer takes a c10d::ProcessGroup. In libtorch 1.x ProcessGroupGloo is one; from 2.0 on it is a
-// c10d::Backend, wrapped here in a ProcessGroup (the 2.3+ API, tested with 2.13). The Reducer's constructor
+// c10d's Reducer takes a c10d::ProcessGroup. In libtorch 1.x ProcessGroupGloo is one; from 2.0 on it (and
+// ProcessGroupNCCL) is a c10d::Backend, wrapped here in a ProcessGroup (the 2.3+ API, tested with 2.13 and,
+// compiled, 2.14 with NCCL). The Reducer's constructor
 // changed across 2.x, so makeReducer picks the signature this libtorch has; where none is known (2.0-2.2, or a
 // future change) the overlapped averaging is left out and the JS layer averages after backward.
 #if FREEADV_GLOO && (TORCH_VERSION_MAJOR < 2 || FREEADV_TORCH_2_3)
@@ -55,7 +56,7 @@ struct ReducerState {
 
 class AverageHook final : public c10d::CommHookInterface {
  public:
-  AverageHook(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, std::chrono::milliseconds timeout,
+  AverageHook(c10::intrusive_ptr<CollectiveBackend> pg, std::chrono::milliseconds timeout,
               std::shared_ptr<ReducerState> st)
       : pg_(std::move(pg)), timeout_(timeout), st_(std::move(st)) {}
 
@@ -96,7 +97,7 @@ class AverageHook final : public c10d::CommHookInterface {
   at::Tensor parseHookResult(const c10::IValue& result) override { return result.toTensor(); }
 
  private:
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
+  c10::intrusive_ptr<CollectiveBackend> pg_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<ReducerState> st_;
 };
@@ -126,8 +127,10 @@ c10::intrusive_ptr<c10d::ProcessGroup> asProcessGroup(DistGroup& g) {
   if (!g.wrapped) {
     if constexpr (std::is_constructible_v<c10d::ProcessGroup, c10::intrusive_ptr<c10d::Store>, int, int>) {
       auto pg = c10::make_intrusive<c10d::ProcessGroup>(g.store, g.rank, g.size);
-      pg->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
-      pg->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, c10::intrusive_ptr<c10d::Backend>(g.pg));
+      // NCCL serves CUDA tensors, Gloo CPU ones (as torch.distributed's "cuda:nccl,cpu:gloo")
+      auto type = g.nccl ? c10d::ProcessGroup::BackendType::NCCL : c10d::ProcessGroup::BackendType::GLOO;
+      pg->setDefaultBackend(type);
+      pg->setBackend(g.nccl ? c10::DeviceType::CUDA : c10::DeviceType::CPU, type, g.pg);
       g.wrapped = pg;
     }
   }

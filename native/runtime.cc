@@ -112,6 +112,8 @@ EXPORT(autocastExit) {
   return Napi::Number::New(info.Env(), n);
 }
 EXPORT(cudaIsAvailable) { return Napi::Boolean::New(info.Env(), at::hasCUDA()); }
+// Whether the addon was built against a CUDA libtorch (cudaIsAvailable also needs a GPU and its driver).
+EXPORT(cudaBuilt) { return Napi::Boolean::New(info.Env(), FREEADV_CUDA ? true : false); }
 EXPORT(cudaDeviceCount) {
   return Napi::Number::New(info.Env(), at::hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0);
 }
@@ -129,7 +131,7 @@ EXPORT(version) {
 void registerRuntime(Napi::Env env, Napi::Object exports) {
   REG(manualSeed); REG(getRngState); REG(setRngState); REG(setNumThreads); REG(getNumThreads);
   REG(getAutocast); REG(setAutocast); REG(autocastEnter); REG(autocastExit);
-  REG(cudaIsAvailable); REG(cudaDeviceCount);
+  REG(cudaIsAvailable); REG(cudaBuilt); REG(cudaDeviceCount);
   REG(version);
 }
 

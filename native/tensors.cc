@@ -95,7 +95,7 @@ EXPORT(dispose) {
 
 EXPORT(isDisposed) { return Napi::Boolean::New(info.Env(), !holderOf(info[0])->t.defined()); }
 
-// fromBuffer(typedArrayOrArrayBuffer, shape, dtypeCode) -> handle (copies the data)
+// fromBuffer(typedArrayOrArrayBuffer, shape, dtypeCode, pinned?) -> handle (copies the data)
 EXPORT(fromBuffer) {
   Napi::Env env = info.Env();
   const void* data;
@@ -118,7 +118,9 @@ EXPORT(fromBuffer) {
   }
   auto shape = toIntVec(env, info[1], "shape");
   auto dtype = static_cast<c10::ScalarType>(toInt(env, info[2], "dtype"));
-  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+  // pinned (page-locked) host memory, for a copy to a GPU that does not block the host (CUDA's host allocator)
+  bool pinned = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype).pinned_memory(pinned));
   if (static_cast<size_t>(t.nbytes()) != bytes)
     throw torchError(env, "fromBuffer: data has " + std::to_string(bytes) + " bytes but shape and dtype need " +
                               std::to_string(t.nbytes()));

@@ -1,12 +1,29 @@
 // Builds the native addon with node-gyp against the libtorch found by scripts/libtorch.cjs.
 // Skips the build when build/Release/freeadv.node is newer than its sources (pass --force to rebuild).
+// --out DIR builds in DIR instead (a copy of the sources, DIR/build/Release/freeadv.node), leaving build/ alone:
+// an addon for another libtorch beside the default one, loaded with FREEADV_ADDON=DIR/build/Release/freeadv.node.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
+const outArg = process.argv.indexOf('--out');
+if (outArg >= 0 && !process.argv[outArg + 1]) {
+  console.error('freeadv: --out needs a folder');
+  process.exit(2);
+}
+const root = outArg >= 0 ? resolve(process.argv[outArg + 1]) : pkg;
+if (root !== pkg) {
+  // the sources node-gyp reads, and node_modules for node-addon-api's headers
+  mkdirSync(join(root, 'scripts'), { recursive: true });
+  rmSync(join(root, 'native'), { recursive: true, force: true });
+  cpSync(join(pkg, 'native'), join(root, 'native'), { recursive: true });
+  cpSync(join(pkg, 'binding.gyp'), join(root, 'binding.gyp'));
+  cpSync(join(pkg, 'scripts', 'libtorch.cjs'), join(root, 'scripts', 'libtorch.cjs'));
+  if (!existsSync(join(root, 'node_modules'))) symlinkSync(join(pkg, 'node_modules'), join(root, 'node_modules'));
+}
 const out = join(root, 'build', 'Release', 'freeadv.node');
 // Everything the addon is built from: every .cc and .h under native/ (compat/ included), binding.gyp, and the
 // script that picks libtorch's flags. The folders count too: adding or removing a file changes their mtime.
@@ -16,7 +33,7 @@ function nativeFiles(dir) {
   )];
 }
 const sources = [...nativeFiles(join(root, 'native')), join(root, 'binding.gyp'), join(root, 'scripts', 'libtorch.cjs')];
-const force = process.argv.includes('--force') || process.env.LIBTORCH !== undefined;
+const force = process.argv.includes('--force') || process.env.LIBTORCH !== undefined || root !== pkg;
 if (!force && existsSync(out) && sources.every((s) => statSync(s).mtimeMs < statSync(out).mtimeMs)) {
   console.log('freeadv: native addon is up to date');
   process.exit(0);
@@ -38,4 +55,5 @@ const args = [nodeGyp(), 'rebuild', '--release', `--jobs=${Math.max(1, Math.min(
 if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
 console.log('freeadv: building the native addon (about a minute)...');
 execFileSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
+if (root !== pkg) console.log(`freeadv: built ${out}; use it with FREEADV_ADDON=${out}`);
 

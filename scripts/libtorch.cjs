@@ -39,8 +39,8 @@ function gloo(t) {
 
 // libtorch's version, from torch/version.h (TORCH_VERSION_MAJOR/MINOR); null where it cannot be read.
 function version(t) {
-  for (const d of t.inc) {
-    const f = path.join(d, 'torch', 'version.h');
+  // (2.14 moved the numbers from torch/version.h to torch/headeronly/version.h, which the former includes)
+  for (const f of t.inc.flatMap((d) => [path.join(d, 'torch', 'version.h'), path.join(d, 'torch', 'headeronly', 'version.h')])) {
     if (!fs.existsSync(f)) continue;
     const s = fs.readFileSync(f, 'utf8');
     const major = /#define\s+TORCH_VERSION_MAJOR\s+(\d+)/.exec(s);
@@ -66,14 +66,44 @@ function cxxstd(t) {
   return needs20 || (v && (v.major > 2 || (v.major === 2 && v.minor >= 14))) ? '-std=c++20' : '-std=c++17';
 }
 
+// CUDA's and NCCL's headers, which libtorch's CUDA headers include (cuda_runtime_api.h, nccl.h): a pip wheel's
+// come in the nvidia-* wheels beside torch (site-packages/nvidia/*/include, found through the same relative
+// paths as libtorch_cuda.so's RPATH), an official libtorch's from the CUDA toolkit (CUDA_HOME, /usr/local/cuda).
+function cudaIncludes(t) {
+  const dirs = [];
+  const nv = path.join(t.lib, '..', '..', 'nvidia');
+  if (fs.existsSync(nv))
+    for (const e of fs.readdirSync(nv).sort()) {
+      const d = path.join(nv, e, 'include');
+      if (fs.existsSync(d)) dirs.push(path.resolve(d));
+    }
+  for (const home of [process.env.CUDA_HOME, process.env.CUDA_PATH, '/usr/local/cuda'])
+    if (home && fs.existsSync(path.join(home, 'include', 'cuda_runtime_api.h'))) dirs.push(path.join(home, 'include'));
+  return dirs;
+}
+
+// What the addon can use of CUDA: cuda when libtorch_cuda is there and CUDA's runtime header can be found;
+// nccl when, in addition, c10d's ProcessGroupNCCL header and nccl.h are there (the CUDA pip wheels and official
+// CUDA libtorch downloads since 2.x; never Debian's 1.13).
+function cudaSupport(t) {
+  const inc = cudaIncludes(t);
+  const has = (f) => [...t.inc, ...inc].some((d) => fs.existsSync(path.join(d, f)));
+  const cuda = fs.existsSync(path.join(t.lib, 'libtorch_cuda.so')) && has('cuda_runtime_api.h');
+  const nccl = cuda && !t.system && has('nccl.h') && has(path.join('torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupNCCL.hpp'));
+  return { cuda, nccl, inc };
+}
+
 function flags(what) {
   const t = locate();
-  const cuda = fs.existsSync(path.join(t.lib, 'libtorch_cuda.so'));
+  const { cuda, nccl, inc: cudaInc } = cudaSupport(t);
   switch (what) {
     case 'include':
-      return t.inc;
+      return [...t.inc, ...(cuda ? cudaInc : [])];
     case 'defines':
-      return [`_GLIBCXX_USE_CXX11_ABI=${cxx11abi(t.lib)}`, `FREEADV_CUDA=${cuda ? 1 : 0}`, `FREEADV_GLOO=${gloo(t) ? 1 : 0}`];
+      return [
+        `_GLIBCXX_USE_CXX11_ABI=${cxx11abi(t.lib)}`, `FREEADV_CUDA=${cuda ? 1 : 0}`, `FREEADV_GLOO=${gloo(t) ? 1 : 0}`,
+        `FREEADV_NCCL=${nccl && gloo(t) ? 1 : 0}`,
+      ];
     case 'libs':
       return [`-L${t.lib}`, '-ltorch', '-ltorch_cpu', '-lc10'];
     case 'ldflags':
@@ -86,7 +116,7 @@ function flags(what) {
     case 'cxxstd':
       return [cxxstd(t)];
     case 'info':
-      return [JSON.stringify({ ...t, cuda, gloo: gloo(t), cxx11abi: cxx11abi(t.lib), version: version(t), cxxstd: cxxstd(t) })];
+      return [JSON.stringify({ ...t, cuda, nccl: nccl && gloo(t), gloo: gloo(t), cxx11abi: cxx11abi(t.lib), version: version(t), cxxstd: cxxstd(t) })];
     default:
       throw new Error(`unknown query ${what}`);
   }

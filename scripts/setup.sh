@@ -2,7 +2,7 @@
 # Idempotent set-up on Debian 12: system packages, npm dependencies, the native addon, the TypeScript build.
 #   scripts/setup.sh          what training needs
 #   scripts/setup.sh --tests  also what the tests need (PyTorch for Python, for the cross-checks; Chromium, in which
-#                             the report test renders the page through playwright-core — no browser download)
+#                             the report and demo tests render their pages through playwright-core — no browser download)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { SGD, GradScaler } from '../src/optim/index.js';
-import { free, resolveConfig, type TrainContext } from '../src/train/index.js';
+import { free, trainBatch, resolveConfig, type TrainContext } from '../src/train/index.js';
 import { run } from '../src/cli/main.js';
 import { pythonJson, SKIP_NO_TORCH } from './helpers/python.js';
 
@@ -117,7 +117,7 @@ test('free training under --amp bf16 equals PyTorch 1.13 CPU autocast on the sam
     T.noGrad(() => ctx.state.get('delta')!.copy_(delta0));
     const input = JSON.stringify({ weights, x: flat(x), y: Array.from(y.toTypedArray() as BigInt64Array, Number), shape: x.shape, delta: flat(delta0), eps, step: eps, lr, replays });
     const py = pythonJson<{ loss: number[]; zero: number[]; delta: number[]; weights: Record<string, number[]>; logits_dtype: string; loss_dtype: string }>(PY_FREE_STEP, [], { input, timeoutMs: 120_000 });
-    free.batch(ctx, x, y);
+    trainBatch(free, ctx, x, y);
     assert.deepEqual(dtypes.slice(0, 2), ['bfloat16', 'float32']);
     assert.deepEqual([py.logits_dtype, py.loss_dtype], ['torch.bfloat16', 'torch.float32']);
     // The same libtorch kernels on both sides: bf16 rounding makes differences possible, but small ones.
@@ -198,7 +198,7 @@ test('free training with a gradient scaler: an overflowing step is skipped and l
       };
       free.init!(ctx);
       const w0 = flat(model.parameters()[0]!);
-      free.batch(ctx, T.rand([8, 1, 28, 28]), T.randint(0, 10, [8]));
+      trainBatch(free, ctx, T.rand([8, 1, 28, 28]), T.randint(0, 10, [8]));
       const out = { w0, w: flat(model.parameters()[0]!), delta: flat(ctx.state.get('delta')!), scale: scaler?.scaleValue };
       ctx.state.get('delta')!.dispose();
       opt.dispose();
@@ -229,7 +229,7 @@ test('channels-last: a free step with NHWC weights and inputs equals the NCHW on
       const ctx: TrainContext = { model, cfg, batchShape: [4, 3, 32, 32], state: new Map(), sgdStep(loss) { opt.zeroGrad(); loss.backward(); opt.step(); }, record() {} };
       free.init!(ctx);
       const x = T.rand([4, 3, 32, 32]);
-      free.batch(ctx, cl ? x.channelsLast() : x, T.randint(0, 10, [4]));
+      trainBatch(free, ctx, cl ? x.channelsLast() : x, T.randint(0, 10, [4]));
       const delta = ctx.state.get('delta')!;
       const out = { cl: model.parameters()[0]!.isContiguous('channelsLast') && delta.isContiguous('channelsLast'), w: flat(model.parameters()[0]!), d: flat(delta) };
       delta.dispose();

@@ -10,6 +10,7 @@ import { evaluate } from '../src/eval/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
 import { trainedSmallCnn } from './helpers/models.js';
 import { pythonJson, SKIP_NO_TORCH } from './helpers/python.js';
+import { TEST_DEVICE, deviceSkip } from './helpers/device.js';
 
 class Lin extends Module {
   fc = this.module('fc', new Linear(16, 2));
@@ -18,12 +19,12 @@ class Lin extends Module {
   }
 }
 
-test('PGD reaches the analytic L∞ worst case of a linear classifier', () => {
+test(`PGD reaches the analytic L∞ worst case of a linear classifier (${TEST_DEVICE})`, { skip: deviceSkip }, () => {
   T.manualSeed(0);
   T.scope(() => {
-    const m = new Lin();
+    const m = new Lin().to(TEST_DEVICE);
     const eps = 0.05;
-    const x = T.rand([64, 1, 4, 4]).mul(0.8).add(0.1); // interior: [0,1] never binds at ε = 0.05
+    const x = T.rand([64, 1, 4, 4]).mul(0.8).add(0.1).to(TEST_DEVICE); // interior: [0,1] never binds at ε = 0.05
     const logits = T.noGrad(() => m.forward(x));
     const y = logits.argmax(1);
     // margin z_y − z_o is linear with direction w = W_y − W_o; its minimum over the ball is at x − ε·sign(w)
@@ -32,6 +33,7 @@ test('PGD reaches the analytic L∞ worst case of a linear classifier', () => {
     const optimum = x.flatten(1).sub(w.sign().mul(eps)).view(64, 1, 4, 4);
     const atk = new PGD(m, { eps, steps: 10, earlyStop: false, randomStart: true });
     const adv = atk.run(x, y);
+    assert.equal(adv.device, x.device, 'the attack works where its input is');
     assert.ok(adv.sub(optimum).abs().max().item() < 1e-6, 'every PGD point is the analytic optimum');
     const fgsm = new FGSM(m, { eps }).run(x, y);
     assert.ok(fgsm.sub(optimum).abs().max().item() < 1e-6, 'FGSM is optimal for a linear model');

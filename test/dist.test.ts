@@ -5,7 +5,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,9 +54,9 @@ interface Proc {
   err: () => string;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>;
 }
-function start(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+function start(args: string[], env: NodeJS.ProcessEnv = {}, command = process.execPath): Proc {
   const t0 = performance.now();
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '', err = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (err += d));
@@ -325,6 +325,51 @@ test('a killed rank makes the job exit non-zero within the timeout, naming the r
   const ck = loadCheckpoint(join(out, 'latest.safetensors'));
   for (const t of Object.values(ck.model)) assert.ok(t.isfinite().all().item());
   for (const g of [ck.model, ck.optimizer, ck.tensors]) for (const t of Object.values(g)) t.dispose();
+});
+
+/** The TCP sockets a process listens on (from /proc/PID/fd and /proc/net/tcp{,6}), as "address:port". */
+function listening(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch { /* closed meanwhile */ }
+  }
+  const out: string[] = [];
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').trim().split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[3] !== '0A' || !inodes.has(f[9]!)) continue; // 0A: LISTEN
+      const [hex, port] = f[1]!.split(':');
+      const addr = hex!.length === 8 ? hex!.match(/../g)!.reverse().map((b) => parseInt(b, 16)).join('.') : hex === '00000000000000000000000001000000' ? '::1' : hex === '0'.repeat(32) ? '::' : `[${hex}]`;
+      out.push(`${addr}:${parseInt(port!, 16)}`);
+    }
+  }
+  return out;
+}
+
+test('one machine (--nproc 2): no socket listens beyond loopback, none at all once training runs (nothing to flood), and the rendezvous folder is removed', async (t) => {
+  const out = join(tmp, 'loopback');
+  const tmpDir = mkdtempSync(join(tmp, 'tmpdir-'));
+  const p = start([BIN, 'train', ...common(), '--method', 'natural', '--eps', '0', '--epochs', '3', '--eval-limit', '20', '--nproc', '2', '--out', out], { TMPDIR: tmpDir });
+  await waitFor(() => /started rank 1 of 2 \(pid \d+/.test(p.err()), 20_000);
+  const pids = [0, 1].map((r) => Number(new RegExp(`started rank ${r} of 2 \\(pid (\\d+)`).exec(p.err())![1]));
+  // sampled from the rendezvous on (Gloo listens on loopback while it connects its pairs) until training runs
+  const seen = new Set<string>();
+  const sample = () => pids.flatMap((pid) => { try { return listening(pid); } catch { return []; } });
+  await waitFor(() => {
+    for (const a of sample()) seen.add(a);
+    return existsSync(join(out, 'metrics.jsonl'));
+  }, 60_000);
+  const sockets = [...seen];
+  t.diagnostic(`listening during the rendezvous: ${sockets.join(', ') || 'none seen'}`);
+  assert.deepEqual(sockets.filter((a) => !a.startsWith('127.') && !a.startsWith('::1:')), [], `listening beyond loopback: ${sockets.join(', ')}`);
+  assert.deepEqual(sample(), [], 'nothing listens while training');
+  const e = await p.exit;
+  assert.equal(e.code, 0, p.err());
+  assert.equal(summary(out).distributed.world_size, 2);
+  assert.deepEqual(readdirSync(tmpDir), [], 'the rendezvous folder is removed');
 });
 
 test('ranks started directly (torchrun contract): a hung peer stops rank 0 with a clear error after --dist-timeout', async () => {

@@ -12,7 +12,7 @@ import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { ceLoss } from '../src/attacks/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
-import { lossSurface, surfaceDirections, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, cacheKey, REPORT_OPTIONS } from '../src/report/index.js';
+import { lossSurface, surfaceDirections, surfaceRng, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, cacheKey, REPORT_OPTIONS } from '../src/report/index.js';
 import { kebab } from '../src/options/index.js';
 import { run } from '../src/cli/main.js';
 import type { Module } from '../src/nn/index.js';
@@ -96,6 +96,21 @@ test('loss surface: every grid entry equals a direct loss evaluation at its (a, 
     for (let k = 0; k < 4; k++) assert.ok(Math.abs(s.loss[k]![2]![2]! - own[k]!) < 1e-4);
   });
   assert.throws(() => lossSurface(model, x, y, { eps, points: 4 }), /odd/);
+});
+
+test('loss surface in batches: grid points 3 at a time, and the images in two halves continuing one random stream, give the one-call surface', () => {
+  const eps = 0.1;
+  const whole = lossSurface(model, x, y, { eps, range: 2, points: 5, seed: 7 });
+  const chunked = lossSurface(model, x, y, { eps, range: 2, points: 5, seed: 7, batchSize: 3 });
+  const rng = surfaceRng(7);
+  const halves = [0, 2].flatMap((k) => lossSurface(model, x.narrow(0, k, 2), y.narrow(0, k, 2), { eps, range: 2, points: 5, rng, batchSize: 7 }).loss);
+  for (const other of [chunked.loss, halves])
+    for (let k = 0; k < 4; k++)
+      for (let i = 0; i < 5; i++)
+        for (let j = 0; j < 5; j++) {
+          const u = whole.loss[k]![i]![j]!, v = other[k]![i]![j]!;
+          assert.ok(Math.abs(u - v) <= 1e-5 * Math.max(1, Math.abs(u)), `image ${k}, (${i}, ${j}): ${v} vs ${u}`);
+        }
 });
 
 test('saliency equals the input gradient (autograd directly, and central finite differences in float64)', () => {

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
 import { Module, Linear } from '../src/nn/index.js';
 import { SGD } from '../src/optim/index.js';
-import { free, resolveConfig, type TrainContext } from '../src/train/index.js';
+import { free, resolveConfig, trainBatch, type TrainContext } from '../src/train/index.js';
+import { TEST_DEVICE, deviceSkip } from './helpers/device.js';
 
 class LinearNet extends Module {
   readonly fc = this.module('fc', new Linear(4, 3));
@@ -39,17 +40,18 @@ function analytic(W: number[][], b: number[], xs: number[][], ys: number[]) {
 
 const clip = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
-test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x ℓ at clip(x + δ, 0, 1)), −ε, ε), δ kept for the next batch', () => {
+test(`free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x ℓ at clip(x + δ, 0, 1)), −ε, ε), δ kept for the next batch (${TEST_DEVICE})`, { skip: deviceSkip }, () => {
   T.scope(() => {
     const eps = 0.1, step = 0.05, lr = 0.5, m = 3;
+    const dev = TEST_DEVICE;
     // in float64, against the same arithmetic in JavaScript's doubles: they agree to rounding (~1e-16)
-    const cfg = resolveConfig({ method: 'free', replays: m, eps, stepSize: step, dtype: 'float64' });
-    const model = new LinearNet().to('float64');
+    const cfg = resolveConfig({ method: 'free', replays: m, eps, stepSize: step, dtype: 'float64', device: dev });
+    const model = new LinearNet().to('float64').to(dev);
     let W = [[0.8, -0.5, 0.3, 0.1], [-0.2, 0.6, -0.7, 0.4], [0.1, 0.2, 0.5, -0.9]];
     let b = [0.05, -0.1, 0.02];
     T.noGrad(() => {
-      model.fc.weight.copy_(T.tensor(W, { dtype: 'float64' }));
-      model.fc.bias!.copy_(T.tensor(b, { dtype: 'float64' }));
+      model.fc.weight.copy_(T.tensor(W, { dtype: 'float64', device: dev }));
+      model.fc.bias!.copy_(T.tensor(b, { dtype: 'float64', device: dev }));
     });
     const opt = new SGD(model.parameters(), { lr, momentum: 0, weightDecay: 0 });
     const ctx: TrainContext = {
@@ -68,8 +70,9 @@ test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
     const ys = [2, 0];
     let delta = [[-0.1, -0.05, 0.02, 0.1], [-0.08, 0, 0.1, 0.03]];
     const deltaT = ctx.state.get('delta')!;
-    T.noGrad(() => deltaT.copy_(T.tensor(delta, { dtype: 'float64' }).reshape(2, 1, 2, 2)));
-    free.batch(ctx, T.tensor(xs, { dtype: 'float64' }).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64' }));
+    assert.equal(deltaT.device, model.fc.weight.device, 'δ lives on the training device');
+    T.noGrad(() => deltaT.copy_(T.tensor(delta, { dtype: 'float64', device: dev }).reshape(2, 1, 2, 2)));
+    trainBatch(free, ctx, T.tensor(xs, { dtype: 'float64', device: dev }).reshape(2, 1, 2, 2), T.tensor(ys, { dtype: 'int64', device: dev }));
     let moved = 0;
     for (let r = 0; r < m; r++) {
       const xAdv = xs.map((x, i) => x.map((v, j) => clip(v + delta[i]![j]!, 0, 1)));
@@ -89,7 +92,7 @@ test('free-m: m replays, each one SGD step and δ ← clip(δ + step·sign(∇x 
 
     // A smaller last batch uses (and updates) the first rows of δ only.
     const before = deltaT.reshape(2, 4).toArray() as number[][];
-    free.batch(ctx, T.tensor([xs[0]!], { dtype: 'float64' }).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64' }));
+    trainBatch(free, ctx, T.tensor([xs[0]!], { dtype: 'float64', device: dev }).reshape(1, 1, 2, 2), T.tensor([ys[0]!], { dtype: 'int64', device: dev }));
     const after = deltaT.reshape(2, 4).toArray() as number[][];
     assert.deepEqual(after[1], before[1]);
     assert.notDeepEqual(after[0], before[0]);

@@ -159,7 +159,7 @@ test('invalid options are refused before any work, naming the option', async () 
     [['--method', 'trades'], /--method: unknown value 'trades' \(known: free, pgd, fgsm, natural\)/],
     [['--lr-schedule', 'exp'], /--lr-schedule: unknown value 'exp'/],
     [['--device', 'tpu'], /--device: must be cpu, cuda/],
-    [['--device', 'cuda'], /--device: cuda requested but this libtorch has no CUDA/],
+    [['--device', 'cuda'], /--device: cuda: (this build of the native addon has no CUDA|no CUDA GPU found)/],
     [['--eval-attacks', 'pgd-x'], /--eval-attacks: unknown attack 'pgd-x'/],
     [['--batch-size', '1.5'], /--batch-size: expected a whole number/],
     [['--val-size=-1'], /--val-size: must be in \[0, /],

@@ -26,16 +26,19 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     shape = tuple(int(s) for s in a.input_shape.split(",")) if a.input_shape else models.INPUT_SHAPE[a.model]
     fmt = torch.channels_last if a.channels_last else torch.contiguous_format
-    model = models.build(a.model, 10).to(memory_format=fmt).train()
+    model = models.build(a.model, 10).to(dev).to(memory_format=fmt).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.rand(a.batch, *shape).contiguous(memory_format=fmt)
-    y = torch.randint(0, 10, (a.batch,))
+    x = torch.rand(a.batch, *shape).to(dev).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (a.batch,)).to(dev)
     delta = torch.zeros_like(x)
 
     kinds = a.kind.split(",")
@@ -56,6 +59,7 @@ def main():
         if kind == "free":
             delta = (delta + a.eps * inp.grad.sign()).clamp(-a.eps, a.eps)
         opt.step()
+        sync()
 
     for _ in range(a.warmup):
         for k in kinds:
@@ -69,7 +73,7 @@ def main():
             times[k].append(time.perf_counter() - s0)
     dt = (time.perf_counter() - t0) / a.steps / len(kinds)
     print(json.dumps({
-        "model": a.model, "kind": a.kind, "batch": a.batch, "threads": a.threads,
+        "model": a.model, "kind": a.kind, "device": a.device, "batch": a.batch, "threads": a.threads,
         "input_shape": list(shape), "channels_last": a.channels_last, "amp": a.amp, "steps": a.steps,
         "images_per_second": round(a.batch / dt, 1), "ms_per_step": round(dt * 1000, 3),
         "ms_median": {k: round(sorted(v)[len(v) // 2] * 1000, 3) for k, v in times.items()},

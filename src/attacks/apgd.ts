@@ -65,9 +65,9 @@ export function apgd(model: Module, x: Tensor, y: Tensor, loss: Loss, threat: Th
     set('gradMax', g.clone());
     set('fPrev', f.clone());
     set('fMaxAtCheckpoint', f.clone());
-    set('halvedAtCheckpoint', full([B], true, { dtype: 'bool' }));
-    set('increases', zeros([B]));
-    set('eta', perExample(full([B], 2 * threat.eps)));
+    set('halvedAtCheckpoint', full([B], true, { dtype: 'bool', device: x.device }));
+    set('increases', zeros([B], { device: x.device }));
+    set('eta', perExample(full([B], 2 * threat.eps, { device: x.device })));
   });
 
   const gaps = checkpointGaps(steps);
@@ -99,7 +99,7 @@ export function apgd(model: Module, x: Tensor, y: Tensor, loss: Loss, threat: Th
 
       if (++sinceCheckpoint === (gaps[gap] ?? Infinity)) {
         const h = sinceCheckpoint;
-        const oscillating = s.increases!.le(full([B], rho * h));
+        const oscillating = s.increases!.le(full([B], rho * h, { device: x.device }));
         const stalled = s.halvedAtCheckpoint!.logicalNot().logicalAnd(s.fMaxAtCheckpoint!.ge(s.fMax!));
         const halve = oscillating.logicalOr(stalled);
         set('halvedAtCheckpoint', halve);
@@ -107,7 +107,7 @@ export function apgd(model: Module, x: Tensor, y: Tensor, loss: Loss, threat: Th
         set('eta', where(perExample(halve), s.eta!.mul(0.5), s.eta!));
         set('x', where(perExample(halve), s.xMax!, s.x!));
         set('grad', where(perExample(halve), s.gradMax!, s.grad!));
-        set('increases', zeros([B]));
+        set('increases', zeros([B], { device: x.device }));
         sinceCheckpoint = 0;
         gap++;
       }

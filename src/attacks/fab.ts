@@ -46,7 +46,7 @@ function waterLevel(a: Tensor, r: Tensor, c: Tensor): Tensor {
   const feasible = k.lt(D);
   const kk = k.clamp(null, D - 1).unsqueeze(1);
   const lambda = c.sub(below.gather(1, kk).squeeze(1)).div(above.gather(1, kk).squeeze(1).clamp(1e-300, null));
-  return where(feasible, lambda, full([r.size(0)], BIG, { dtype: 'float64' }));
+  return where(feasible, lambda, full([r.size(0)], BIG, { dtype: 'float64', device: r.device }));
 }
 
 /**
@@ -59,7 +59,7 @@ export function boundaryStep(t: Tensor, w: Tensor, b: Tensor, norm: 'linf' | 'l2
     const t64 = t.to('float64'), w64 = w.to('float64');
     const need = b.to('float64').sub(t64.mul(w64).sum(1)); // the change of ⟨w, ·⟩ to make
     // orient each row so that ⟨v, δ⟩ = |need| ≥ 0: every coordinate then moves along sign(v_i), up to a box face
-    const s = where(need.lt(0), full(need.shape, -1, { dtype: 'float64' }), full(need.shape, 1, { dtype: 'float64' }));
+    const s = where(need.lt(0), full(need.shape, -1, { dtype: 'float64', device: need.device }), full(need.shape, 1, { dtype: 'float64', device: need.device }));
     const v = w64.mul(s.unsqueeze(1));
     const room = where(v.gt(0), t64.neg().add(1), t64); // how far coordinate i can move that way
     let delta: Tensor;
@@ -70,7 +70,7 @@ export function boundaryStep(t: Tensor, w: Tensor, b: Tensor, norm: 'linf' | 'l2
     } else {
       // δ_i = clip(μ v_i) to the box (KKT): coordinate i saturates at μ = room_i / |v_i|
       const vAbs = v.abs();
-      const saturates = where(vAbs.gt(0), room.div(vAbs.clamp(1e-300, null)), full(v.shape, BIG, { dtype: 'float64' }));
+      const saturates = where(vAbs.gt(0), room.div(vAbs.clamp(1e-300, null)), full(v.shape, BIG, { dtype: 'float64', device: v.device }));
       const mu = waterLevel(v.square(), saturates, need.abs()).unsqueeze(1);
       delta = v.mul(saturates.clamp(null, mu));
     }
@@ -140,7 +140,7 @@ export class FABT extends Attack {
     const margin = (logits: Tensor, yy: Tensor) => logits.gather(1, t.unsqueeze(1)).sub(logits.gather(1, yy.unsqueeze(1))).squeeze(1);
     let x = keep(start.clone());
     let closest = keep(x0.clone());
-    let distance = keep(full([B], BIG));
+    let distance = keep(full([B], BIG, { device: x0.device }));
     for (let k = 0; k < this.steps; k++) {
       const next = scope(() => {
         // the linearised boundary between y and t at x: ⟨∇f, z⟩ = ⟨∇f, x⟩ − f(x)

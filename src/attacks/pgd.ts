@@ -86,12 +86,12 @@ export const pgdAttacks: AttackEntry[] = [
     usage: 'pgd-K, pgd-K-l2',
     pattern: /^pgd-(\d+)(?:-(linf|l2))?$/,
     check: (m) => checkSteps(m[1]),
-    make: (m, model, s) => new PGD(model, { eps: s.eps, steps: Number(m[1]), norm: (m[2] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1 }),
+    make: (m, model, s) => new PGD(model, { eps: s.eps, steps: Number(m[1]), norm: (m[2] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1, earlyStop: s.earlyStop }),
   },
   {
     usage: 'cw-K (PGD on the CW margin)',
     pattern: /^cw-(\d+)(?:-(linf|l2))?$/,
     check: (m) => checkSteps(m[1]),
-    make: (m, model, s) => new PGD(model, { eps: s.eps, steps: Number(m[1]), norm: (m[2] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1, loss: 'cw' }),
+    make: (m, model, s) => new PGD(model, { eps: s.eps, steps: Number(m[1]), norm: (m[2] as 'linf' | 'l2' | undefined) ?? 'linf', restarts: s.restarts ?? 1, loss: 'cw', earlyStop: s.earlyStop }),
   },
 ];

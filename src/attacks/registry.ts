@@ -16,6 +16,11 @@ export interface AttackSettings {
   eps: number;
   /** Restarts of the attacks that restart (PGD, APGD). */
   restarts?: number;
+  /**
+   * PGD and CW: false takes every step for every example (each ends at its last iterate, as in Madry et al.) instead
+   * of keeping the first point that fools the model (default true: an evaluation needs only whether one exists).
+   */
+  earlyStop?: boolean;
 }
 
 export interface AttackEntry {

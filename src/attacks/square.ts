@@ -79,6 +79,8 @@ export class Square extends Attack {
   readonly restarts: number;
   readonly rescaleSchedule: boolean;
   readonly seed: number | undefined;
+  /** Where the search runs (the images' device): every random draw and constant is made there. */
+  private device = 'cpu';
   constructor(model: Module, opts: SquareOptions) {
     super(model, threatModel(opts.norm ?? 'linf', opts.eps));
     this.queries = opts.queries ?? 5000;
@@ -103,6 +105,7 @@ export class Square extends Attack {
 
   /** One random search; per example the lowest-margin point found and whether it fools the model. */
   private search(x: Tensor, y: Tensor): { adv: Tensor; fooled: Tensor } {
+    this.device = x.device;
     // every example's best point and margin; the search runs on the rows still unfooled (`at`), compacted
     let best = keep(this.initialPoint(x));
     let bestMargin = keep(this.margin(best, y));
@@ -124,7 +127,7 @@ export class Square extends Attack {
         const nm = keep(where(better, m, margina));
         besta.dispose(); margina.dispose();
         besta = nb; margina = nm;
-        return margina.le(full([1], 0)).any().item() !== 0;
+        return margina.gt(0).logicalNot().any().item() !== 0;
       });
       if (someFooled) {
         // record the rows just fooled and drop them from the search
@@ -137,7 +140,7 @@ export class Square extends Attack {
     }
     writeBack();
     for (const t of [at, xa, ya, besta, margina]) t.dispose();
-    const fooled = scope(() => keep(bestMargin.le(full([1], 0))));
+    const fooled = scope(() => keep(bestMargin.gt(0).logicalNot()));
     bestMargin.dispose();
     return { adv: unkeep(best), fooled: unkeep(fooled) };
   }
@@ -151,18 +154,19 @@ export class Square extends Attack {
 
   /** Per image, a random s×s square: a [n, 1, h, w] mask, and its row/column index maps into an s×s block. */
   private square(n: number, h: number, w: number, s: number): { mask: Tensor; ri: Tensor; ci: Tensor } {
-    const top = randint(0, h - s + 1, [n, 1]);
-    const left = randint(0, w - s + 1, [n, 1]);
-    const ri = arange(h).view(1, h).sub(top); // row index inside the square (outside: < 0 or ≥ s)
-    const ci = arange(w).view(1, w).sub(left);
-    const rows = ri.ge(zeros([1], { dtype: 'int64' })).logicalAnd(ri.lt(s));
-    const cols = ci.ge(zeros([1], { dtype: 'int64' })).logicalAnd(ci.lt(s));
+    const on = { device: this.device };
+    const top = randint(0, h - s + 1, [n, 1], on);
+    const left = randint(0, w - s + 1, [n, 1], on);
+    const ri = arange(0, h, 1, on).view(1, h).sub(top); // row index inside the square (outside: < 0 or ≥ s)
+    const ci = arange(0, w, 1, on).view(1, w).sub(left);
+    const rows = ri.lt(0).logicalNot().logicalAnd(ri.lt(s));
+    const cols = ci.lt(0).logicalNot().logicalAnd(ci.lt(s));
     return { mask: rows.view(n, 1, h, 1).logicalAnd(cols.view(n, 1, 1, w)), ri: ri.clamp(0, s - 1), ci: ci.clamp(0, s - 1) };
   }
 
   /** Random signs ±1 of the given shape. */
   private signs(shape: number[]): Tensor {
-    return rand(shape).lt(0.5).float().mul(2).sub(1);
+    return rand(shape, { device: this.device }).lt(0.5).float().mul(2).sub(1);
   }
 
   private initialPoint(x: Tensor): Tensor {
@@ -173,11 +177,11 @@ export class Square extends Attack {
     const s = Math.max(Math.floor(h / 5), 1);
     const nh = Math.floor(h / s), nw = Math.floor(w / s);
     const top = Math.floor((h - nh * s) / 2), left = Math.floor((w - nw * s) / 2);
-    const eta = tensor(squareBlock(s));
-    const delta = zeros([n, c, h, w]);
+    const eta = tensor(squareBlock(s), { device: this.device });
+    const delta = zeros([n, c, h, w], { device: this.device });
     for (let bi = 0; bi < nh; bi++)
       for (let bj = 0; bj < nw; bj++) {
-        const transposed = rand([n, 1, 1, 1]).lt(0.5);
+        const transposed = rand([n, 1, 1, 1], { device: this.device }).lt(0.5);
         const block = where(transposed, eta.T.reshape(1, 1, s, s), eta.view(1, 1, s, s)).mul(this.signs([n, c, 1, 1]));
         delta.narrow(2, top + bi * s, s).narrow(3, left + bj * s, s).copy_(block);
       }
@@ -208,13 +212,13 @@ export class Square extends Attack {
     const inBoth = windowNorm(W1.mask.logicalOr(W2.mask));
     const total = this.l2(delta);
     // the block η(s) placed on W1, transposed at random per image, one sign per channel
-    const eta = tensor(squareBlock(s));
+    const eta = tensor(squareBlock(s), { device: this.device });
     const rows = W1.ri.view(n, h, 1), cols = W1.ci.view(n, 1, w);
-    const placed = where(rand([n, 1, 1]).lt(0.5), eta.index([cols, rows]), eta.index([rows, cols])).view(n, 1, h, w);
+    const placed = where(rand([n, 1, 1], { device: this.device }).lt(0.5), eta.index([cols, rows]), eta.index([rows, cols])).view(n, 1, h, w);
     let fresh = placed.mul(this.signs([n, c, 1, 1])).add(delta.div(inW1.add(1e-12))).mul(W1.mask.float());
-    const budget = full([1], eps * eps).sub(total.square()).clamp(0, null).div(c).add(inBoth.square()).sqrt();
+    const budget = full([1], eps * eps, { device: this.device }).sub(total.square()).clamp(0, null).div(c).add(inBoth.square()).sqrt();
     fresh = fresh.div(fresh.square().sum([2, 3], true).sqrt().add(1e-12)).mul(budget);
-    const moved = where(W1.mask, fresh, where(W2.mask, zeros([1]), delta));
+    const moved = where(W1.mask, fresh, delta.maskedFill(W2.mask, 0));
     return x.add(moved.div(this.l2(moved).add(1e-12)).mul(eps)).clamp(0, 1);
   }
 

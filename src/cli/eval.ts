@@ -23,7 +23,7 @@ const EVAL_COMMAND = {
   attacks: { ...train.evalAttacks, group: HOW, help: `attacks, each on every example: ${attackUsage()}` },
   restarts: { ...train.evalRestarts, group: HOW },
   limit: { ...train.evalLimit, group: HOW },
-  batchSize: { ...train.evalBatchSize, group: HOW },
+  batchSize: { ...train.evalBatchSize, group: HOW, optional: true, default: undefined, defaultText: "the run's --eval-batch-size, else 500; 64 for image folders", help: 'examples per batch (memory is bounded by it, not by --limit)' },
   seed: { ...train.seed, group: HOW },
   threads: { ...train.threads, group: HOW },
   device: { ...train.device, group: HOW },
@@ -78,7 +78,7 @@ export async function cmdEval(args: string[], out: (s: string) => void): Promise
   const model = modelFor(cfg.model, data, { device: v.device });
   try {
     loadWeights(model, weights);
-    const r = await evaluateDataset(model, data, { eps: cfg.eps, attacks: v.attacks, limit: v.limit, batchSize: v.batchSize, restarts: v.restarts, seed: v.seed, device: v.device, ...(v.attackAmp && { amp: ampType(v.attackAmp) }) });
+    const r = await evaluateDataset(model, data, { eps: cfg.eps, attacks: v.attacks, limit: v.limit, batchSize: v.batchSize ?? base.evalBatchSize ?? cfg.evalBatchSize, restarts: v.restarts, seed: v.seed, device: v.device, ...(v.attackAmp && { amp: ampType(v.attackAmp) }) });
     if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, ...(r.stages && { stages: r.stages }), eps: r.eps, examples: r.examples, attacks: r.attacks, ...(r.amp && { amp: r.amp }), warnings: r.warnings, seconds: r.seconds }));
     else {
       out(`${cfg.model} · ${cfg.dataset} · ε=${formatEps(cfg.eps)} · ${r.examples} test images · ${r.seconds.toFixed(0)} s${r.amp ? ` · under ${r.amp} autocast` : ''}`);

@@ -3,10 +3,10 @@
 // and robust accuracy with the attacks named).
 import { existsSync, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
-import { ConfigError, formatHelp, resolveOptions, formatEps, type OptionTable } from '../options/index.js';
+import { ConfigError, formatHelp, resolveOptions, type OptionTable } from '../options/index.js';
 import { writeFileAtomic } from '../io/index.js';
 import { TRAIN_OPTIONS } from '../train/index.js';
-import { openModel, exportMetadata, exportSafetensors, exportOnnx, headlineRobust, freeadvVersion, ONNX_OPSET, type ModelInfo } from '../export/index.js';
+import { openModel, exportMetadata, exportSafetensors, exportModelOnnx, describeModelInfo, freeadvVersion, ONNX_OPSET } from '../export/index.js';
 import { parseCommand } from './args.js';
 
 const WHAT = 'What to export', HOW = 'Output';
@@ -44,18 +44,6 @@ threat_model (linf), eps and, for a finished run, clean_accuracy, robust_accurac
 robust_accuracies from its summary.json.`;
 }
 
-/** One line about a model, for messages. */
-export function describeModelInfo(info: ModelInfo): string {
-  const parts = [info.model, info.dataset, `${info.numClasses} classes`, `input ${info.inputShape.join('×')} in [0, 1]`];
-  if (info.eps !== undefined) parts.push(`ε=${formatEps(info.eps)} (L∞)`);
-  const s = info.summary;
-  if (s && Number.isFinite(s.clean_accuracy)) {
-    const r = headlineRobust(s);
-    parts.push(`clean ${(s.clean_accuracy * 100).toFixed(2)}%${r ? `, ${r.attack} ${(r.accuracy * 100).toFixed(2)}%` : ''}`);
-  }
-  return parts.join(' · ');
-}
-
 /** --out must name a file in an existing folder. */
 export function checkOutFile(out: string, option = 'out'): void {
   if (existsSync(out) && statSync(out).isDirectory()) throw new ConfigError(option, `${out}: is a folder; give a file name`);
@@ -84,7 +72,7 @@ export async function cmdExport(args: string[], out: (s: string) => void): Promi
       exportSafetensors(model, metadata, v.out);
       bytes = statSync(v.out).size;
     } else {
-      const buf = exportOnnx(model, { inputShape: info.inputShape, numClasses: info.numClasses, metadata, producerVersion: freeadvVersion(), graphName: `${info.model}-${info.dataset}`, docString: describeModelInfo(info) });
+      const buf = exportModelOnnx(model, info);
       writeFileAtomic(v.out, buf);
       bytes = buf.byteLength;
     }

@@ -2,9 +2,12 @@
 // (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT). With --nnodes/--node-rank it is
 // one node of a multi-machine job, like `torchrun --nnodes M --node-rank k --nproc-per-node N`.
 // The launcher forwards SIGINT/SIGTERM to its ranks; when a rank fails it stops the others and exits non-zero,
-// naming the rank.
+// naming the rank. On one machine the ranks meet through a file in a private temporary folder (a c10d FileStore;
+// Gloo's sockets on loopback): nothing listens on the network. Several machines meet at rank 0's TCPStore.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -19,8 +22,8 @@ export const LAUNCH_OPTIONS = {
   nproc: { type: 'int', arg: 'N', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: 'start N training processes on this machine (threads per process: cores / N)' },
   nnodes: { type: 'int', arg: 'M', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: "machines in the job; with --node-rank, --master-addr, --master-port" },
   nodeRank: { type: 'int', arg: 'K', group: GROUP, cliOnly: true, min: 0, max: 1023, default: 0, check: (v, c) => (v >= (c.nnodes as number) ? `must be below --nnodes ${String(c.nnodes)}, got ${v}` : undefined), help: "this machine's index in [0, M)" },
-  masterAddr: { type: 'string', arg: 'A', group: GROUP, cliOnly: true, optional: true, defaultText: '127.0.0.1', help: "address of rank 0's machine (required with --nnodes > 1)" },
-  masterPort: { type: 'int', arg: 'P', group: GROUP, cliOnly: true, optional: true, min: 1, max: 65535, defaultText: 'a free port with one machine, 29500 with several', help: 'its TCP port' },
+  masterAddr: { type: 'string', arg: 'A', group: GROUP, cliOnly: true, optional: true, defaultText: 'none with one machine: a file rendezvous', help: "address of rank 0's machine (required with --nnodes > 1; its rendezvous port is unauthenticated: trusted networks only)" },
+  masterPort: { type: 'int', arg: 'P', group: GROUP, cliOnly: true, optional: true, min: 1, max: 65535, defaultText: '29500 with several machines', help: 'its TCP port' },
   distTimeout: { type: 'number', arg: 'S', group: GROUP, cliOnly: true, min: 0, above: true, max: 7 * 86400, default: 300, help: 'seconds before a dead or hung peer stops the job with an error' },
 } satisfies OptionTable;
 
@@ -28,8 +31,8 @@ export interface LaunchOptions {
   nproc: number;
   nnodes: number;
   nodeRank: number;
-  masterAddr: string;
-  /** undefined: a free port on this machine (single node only). */
+  /** undefined: one machine, whose ranks meet through a file (FileStore), not a port. */
+  masterAddr?: string;
   masterPort?: number;
   /** Threads per rank. */
   threads: number;
@@ -52,7 +55,10 @@ export function freePort(): Promise<number> {
 
 /** Runs `freeadv train <args>` as nproc ranks; resolves with the exit code for the launcher. */
 export async function launch(args: string[], o: LaunchOptions, out: (s: string) => void, err: (s: string) => void): Promise<number> {
-  const port = o.masterPort ?? (await freePort());
+  // one machine, no address given: a FileStore in a folder only this user can enter, removed at the end
+  const oneMachine = o.masterAddr === undefined && o.masterPort === undefined && o.nnodes === 1;
+  const storeDir = oneMachine ? mkdtempSync(join(tmpdir(), 'freeadv-rendezvous-')) : undefined;
+  const rendezvous = storeDir ? { FREEADV_STORE_FILE: join(storeDir, 'store') } : { MASTER_ADDR: o.masterAddr ?? '127.0.0.1', MASTER_PORT: String(o.masterPort ?? (await freePort())) };
   const world = o.nproc * o.nnodes;
   const children: ChildProcess[] = [];
   const codes: (number | undefined)[] = [];
@@ -90,8 +96,7 @@ export async function launch(args: string[], o: LaunchOptions, out: (s: string) 
       LOCAL_RANK: String(local),
       WORLD_SIZE: String(world),
       LOCAL_WORLD_SIZE: String(o.nproc),
-      MASTER_ADDR: o.masterAddr,
-      MASTER_PORT: String(port),
+      ...rendezvous,
       OMP_NUM_THREADS: String(o.threads),
       FREEADV_LAUNCHED: '1',
     };
@@ -128,6 +133,7 @@ export async function launch(args: string[], o: LaunchOptions, out: (s: string) 
     if (killTimer) clearTimeout(killTimer);
     process.off('SIGINT', sigint);
     process.off('SIGTERM', sigterm);
+    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
   }
   if (failure) {
     err(`freeadv: error: distributed training failed: rank ${failure.rank} ${failure.what}`);

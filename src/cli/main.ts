@@ -1,7 +1,7 @@
 // The `freeadv` command line: train, eval, report, info. Each command parses its options from one table,
 // calls the library and prints. Bad input ends with a clear message naming the option or file and exit code 2;
 // failures at run time exit 1; an interrupted run 130.
-import { ConfigError } from '../options/index.js';
+import { ConfigError, SchemaError } from '../options/index.js';
 import { InterruptedError, TrainingError } from '../train/index.js';
 import { CheckpointError, WriteError } from '../io/index.js';
 import { DataError } from '../data/index.js';
@@ -14,6 +14,7 @@ import { cmdReport } from './report.js';
 import { cmdExport } from './export.js';
 import { cmdPredict } from './predict.js';
 import { cmdPrepare } from './prepare.js';
+import { cmdDemo } from './demo.js';
 
 const HELP = `freeadv — adversarially robust training at the cost of natural training, on libtorch
 
@@ -25,6 +26,7 @@ Commands
   report    an HTML page of runs: curves, comparison table, robustness, gallery, the paper's analyses
   export    a trained model as a PyTorch state dict (safetensors) or an ONNX graph, with metadata
   predict   the most probable classes of image files, from a run, weights or an ONNX file
+  demo      a page that runs a robust model (and a natural one) in the browser, on adversarial examples too
   prepare   a copy of an image folder at bounded size (faster decoding, lower resolution)
   info      versions, threads and devices
 
@@ -53,6 +55,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         return await cmdPredict(rest, out);
       case 'prepare':
         return await cmdPrepare(rest, out);
+      case 'demo':
+        return await cmdDemo(rest, out);
       case 'info':
         return cmdInfo(out);
       case undefined:
@@ -62,8 +66,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
         out(HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, export, predict, info)`);
-        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, prepare, info)`);
+        throw new UsageError(`unknown command '${cmd}' (commands: train, eval, report, export, predict, demo, prepare, info)`);
     }
   } catch (e) {
     if (e instanceof InterruptedError) {
@@ -74,7 +77,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
       err(`freeadv: error: ${e.message}\nRun 'freeadv ${cmd ?? ''} --help' for the options.`);
       return 2;
     }
-    if (e instanceof DataError || e instanceof CheckpointError || e instanceof ReportError) {
+    if (e instanceof DataError || e instanceof CheckpointError || e instanceof ReportError || e instanceof SchemaError) {
       err(`freeadv: error: ${e.message}`);
       return 2;
     }

@@ -3,9 +3,9 @@
 import { ConfigError, formatHelp, resolveOptions, type OptionTable } from '../options/index.js';
 import { setNumThreads } from '../torch/index.js';
 import { TRAIN_OPTIONS } from '../train/index.js';
-import { openModel, predictImages, listImages, inputTransform, torchClassifier, onnxClassifier, readOnnxInfo, type Classifier, type InputTransform } from '../export/index.js';
+import { openModel, predictImages, listImages, inputTransform, torchClassifier, onnxClassifier, readOnnxInfo, describeModelInfo, type Classifier, type InputTransform } from '../export/index.js';
 import { parseCommand, UsageError } from './args.js';
-import { MODEL_SOURCE_OPTIONS, describeModelInfo } from './export.js';
+import { MODEL_SOURCE_OPTIONS } from './export.js';
 
 const OUT = 'Output';
 const PREDICT_COMMAND = {

@@ -43,12 +43,14 @@ export async function cmdReport(args: string[], out: (s: string) => void, err: (
     robustnessCurve: v.robustnessCurve,
     curveEps: v.curveEps.map((s) => parseNumber('curve-eps', s)),
     curveSteps: v.curveSteps,
+    device: v.device,
     limit: v.limit,
     dataDir: v.dataDir,
     useCache: v.cache,
     title: v.title,
     seed: v.seed,
     threads: v.threads,
+    evalBatchSize: v.evalBatchSize,
     targetClass,
   }, (s) => out(s), (s) => err(`warning: ${s}`));
   for (const [i, run] of r.runs.entries()) {

@@ -8,7 +8,7 @@ import { dist } from '../torch/index.js';
 import { rendezvousFromEnv } from '../torch/dist.js';
 import { describeModels } from '../models/index.js';
 import { train, TRAIN_OPTIONS, resolveConfig, readRunConfig, methods, type TrainConfig, type Summary } from '../train/index.js';
-import { joinJob, rankDevice } from '../train/distributed.js';
+import { joinJob, rankDevice, jobDeviceProblem } from '../train/distributed.js';
 import { launch, LAUNCH_OPTIONS } from './launch.js';
 import { parseCommand, readConfigFile, pick } from './args.js';
 import { accuracyTable, stageLines } from './print.js';
@@ -40,6 +40,8 @@ the backward pass (c10d's Reducer, as PyTorch DDP); FREEADV_GRAD_SYNC=after-back
 instead, FREEADV_BUCKET_MB sets the bucket size (25).
 
 A run folder holds config.json, metrics.jsonl, latest.safetensors, best.safetensors and summary.json.
+--out must be a new or empty folder; while a run writes it holds DIR/.lock, and another train on that folder
+is refused (the lock of a process that is no longer running is taken over).
 Ctrl-C finishes the current step, writes a checkpoint and prints how to resume.`;
 }
 
@@ -95,6 +97,8 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
     const world = job.nproc * job.nnodes;
     if (cfg.batchSize % world !== 0) throw new ConfigError('batch-size', `the global batch ${cfg.batchSize} is not divisible by the ${world} processes (each takes batch-size / ${world})`);
     if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+    const bad = jobDeviceProblem(cfg.device, job.nproc);
+    if (bad) throw new ConfigError(bad.option, bad.why);
     const threads = values.threads !== undefined ? cfg.threads : Math.max(1, Math.floor(cpus().length / job.nproc));
     const childArgs = values.resume !== undefined
       ? ['--resume', cfg.out, ...(values.json ? ['--json'] : [])]
@@ -103,7 +107,7 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
     childArgs.push('--dist-timeout', String(job.distTimeout));
     return launch(childArgs, {
       nproc: job.nproc, nnodes: job.nnodes, nodeRank: job.nodeRank, threads,
-      masterAddr: job.masterAddr ?? '127.0.0.1',
+      ...(job.masterAddr !== undefined && { masterAddr: job.masterAddr }),
       ...(job.masterPort !== undefined ? { masterPort: job.masterPort } : job.nnodes > 1 ? { masterPort: 29500 } : {}),
     }, out, (s) => process.stderr.write(s + '\n'));
   }
@@ -118,7 +122,7 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
       });
       process.channel.unref();
     }
-    rank = joinJob(rdv, job.distTimeout);
+    rank = joinJob(rdv, job.distTimeout, cfg.device);
     cfg.device = rankDevice(cfg.device, rdv.localRank);
   }
   const root = !rank || rank.rank === 0;

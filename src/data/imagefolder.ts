@@ -338,6 +338,12 @@ export interface TrainTransformOptions {
   ratio?: [number, number];
   /** Horizontal flip probability (default 0.5). */
   flip?: number;
+  /**
+   * A box no larger than the output on a side keeps that side's size (it is cut out, reduced to the output on its
+   * other side when that one is larger, and flipped): the caller upsamples it (toTensors does, with libtorch's
+   * bilinear interpolation, cheaper than libvips' affine transform). Default false: every result is size×size.
+   */
+  deferUpsample?: boolean;
 }
 
 /**
@@ -359,7 +365,8 @@ export function jpegShrinkOnLoad(factor: number): number {
  * (libjpeg's DCT scaling, sharp's shrink-on-load): sharp does that only for a resize of the whole image, so the
  * whole image is resized to the scale that maps the box onto size×size and the box's window is cut out after the
  * resize (within half an output pixel of the box; the pixels differ slightly from a full-scale decode).
- * Other images: extract the box, resize it, flip, as before.
+ * Other images: extract the box, resize it (with deferUpsample, a side no larger than the output is left to the
+ * caller to upsample), flip.
  */
 export async function trainPixels(file: string, size: number, rng: Rng, opts: TrainTransformOptions = {}): Promise<RawPixels> {
   const head = await readHeader(file);
@@ -368,17 +375,21 @@ export async function trainPixels(file: string, size: number, rng: Rng, opts: Tr
   const box = randomResizedCropParams(w, h, rng, opts.scale, opts.ratio);
   const flip = rng.next() < (opts.flip ?? 0.5);
   const ow = Math.max(size, Math.round((w * size) / box.width)), oh = Math.max(size, Math.round((h * size) / box.height));
-  if (head?.format === 'jpeg' && jpegShrinkOnLoad(Math.min(w / ow, h / oh)) > 1) {
+  // with deferUpsample, a box no larger than the output on a side is left at that side's size (and reduced to the
+  // output on the other side, if larger): the caller upsamples
+  const later = opts.deferUpsample === true && (box.width <= size || box.height <= size);
+  const [ew, eh] = later ? [Math.min(box.width, size), Math.min(box.height, size)] : [size, size];
+  if (!later && head?.format === 'jpeg' && jpegShrinkOnLoad(Math.min(w / ow, h / oh)) > 1) {
     const left = Math.min(ow - size, Math.round((box.left * size) / box.width)), top = Math.min(oh - size, Math.round((box.top * size) / box.height));
     // sharp flips before it extracts after a resize: cut the mirrored window out of the flipped image
     img.resize(ow, oh, { fit: 'fill', kernel: 'linear' }).extract({ left: flip ? ow - size - left : left, top, width: size, height: size });
   } else {
     if (box.left !== 0 || box.top !== 0 || box.width !== w || box.height !== h) img.extract(box);
-    if (box.width !== size || box.height !== size) img.resize(size, size, { fit: 'fill', kernel: 'linear' });
+    if (box.width !== ew || box.height !== eh) img.resize(ew, eh, { fit: 'fill', kernel: 'linear' });
   }
   if (flip) img.flop();
   const r = await rawRgb(img, file);
-  if (r.w !== size || r.h !== size) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${size}x${size}`, file);
+  if (r.w !== ew || r.h !== eh) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${ew}x${eh}`, file);
   return r;
 }
 

@@ -26,6 +26,7 @@ export { numBatches, epochOrder, epochLength, shardOf, sampleRng, defaultWorkers
 export { padCropFlip, padCropFlipParams, toFloat, type PadCropFlip } from './augment.js';
 export { Rng, hashSeed, permutation, batchRng } from './prng.js';
 export { prepareImageFolder, type PrepareOptions, type PrepareResult } from './prepare.js';
+export { nextTurn } from './util.js';
 export { Progress, formatDuration, type ProgressOptions, type ProgressStream } from './progress.js';
 
 export type Split = 'train' | 'test';
@@ -40,6 +41,8 @@ export interface InMemoryDataset extends MemorySource {
   std: number[];
   /** Where the data came from (folder), and for JPEG CIFAR-10 how the cache was used. */
   dataDir: string;
+  /** The file the images were read from, when there is one file (IDX), for messages. */
+  source?: string;
   format: 'idx' | 'cifar-bin' | 'cifar-jpg' | 'imagefolder';
   cache?: CifarJpgDataset['cache'];
   /** Images left out as undecodable (ImageFolder with skipBad). */
@@ -106,7 +109,7 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<Dataset> {
       return {
         kind: 'memory', name, split, images: d.images, labels: d.labels, n: d.n, c: 1, h: d.h, w: d.w, numClasses: 10,
         classNames: [...(name === 'mnist' ? MNIST_CLASSES : FASHION_MNIST_CLASSES)],
-        mean: [...NORMALIZATION[name].mean], std: [...NORMALIZATION[name].std], dataDir: dir, format: 'idx',
+        mean: [...NORMALIZATION[name].mean], std: [...NORMALIZATION[name].std], dataDir: dir, source: d.files.images, format: 'idx',
       };
     }
     case 'cifar10': {
@@ -151,4 +154,24 @@ export async function loadDataset(opts: LoadDatasetOptions): Promise<Dataset> {
 export function loadSplit(c: { dataset: DatasetName; dataDir?: string; imageSize?: number; skipBad?: boolean; workers?: number }, split: Split): Promise<Dataset> {
   return loadDataset({ name: c.dataset, dataDir: c.dataDir, split, size: c.imageSize, skipBad: c.skipBad, workers: c.workers });
 }
+
+/**
+ * Checks that a split can be evaluated by a model trained on `train` (before any training, so that a run does not
+ * fail only at its end): it has examples, images of the training images' channels and size, and the same classes.
+ * A DataError names the split's file or folder.
+ */
+export function checkEvalSplit(train: Dataset, test: Dataset): void {
+  const where = test.kind === 'memory' ? (test.source ?? test.dataDir) : test.root;
+  const what = 'the test split';
+  if (test.n === 0) throw new DataError(`${what} has no examples (the run's final evaluation needs some)`, where);
+  if (test.c !== train.c || test.h !== train.h || test.w !== train.w)
+    throw new DataError(`${what} has ${test.c}×${test.h}×${test.w} images, the training images are ${train.c}×${train.h}×${train.w}`, where);
+  if (test.numClasses !== train.numClasses) throw new DataError(`${what} has ${test.numClasses} classes, the training split ${train.numClasses}`, where);
+  const a = train.classNames, b = test.classNames;
+  if (a && b && a.some((c, i) => b[i] !== c)) {
+    const i = a.findIndex((c, k) => b[k] !== c);
+    throw new DataError(`${what}'s classes differ from the training split's (class ${i} is '${b[i]}' here, '${a[i]}' in training)`, where);
+  }
+}
+
 export { validationSplit, type TrainValSplit } from './split.js';

@@ -23,7 +23,8 @@ async function drain(): Promise<void> {
     try {
       const batch = await makeBatch(source, cfg, epoch, order, b, layout);
       const producedMs = performance.now() - t0;
-      port!.postMessage({ type: 'batch', batch, producedMs }, [batch.x.buffer as ArrayBuffer, batch.y.buffer as ArrayBuffer, batch.indices.buffer as ArrayBuffer]);
+      const buffers = [batch.x.buffer, batch.y.buffer, batch.indices.buffer, ...(batch.crops ? [batch.crops.x.buffer, batch.crops.rhw.buffer] : [])] as ArrayBuffer[];
+      port!.postMessage({ type: 'batch', batch, producedMs }, buffers);
     } catch (e) {
       const err = e as Error & { file?: string };
       port!.postMessage({ type: 'error', b, name: err?.name ?? 'Error', message: err?.message ?? String(e), file: err?.file });

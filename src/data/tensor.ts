@@ -1,8 +1,8 @@
 // Adapter from loader batches (plain typed arrays) to tensors of the tensor layer.
 // (Written against the tensor layer's free function fromTypedArray(data, shape, dtype, device?); the
 // brief's `Tensor.fromTypedArray(data, shape, dtype)` has the same signature.)
-import { fromTypedArray, type Tensor, type DType } from '../torch/index.js';
-import type { Batch, Layout } from './producer.js';
+import { fromTypedArray, scope, ops, type Tensor, type DType } from '../torch/index.js';
+import type { Batch, Crops, Layout } from './producer.js';
 import { Loader, type LoaderDataset } from './loader.js';
 
 /** What toTensors needs of a batch: bytes (or, from older callers, floats in [0, 1]) in `layout` order. */
@@ -13,6 +13,8 @@ export interface BatchPixels {
   y: Int32Array;
   /** Default 'nchw'. */
   layout?: Layout;
+  /** Training crops to upsample into their rows (Batch.crops); those of rows beyond N are ignored. */
+  crops?: Crops;
 }
 
 /**
@@ -38,6 +40,7 @@ export function toTensors(batch: BatchPixels, device?: string, dtype: DType = 'f
       if (batch.layout === 'nhwc') u8 = step(step(u8.permute(0, 3, 1, 2)).contiguous());
       x = step(step(u8.to('float32')).div(255));
     }
+    if (batch.crops) upsampleCrops(x, batch.crops, device);
     if (dtype !== 'float32') x = step(x.to(dtype));
   } catch (e) {
     for (const t of owned) t.dispose();
@@ -49,15 +52,57 @@ export function toTensors(batch: BatchPixels, device?: string, dtype: DType = 'f
 }
 
 /**
- * The first (up to) n images in file order, without augmentation (the eval transform for image folders), as
- * tensors the caller disposes; undefined when the data set yields no image.
+ * Writes each crop into its row of x (N×C×H×W floats in [0, 1]), upsampled to H×W as PIL's and torchvision's
+ * bilinear resize does (align_corners false, edges clamped; a side already at the output's size is copied as it
+ * is), rounded to bytes like an 8-bit image, / 255.
  */
-export async function firstImages(data: LoaderDataset, n: number, device?: string, dtype?: DType): Promise<{ x: Tensor; y: Tensor } | undefined> {
-  const loader = new Loader(data, { batchSize: Math.min(n, data.n), shuffle: false, augment: false, worker: false });
+function upsampleCrops(x: Tensor, crops: Crops, device?: string): void {
+  const [n, , H, W] = x.shape as [number, number, number, number];
+  let off = 0;
+  for (let k = 0; k + 2 < crops.rhw.length; k += 3) {
+    const row = crops.rhw[k]!, h = crops.rhw[k + 1]!, w = crops.rhw[k + 2]!;
+    const bytes = crops.x.subarray(off, off + 3 * h * w);
+    off += 3 * h * w;
+    if (row >= n) continue;
+    scope(() => {
+      const c = fromTypedArray(bytes, [1, h, w, 3], 'uint8', device).permute(0, 3, 1, 2).to('float32');
+      x.narrow(0, row, 1).copy_(ops.round(ops.interpolateBilinear(c, [H, W], false)).clamp(0, 255).div(255));
+    });
+  }
+}
+
+/**
+ * The first `limit` samples a loader's epoch 0 yields, as tensors of at most one loader batch each (toTensors);
+ * each batch is disposed when the next one is asked for or the loop ends, so memory is bounded by the batch
+ * size, not by `limit`.
+ */
+export async function* tensorBatches(loader: Loader, limit: number, device?: string, dtype?: DType): AsyncGenerator<{ x: Tensor; y: Tensor }> {
+  let seen = 0;
   try {
-    for await (const b of loader.epoch(0)) return toTensors(b, device, dtype);
-    return undefined;
+    for await (const b of loader.epoch(0)) {
+      const take = Math.min(b.shape[0], limit - seen);
+      if (take <= 0) break;
+      const per = b.shape[1] * b.shape[2] * b.shape[3];
+      const t = toTensors({ x: b.x.subarray(0, take * per), shape: [take, b.shape[1], b.shape[2], b.shape[3]], y: b.y.subarray(0, take), layout: b.layout, ...(b.crops && { crops: b.crops }) }, device, dtype);
+      seen += take;
+      try {
+        yield t;
+      } finally {
+        t.x.dispose();
+        t.y.dispose();
+      }
+      if (seen >= limit) break;
+    }
   } finally {
     await loader.close();
   }
+}
+
+/**
+ * The first (up to) n images in file order, without augmentation (the eval transform for image folders), in
+ * batches of at most `batchSize` (see tensorBatches: each is disposed when the next is asked for).
+ */
+export function firstImageBatches(data: LoaderDataset, n: number, batchSize: number, device?: string, dtype?: DType): AsyncGenerator<{ x: Tensor; y: Tensor }> {
+  const loader = new Loader(data, { batchSize: Math.max(1, Math.min(batchSize, n, data.n)), shuffle: false, augment: false, worker: false });
+  return tensorBatches(loader, n, device, dtype);
 }

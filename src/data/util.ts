@@ -58,3 +58,12 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   if (failedAt !== Infinity) throw failure;
   return out;
 }
+
+/**
+ * Resolves after the event loop has had a turn (setImmediate): signal handlers, timers and I/O callbacks that
+ * arrived meanwhile run first. A long synchronous stretch (training steps, attack batches) awaits it between
+ * pieces; an already resolved promise would not do, its continuation runs before the event loop gets a turn.
+ */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

@@ -1,11 +1,12 @@
 // Evaluation of a data set: the first `limit` examples in file order, in batches of `batchSize` (memory is bounded
 // by the batch, not the data set), with a progress bar. With several processes each evaluates its share
-// (examples rank, rank + N, …, each counted once) and the counts are summed.
+// (examples rank, rank + N, …, each counted once) and the counts are summed. Between batches the event loop gets
+// a turn (signal handlers run), and an aborted `signal` stops the evaluation there, on every rank at the same batch.
 import { Writable } from 'node:stream';
 import { manualSeed, dist, autocast, type DType, type AutocastDType } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Loader, Progress, type Dataset } from '../data/index.js';
-import { toTensors } from '../data/tensor.js';
+import { Loader, Progress, nextTurn, type Dataset } from '../data/index.js';
+import { tensorBatches } from '../data/tensor.js';
 import { evaluate, type EvalResult, type Batch } from './evaluate.js';
 
 export interface DatasetEvalOptions {
@@ -31,6 +32,8 @@ export interface DatasetEvalOptions {
    * model's own type, since attacks in low precision can understate robustness; the result warns when on.
    */
   amp?: AutocastDType;
+  /** Stops the evaluation between batches when aborted (throwing its reason); with several ranks, when any is. */
+  signal?: AbortSignal;
 }
 
 /** The warning an evaluation under autocast carries (printed, and kept in summaries). */
@@ -47,26 +50,23 @@ export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEv
   const loader = new Loader(data, { batchSize: o.batchSize, shuffle: false, augment: false, worker: false, ...(shard && { shard }), ...(o.subset && { subset: o.subset }) });
   const stream = o.progress ?? (group && group.rank !== 0 ? new Writable({ write: (_c, _e, cb) => cb() }) : process.stderr);
   const progress = new Progress({ total: Math.ceil(limit / o.batchSize), label: 'eval', stream: stream as never });
+  // Ranks agree on stopping (one all-reduce per batch) over the batches every rank has: the last rank's count.
+  const common = group ? Math.ceil(Math.max(0, Math.ceil((all - group.worldSize + 1) / group.worldSize)) / o.batchSize) : Infinity;
+  const stop = (i: number) => (group ? i < common && dist.allReduceNumbers([o.signal!.aborted ? 1 : 0], 'max')[0]! > 0 : o.signal!.aborted);
   async function* batches(): AsyncGenerator<Batch> {
-    let seen = 0;
-    for await (const b of loader.epoch(0)) {
-      const take = Math.min(b.shape[0], limit - seen);
-      if (take <= 0) break;
-      const per = b.shape[1] * b.shape[2] * b.shape[3];
-      const t = toTensors({ x: b.x.subarray(0, take * per), shape: [take, b.shape[1], b.shape[2], b.shape[3]], y: b.y.subarray(0, take) }, o.device, o.dtype);
-      seen += take;
-      try {
-        yield t;
-      } finally {
-        t.x.dispose();
-        t.y.dispose();
+    let i = 0;
+    for await (const t of tensorBatches(loader, limit, o.device, o.dtype)) {
+      if (o.signal) {
+        await nextTurn();
+        if (stop(i++)) throw o.signal.aborted ? o.signal.reason : new DOMException("stopped: another rank's signal", 'AbortError');
       }
-      progress.tick(take);
-      if (seen >= limit) break;
+      yield t;
+      progress.tick(t.y.size(0));
     }
   }
   try {
-    const run = () => evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }) });
+    // between the attacks of a batch too, with one process (ranks agree only between batches)
+    const run = () => evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }), ...(!group && o.signal && { signal: o.signal }) });
     let r = o.amp ? await autocast(o.amp, run, o.device) : await run();
     if (o.amp) {
       r.amp = o.amp;

@@ -4,6 +4,7 @@
 // probability outputs).
 import { Tensor, noGrad, scope, autograd, randnLike } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
+import { nextTurn } from '../data/index.js';
 import { correct, ceLoss, makeAttack, checkAttackName, AutoAttack, type AttackSettings } from '../attacks/index.js';
 
 export interface Batch {
@@ -31,6 +32,8 @@ export interface EvalOptions extends AttackSettings {
   onBatch?: (done: number) => void;
   /** Skip the sanity checks. */
   noChecks?: boolean;
+  /** Stops the evaluation before any attack of a batch when aborted (throwing its reason). One process only: ranks would not agree. */
+  signal?: AbortSignal;
 }
 
 /** Evaluates `model` on batches (consumed once). Disposes nothing it did not create. */
@@ -53,38 +56,53 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
   const robust: Record<string, number> = Object.fromEntries(opts.attacks.map((a) => [a, 0]));
   try {
     for await (const { x, y } of batches as AsyncIterable<Batch>) {
-      scope(() => {
-        const b = x.size(0);
-        const logits = noGrad(() => model.forward(x));
-        const ok = correct(logits, y);
-        clean += ok.sum().item();
-        let all = ok;
-        attacks.forEach((atk, i) => {
-          const name = opts.attacks[i]!;
-          const adv = atk.run(x, y);
-          const okA = noGrad(() => correct(model.forward(adv), y)).logicalAnd(ok);
-          robust[name] = robust[name]! + okA.sum().item();
-          all = all.logicalAnd(okA);
-        });
-        worst += all.sum().item();
-        if (!opts.noChecks) {
-          // random sign noise of size ε
-          const xn = x.add(randnLike(x).sign().mul(opts.eps)).clamp(0, 1);
-          noise += noGrad(() => correct(model.forward(xn), y)).sum().item();
-          // zero input gradients
-          const xr = x.detach().requiresGrad_();
-          const out = model.forward(xr);
-          const l = ceLoss(out, y).sum();
-          const [g] = l.requiresGrad ? autograd.grad(l, [xr], { allowUnused: true }) : [undefined];
-          zeroGrad += g ? g.abs().flatten(1).amax(1).eq(0).sum().item() : b;
-          // outputs that look like probabilities
-          const inUnit = logits.min().item() >= 0 && logits.max().item() <= 1;
-          if (inUnit && logits.sum(1).sub(1).abs().max().item() < 1e-3) probLike += b;
-          // a deterministic model gives the same logits twice (AutoAttack's check for randomised defences)
-          if (!randomised) randomised = !noGrad(() => model.forward(x)).equal(logits);
-        }
-        n += b;
+      // each attack in a scope of its own, with a turn of the event loop before it when `signal` can stop it
+      const [logits, ok] = scope(() => {
+        const l = noGrad(() => model.forward(x));
+        return [l, correct(l, y)] as const;
       });
+      let all = ok;
+      try {
+        clean += scope(() => ok.sum().item());
+        for (const [i, atk] of attacks.entries()) {
+          if (opts.signal) {
+            await nextTurn();
+            if (opts.signal.aborted) throw opts.signal.reason;
+          }
+          const name = opts.attacks[i]!;
+          const next = scope(() => {
+            const adv = atk.run(x, y);
+            const okA = noGrad(() => correct(model.forward(adv), y)).logicalAnd(ok);
+            robust[name] = robust[name]! + okA.sum().item();
+            return all.logicalAnd(okA);
+          });
+          if (all !== ok) all.dispose();
+          all = next;
+        }
+        worst += scope(() => all.sum().item());
+        scope(() => {
+          const b = x.size(0);
+          if (!opts.noChecks) {
+            // random sign noise of size ε
+            const xn = x.add(randnLike(x).sign().mul(opts.eps)).clamp(0, 1);
+            noise += noGrad(() => correct(model.forward(xn), y)).sum().item();
+            // zero input gradients
+            const xr = x.detach().requiresGrad_();
+            const out = model.forward(xr);
+            const l = ceLoss(out, y).sum();
+            const [g] = l.requiresGrad ? autograd.grad(l, [xr], { allowUnused: true }) : [undefined];
+            zeroGrad += g ? g.abs().flatten(1).amax(1).eq(0).sum().item() : b;
+            // outputs that look like probabilities
+            const inUnit = logits.min().item() >= 0 && logits.max().item() <= 1;
+            if (inUnit && logits.sum(1).sub(1).abs().max().item() < 1e-3) probLike += b;
+            // a deterministic model gives the same logits twice (AutoAttack's check for randomised defences)
+            if (!randomised) randomised = !noGrad(() => model.forward(x)).equal(logits);
+          }
+          n += b;
+        });
+      } finally {
+        for (const t of new Set([logits, ok, all])) t.dispose();
+      }
       opts.onBatch?.(n);
     }
   } finally {

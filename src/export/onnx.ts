@@ -8,6 +8,8 @@ import { Module, Conv2d, Linear, BatchNorm2d, Normalize, Sequential, ReLU, MaxPo
 import { TwoConvNet } from '../models/cnn.js';
 import { PreActResNet18, PreActBlock, WideResNet, WideStage, WideBasic, ResNetCifarSmall, BasicBlock, ResNet50, Bottleneck } from '../models/resnet.js';
 import { onnxSchema, ONNX_IR_VERSION, ONNX_OPSET } from './onnx-schema.js';
+import { exportMetadata, describeModelInfo, type ModelInfo } from './source.js';
+import { freeadvVersion } from './version.js';
 
 /** A model (or a layer inside it) that has no ONNX emitter. */
 export class OnnxExportError extends Error {
@@ -272,4 +274,12 @@ export function exportOnnx(model: Module, o: OnnxExportOptions): Uint8Array {
     metadata_props: Object.entries(o.metadata ?? {}).map(([k, v]) => ({ key: k, value: v })),
   });
   return ModelProto.encode(msg).finish();
+}
+
+/** The ONNX model of a model opened by openModel, with its metadata (exportMetadata) and a one-line description. */
+export function exportModelOnnx(model: Module, info: ModelInfo): Uint8Array {
+  return exportOnnx(model, {
+    inputShape: info.inputShape, numClasses: info.numClasses, metadata: exportMetadata(info, freeadvVersion()), producerVersion: freeadvVersion(),
+    graphName: `${info.model}-${info.dataset}`, docString: describeModelInfo(info),
+  });
 }

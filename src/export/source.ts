@@ -210,3 +210,15 @@ export function exportMetadata(info: ModelInfo, version: string): Record<string,
   }
   return m;
 }
+
+/** One line about a model, for messages. */
+export function describeModelInfo(info: ModelInfo): string {
+  const parts = [info.model, info.dataset, `${info.numClasses} classes`, `input ${info.inputShape.join('×')} in [0, 1]`];
+  if (info.eps !== undefined) parts.push(`ε=${formatEps(info.eps)} (L∞)`);
+  const s = info.summary;
+  if (s && Number.isFinite(s.clean_accuracy)) {
+    const r = headlineRobust(s);
+    parts.push(`clean ${(s.clean_accuracy * 100).toFixed(2)}%${r ? `, ${r.attack} ${(r.accuracy * 100).toFixed(2)}%` : ''}`);
+  }
+  return parts.join(' · ');
+}

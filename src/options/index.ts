@@ -237,3 +237,5 @@ function wrap(text: string, n: number): string[] {
   if (cur) lines.push(cur);
   return lines;
 }
+
+export { SchemaError, S, check, type Schema } from './schema.js';

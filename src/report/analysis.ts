@@ -42,21 +42,33 @@ export interface SurfaceOptions {
   points?: number;
   /** Seed of the random direction (default 0). */
   seed?: number;
+  /**
+   * The random stream of the random directions, continued from an earlier call (the images of one set, taken in
+   * several batches, get the directions one call on all of them would give); default a stream from `seed`.
+   */
+  rng?: Rng;
+  /** Most grid points evaluated at once (default the whole grid of an image, points²). */
+  batchSize?: number;
 }
 
 /**
  * The two directions of the loss surface: g = sign(∇ₓ loss) (the FGSM direction) and r, a random ±1 direction
- * drawn from `seed` (the same r for the same seed and shape), both with L∞ norm 1.
+ * drawn from `seed` (the same r for the same seed and shape; an Rng continues that stream), both with L∞ norm 1.
  */
-export function surfaceDirections(model: Module, x: Tensor, y: Tensor, seed = 0): { g: Tensor; r: Tensor } {
+export function surfaceDirections(model: Module, x: Tensor, y: Tensor, seed: number | Rng = 0): { g: Tensor; r: Tensor } {
   return scope(() => {
     const g = inputGradient(model, x, y).sign();
     const n = x.shape.reduce((a, b) => a * b, 1);
-    const rng = new Rng(hashSeed(seed, 0x5eed));
+    const rng = typeof seed === 'number' ? surfaceRng(seed) : seed;
     const r = new Float32Array(n);
     for (let i = 0; i < n; i++) r[i] = rng.nextU32() & 1 ? 1 : -1;
     return { g, r: fromTypedArray(r, [...x.shape], 'float32', x.device) };
   });
+}
+
+/** The random stream of the loss surface's random directions. */
+export function surfaceRng(seed: number): Rng {
+  return new Rng(hashSeed(seed, 0x5eed));
 }
 
 /** The grid coordinates: `points` values evenly spaced in [−range·ε, range·ε]. */
@@ -76,23 +88,30 @@ export interface LossSurface {
   loss: number[][][];
 }
 
-/** The loss of each image on the (a, b) grid around it, as in the loss-surface plots of Shafahi et al. (2019). */
+/**
+ * The loss of each image on the (a, b) grid around it, as in the loss-surface plots of Shafahi et al. (2019);
+ * the grid points of an image are evaluated `batchSize` at a time.
+ */
 export function lossSurface(model: Module, x: Tensor, y: Tensor, o: SurfaceOptions): LossSurface {
   const a = surfaceAxis(o);
   const b = a.slice();
   const P = a.length;
+  const chunk = Math.max(1, Math.floor(o.batchSize ?? P * P));
   const loss = scope(() => {
-    const { g, r } = surfaceDirections(model, x, y, o.seed ?? 0);
+    const { g, r } = surfaceDirections(model, x, y, o.rng ?? o.seed ?? 0);
     const out: number[][][] = [];
     for (let k = 0; k < x.size(0); k++) {
-      const grid = scope(() => {
-        const xk = x.narrow(0, k, 1), gk = g.narrow(0, k, 1), rk = r.narrow(0, k, 1);
-        const rows: Tensor[] = [];
-        for (const ai of a) for (const bj of b) rows.push(xk.add(gk, ai).add(rk, bj));
-        const batch = cat(rows, 0);
-        const yk = y.narrow(0, k, 1).expand(P * P);
-        return lossAt(model, batch, yk);
-      });
+      const grid: number[] = [];
+      for (let s = 0; s < P * P; s += chunk) {
+        const part = scope(() => {
+          const xk = x.narrow(0, k, 1), gk = g.narrow(0, k, 1), rk = r.narrow(0, k, 1);
+          const rows: Tensor[] = [];
+          for (let p = s; p < Math.min(P * P, s + chunk); p++) rows.push(xk.add(gk, a[Math.floor(p / P)]!).add(rk, b[p % P]!));
+          const batch = cat(rows, 0);
+          return lossAt(model, batch, y.narrow(0, k, 1).expand(rows.length));
+        });
+        grid.push(...part);
+      }
       out.push(Array.from({ length: P }, (_, i) => grid.slice(i * P, (i + 1) * P)));
     }
     return out;

@@ -1,9 +1,11 @@
 // The report's cache in a run folder (report-cache.json): analysis results keyed by what they depend on (the
 // kind of result, its options, and the checkpoint's size and modification time), so that re-rendering a report
-// is instant and a new checkpoint is never paired with stale results.
+// is instant and a new checkpoint is never paired with stale results. Entries are checked against their schema
+// when read (report.ts): one that does not fit is not used, with a warning naming the file and the field.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { writeJsonAtomic } from '../io/index.js';
+import { check, quote, SchemaError, type Schema } from '../options/index.js';
 
 export const CACHE_FILE = 'report-cache.json';
 const FORMAT = 1;
@@ -32,9 +34,21 @@ function read(dir: string): CacheFile {
   return { format: FORMAT, entries: {} };
 }
 
-/** A cached value, if any. */
-export function cacheGet<T>(dir: string, key: string): T | undefined {
-  return read(dir).entries[key] as T | undefined;
+/** A cached value that fits `schema`, if any; an entry that does not is reported through `warn` and recomputed. */
+export function cacheGet<T>(dir: string, key: string, schema: Schema, warn: (s: string) => void): T | undefined {
+  const v = read(dir).entries[key];
+  return v === undefined ? undefined : checked<T>(dir, key, v, schema, warn);
+}
+
+/** An entry checked against its schema (a run folder is something people hand each other). */
+function checked<T>(dir: string, key: string, v: unknown, schema: Schema, warn: (s: string) => void): T | undefined {
+  try {
+    return check<T>(v, schema, `${join(dir, CACHE_FILE)}: entry ${quote(key)}`);
+  } catch (e) {
+    if (!(e instanceof SchemaError)) throw e;
+    warn(`${e.message}; the entry is not used (recomputed)`);
+    return undefined;
+  }
 }
 
 /**
@@ -62,16 +76,16 @@ export function cachePut(dir: string, key: string, value: unknown, warn: (s: str
 }
 
 /** Any cached value of `kind` computed from the current `checkpoint` (the most recently stored one), whatever its options. */
-export function cacheFind<T>(dir: string, kind: string, checkpoint: string): T | undefined {
+export function cacheFind<T>(dir: string, kind: string, checkpoint: string, schema: Schema, warn: (s: string) => void): T | undefined {
   const want = (JSON.parse(cacheKey(kind, checkpoint, {})) as { checkpoint: unknown }).checkpoint;
-  let found: T | undefined;
+  let found: [string, unknown] | undefined;
   for (const [k, v] of Object.entries(read(dir).entries)) {
     try {
       const p = JSON.parse(k) as { kind: string; checkpoint: unknown };
-      if (p.kind === kind && JSON.stringify(p.checkpoint) === JSON.stringify(want)) found = v as T;
+      if (p.kind === kind && JSON.stringify(p.checkpoint) === JSON.stringify(want)) found = [k, v];
     } catch {
       // not a key of ours
     }
   }
-  return found;
+  return found && checked<T>(dir, found[0], found[1], schema, warn);
 }

@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { formatEps } from '../options/index.js';
 import { methods } from '../train/index.js';
 import type { ReportRun } from './report.js';
+import { html, raw, scriptJson, GENERATOR, type Html } from './markup.js';
 
 const require = createRequire(import.meta.url);
 
@@ -18,115 +19,110 @@ function bundle(pkg: string, file: string): { code: string; version: string } {
   return { code, version };
 }
 
-const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 const pct = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '—' : `${(v * 100).toFixed(2)}%`);
 
 export function methodLabel(r: Pick<ReportRun, 'config'>): string {
   return methods[r.config.method]?.title(r.config) ?? r.config.method;
 }
 
+const swatch = (i: number) => html`<span class="swatch" style="background:${color(i)}"></span>`;
+
 /** The comparison table, shaped like the paper's Table 1. */
-function runsTable(runs: ReportRun[]): string {
+function runsTable(runs: ReportRun[]): Html {
   const attacks = [...new Set(runs.flatMap((r) => Object.keys(r.summary?.robust_accuracy ?? {}).filter((k) => k !== 'worst_case')))];
   const head = ['Run', 'Method', 'm', 'ε', 'Model', 'Data', 'Clean', ...attacks, 'Worst case', 'Training time', 'Backward passes', 'SGD steps', 'Test images'];
-  const rows = runs.map((r) => {
+  const rows = runs.map((r, i) => {
     const s = r.summary;
-    const cells = [
-      `<span class="swatch" style="background:${color(runs.indexOf(r))}"></span>${esc(r.name)}`,
-      esc(methodLabel(r)),
-      r.summary ? String(r.summary.replays) : String(methods[r.config.method]?.stepsPerBatch(r.config) ?? '—'),
-      esc(formatEps(r.config.eps)),
-      esc(r.config.model),
-      esc(r.config.dataset),
+    const cells: unknown[] = [
+      html`${swatch(i)}${r.name}`,
+      methodLabel(r),
+      s ? s.replays : (methods[r.config.method]?.stepsPerBatch(r.config) ?? '—'),
+      formatEps(r.config.eps),
+      r.config.model,
+      r.config.dataset,
       pct(s?.clean_accuracy),
       ...attacks.map((a) => pct(s?.robust_accuracy[a])),
       pct(s?.robust_accuracy.worst_case),
       s ? `${(s.train_seconds / 60).toFixed(2)} min` : '—',
-      s ? String(s.backward_passes) : '—',
-      s ? String(s.sgd_steps) : '—',
-      s ? String(s.eval_examples) : '—',
+      s ? s.backward_passes : '—',
+      s ? s.sgd_steps : '—',
+      s ? s.eval_examples : '—',
     ];
-    return `<tr>${cells.map((c) => `<td>${c}</td>`).join('')}</tr>`;
+    return html`<tr>${cells.map((c) => html`<td>${c}</td>`)}</tr>`;
   });
-  const note = runs.some((r) => !r.summary) ? '<p class="note">— : the run has no summary.json yet (unfinished or interrupted).</p>' : '';
-  return `<table class="runs"><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>${note}`;
+  const note = runs.some((r) => !r.summary) ? html`<p class="note">— : the run has no summary.json yet (unfinished or interrupted).</p>` : '';
+  // what the runs' summaries say besides numbers: warnings of their evaluation, an early stop
+  const notes = runs.flatMap((r, i) => [...(r.summary?.warnings ?? []), ...(r.summary?.stopped_early ? [r.summary.stopped_early] : [])].map((w) => html`<li>${swatch(i)}${r.name}: ${w}</li>`));
+  return html`<table class="runs"><thead><tr>${head.map((h) => html`<th>${h}</th>`)}</tr></thead><tbody>${rows}</tbody></table>${note}${notes.length ? html`<ul class="run-notes">${notes}</ul>` : ''}`;
 }
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
 const color = (i: number) => PALETTE[i % PALETTE.length]!;
 
-const img = (src: string, alt: string) => `<img class="px" src="${src}" alt="${esc(alt)}" width="84" height="84">`;
+const img = (src: string, alt: string) => html`<img class="px" src="${src}" alt="${alt}" width="84" height="84">`;
 
-function imageGrid(rows: { head: string; cells: { src: string; alt: string; caption: string }[] }[], n: number): string {
-  const th = `<tr><th></th>${Array.from({ length: n }, (_, i) => `<th>test image ${i}</th>`).join('')}</tr>`;
-  const tr = rows.map((r) => `<tr><th class="rowhead">${r.head}</th>${r.cells.map((c) => `<td>${img(c.src, c.alt)}<div class="cap">${c.caption}</div></td>`).join('')}</tr>`);
-  return `<table class="grid">${th}${tr.join('')}</table>`;
+interface GridRow {
+  head: Html;
+  cells: { src: string; alt: string; caption: Html | string }[];
 }
 
-function runHeading(r: ReportRun, i: number): string {
-  return `<h3><span class="swatch" style="background:${color(i)}"></span>${esc(r.name)} <small>${esc(methodLabel(r))}, ε = ${esc(formatEps(r.config.eps))}, ${esc(r.config.model)}</small></h3>`;
+function imageGrid(rows: GridRow[], n: number): Html {
+  const th = html`<tr><th></th>${Array.from({ length: n }, (_, i) => html`<th>test image ${i}</th>`)}</tr>`;
+  const tr = rows.map((r) => html`<tr><th class="rowhead">${r.head}</th>${r.cells.map((c) => html`<td>${img(c.src, c.alt)}<div class="cap">${c.caption}</div></td>`)}</tr>`);
+  return html`<table class="grid">${th}${tr}</table>`;
 }
 
-function gallery(runs: ReportRun[]): string {
-  return runs
-    .map((r, i) => {
-      const a = r.analyses;
-      const name = (k: number) => esc(a.classNames[k] ?? String(k));
-      const mark = (ok: boolean) => (ok ? '<span class="ok">✓</span>' : '<span class="bad">✗</span>');
-      return (
-        runHeading(r, i) +
-        imageGrid(
-          [
-            { head: 'clean', cells: a.images.clean.map((src, k) => ({ src, alt: `clean ${k}`, caption: `label ${name(a.labels[k]!)}<br>pred ${name(a.cleanPred[k]!)} ${mark(a.cleanPred[k] === a.labels[k])}` })) },
-            { head: `adversarial<br><small>${esc(a.attack)}, L∞ ε = ${esc(formatEps(a.eps))}</small>`, cells: a.images.adversarial.map((src, k) => ({ src, alt: `adversarial ${k}`, caption: `pred ${name(a.advPred[k]!)} ${mark(a.advPred[k] === a.labels[k])}` })) },
-            { head: 'perturbation<br><small>amplified: −ε black, 0 grey, +ε white</small>', cells: a.images.perturbation.map((src, k) => ({ src, alt: `perturbation ${k}`, caption: a.cleanPred[k] === a.labels[k] ? '&nbsp;' : 'none needed:<br>already wrong' })) },
-          ],
-          a.labels.length,
-        )
-      );
-    })
-    .join('');
+function runHeading(r: ReportRun, i: number): Html {
+  return html`<h3>${swatch(i)}${r.name} <small>${methodLabel(r)}, ε = ${formatEps(r.config.eps)}, ${r.config.model}</small></h3>`;
 }
 
-function saliencySection(runs: ReportRun[]): string {
-  return runs
-    .map((r, i) => {
-      const a = r.analyses;
-      return (
-        runHeading(r, i) +
-        imageGrid(
-          [
-            { head: 'image', cells: a.images.clean.map((src, k) => ({ src, alt: `image ${k}`, caption: esc(a.classNames[a.labels[k]!] ?? '') })) },
-            { head: 'saliency ∇ₓ loss<br><small>per image: largest |∇| white/black, 0 grey</small>', cells: a.images.saliency.map((src, k) => ({ src, alt: `saliency ${k}`, caption: '&nbsp;' })) },
-          ],
-          a.labels.length,
-        )
-      );
-    })
-    .join('');
+const mark = (ok: boolean) => (ok ? html`<span class="ok">✓</span>` : html`<span class="bad">✗</span>`);
+const NBSP = raw('&nbsp;');
+
+function gallery(runs: ReportRun[]): Html[] {
+  return runs.map((r, i) => {
+    const a = r.analyses;
+    const name = (k: number) => a.classNames[k] ?? String(k);
+    return html`${runHeading(r, i)}${imageGrid(
+      [
+        { head: html`clean`, cells: a.images.clean.map((src, k) => ({ src, alt: `clean ${k}`, caption: html`label ${name(a.labels[k]!)}<br>pred ${name(a.cleanPred[k]!)} ${mark(a.cleanPred[k] === a.labels[k])}` })) },
+        { head: html`adversarial<br><small>${a.attack}, L∞ ε = ${formatEps(a.eps)}</small>`, cells: a.images.adversarial.map((src, k) => ({ src, alt: `adversarial ${k}`, caption: html`pred ${name(a.advPred[k]!)} ${mark(a.advPred[k] === a.labels[k])}` })) },
+        { head: html`perturbation<br><small>amplified: −ε black, 0 grey, +ε white</small>`, cells: a.images.perturbation.map((src, k) => ({ src, alt: `perturbation ${k}`, caption: a.cleanPred[k] === a.labels[k] ? NBSP : html`none needed:<br>already wrong` })) },
+      ],
+      a.labels.length,
+    )}`;
+  });
 }
 
-function targetedSection(runs: ReportRun[]): string {
-  return runs
-    .map((r, i) => {
-      const a = r.analyses;
-      const name = (k: number) => esc(a.classNames[k] ?? String(k));
-      const radius = a.targetNorm === 'l2' ? `L2 ε = ${a.targetEps.toFixed(3)}` : `L∞ ε = ${esc(formatEps(a.targetEps))}`;
-      return (
-        runHeading(r, i) +
-        imageGrid(
-          [
-            { head: 'image', cells: a.images.clean.map((src, k) => ({ src, alt: `image ${k}`, caption: name(a.labels[k]!) })) },
-            {
-              head: `→ target class<br><small>targeted PGD, ${radius}</small>`,
-              cells: a.images.targeted.map((src, k) => ({ src, alt: `targeted ${k}`, caption: `target ${name(a.targets[k]!)}<br>pred ${name(a.targetPred[k]!)} ${a.targetPred[k] === a.targets[k] ? '<span class="ok">✓</span>' : '<span class="bad">✗</span>'}` })),
-            },
-          ],
-          a.labels.length,
-        )
-      );
-    })
-    .join('');
+function saliencySection(runs: ReportRun[]): Html[] {
+  return runs.map((r, i) => {
+    const a = r.analyses;
+    return html`${runHeading(r, i)}${imageGrid(
+      [
+        { head: html`image`, cells: a.images.clean.map((src, k) => ({ src, alt: `image ${k}`, caption: a.classNames[a.labels[k]!] ?? '' })) },
+        { head: html`saliency ∇ₓ loss<br><small>per image: largest |∇| white/black, 0 grey</small>`, cells: a.images.saliency.map((src, k) => ({ src, alt: `saliency ${k}`, caption: NBSP })) },
+      ],
+      a.labels.length,
+    )}`;
+  });
+}
+
+function targetedSection(runs: ReportRun[]): Html[] {
+  return runs.map((r, i) => {
+    const a = r.analyses;
+    const name = (k: number) => a.classNames[k] ?? String(k);
+    const radius = a.targetNorm === 'l2' ? `L2 ε = ${a.targetEps.toFixed(3)}` : `L∞ ε = ${formatEps(a.targetEps)}`;
+    return html`${runHeading(r, i)}${imageGrid(
+      [
+        { head: html`image`, cells: a.images.clean.map((src, k) => ({ src, alt: `image ${k}`, caption: name(a.labels[k]!) })) },
+        {
+          head: html`→ target class<br><small>targeted PGD, ${radius}</small>`,
+          cells: a.images.targeted.map((src, k) => ({ src, alt: `targeted ${k}`, caption: html`target ${name(a.targets[k]!)}<br>pred ${name(a.targetPred[k]!)} ${mark(a.targetPred[k] === a.targets[k])}` })),
+        },
+      ],
+      a.labels.length,
+    )}`;
+  });
 }
 
 const CSS = `
@@ -262,33 +258,31 @@ export function renderHtml(runs: ReportRun[], o: HtmlOptions = {}): string {
       surface: r.analyses.surface,
     })),
   };
-  const json = JSON.stringify(data).replace(/</g, '\\u003c');
-  const canvas = (id: string, label: string) => `<div class="chart"><canvas id="${id}" class="report-chart" role="img" aria-label="${esc(label)}"></canvas></div>`;
+  const canvas = (id: string, label: string) => html`<div class="chart"><canvas id="${id}" class="report-chart" role="img" aria-label="${label}"></canvas></div>`;
   const missing = runs.filter((r) => !r.curve);
   const robustness = missing.length === runs.length
-    ? `<p class="note" id="robustness-missing">No robustness curve yet: run <code>freeadv report --robustness-curve ${runs.map((r) => esc(r.name)).join(' ')}</code> (computed once, then cached in each run folder).</p>`
-    : `<div class="charts">${canvas('chart-robustness', 'accuracy under PGD as ε grows')}</div>` +
-      (missing.length ? `<p class="note">No curve yet for ${missing.map((r) => esc(r.name)).join(', ')} (use --robustness-curve).</p>` : '');
+    ? html`<p class="note" id="robustness-missing">No robustness curve yet: run <code>freeadv report --robustness-curve ${runs.map((r) => r.name).join(' ')}</code> (computed once, then cached in each run folder).</p>`
+    : html`<div class="charts">${canvas('chart-robustness', 'accuracy under PGD as ε grows')}</div>${missing.length ? html`<p class="note">No curve yet for ${missing.map((r) => r.name).join(', ')} (use --robustness-curve).</p>` : ''}`;
   const k = runs[0]?.analyses.labels.length ?? 0;
-  const heatmaps = runs
-    .map((r, ri) => runHeading(r, ri) + `<div class="heatmaps">${r.analyses.surface.loss.map((_, kk) => canvas(`heat-${ri}-${kk}`, `loss surface of test image ${kk}, ${r.name}`)).join('')}</div>`)
-    .join('');
+  const heatmaps = runs.map((r, ri) => html`${runHeading(r, ri)}<div class="heatmaps">${r.analyses.surface.loss.map((_, kk) => canvas(`heat-${ri}-${kk}`, `loss surface of test image ${kk}, ${r.name}`))}</div>`);
   const a0 = runs[0]?.analyses;
   const R = a0 && a0.eps > 0 ? Number((Math.max(...a0.surface.a) / a0.eps).toPrecision(3)) : 2;
-  return `<!doctype html>
+  const weights = runs.map((r) => r.checkpoint.replace(/^.*[\\/]/, '')).filter((v, i, a) => a.indexOf(v) === i).join('/');
+  return html`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)}</title>
-<style>${CSS}</style>
-<script>${chart.code}</script>
-<script>${matrix.code}</script>
+<meta name="generator" content="${GENERATOR}">
+<title>${title}</title>
+<style>${raw(CSS)}</style>
+<script>${raw(chart.code)}</script>
+<script>${raw(matrix.code)}</script>
 </head>
 <body>
-<h1>${esc(title)}</h1>
-<p class="meta">Generated ${esc(new Date().toISOString().slice(0, 19).replace('T', ' '))} UTC by freeadv from ${runs.length} run folder(s): ${runs.map((r) => `<code>${esc(r.dir)}</code>`).join(', ')}.
-Analyses on the first ${k} test images of each run's data set, computed with the run's ${esc(runs.map((r) => r.checkpoint.replace(/^.*[\\/]/, '')).filter((v, i, a) => a.indexOf(v) === i).join('/'))} weights.</p>
+<h1>${title}</h1>
+<p class="meta">Generated ${new Date().toISOString().slice(0, 19).replace('T', ' ')} UTC by freeadv from ${runs.length} run folder(s): ${runs.map((r, i) => html`${i ? ', ' : ''}<code>${r.dir}</code>`)}.
+Analyses on the first ${k} test images of each run's data set, computed with the run's ${weights} weights.</p>
 
 <section id="runs"><h2>Runs</h2>
 <p>Shaped like Table 1 of Shafahi et al. (2019): accuracy on natural test images and under each attack of the run's final evaluation, training time and the number of backward passes (free-<i>m</i> costs what natural training costs).</p>
@@ -333,10 +327,10 @@ ${saliencySection(runs)}
 ${targetedSection(runs)}
 </section>
 
-<p class="meta">Charts: Chart.js ${esc(chart.version)} with chartjs-chart-matrix ${esc(matrix.version)}, inlined; images: PNG (sharp). This page needs no network.</p>
-<script type="application/json" id="report-data">${json}</script>
-<script>${CHART_SCRIPT}</script>
+<p class="meta">Charts: Chart.js ${chart.version} with chartjs-chart-matrix ${matrix.version}, inlined; images: PNG (sharp). This page needs no network.</p>
+<script type="application/json" id="report-data">${scriptJson(data)}</script>
+<script>${raw(CHART_SCRIPT)}</script>
 </body>
 </html>
-`;
+`.text;
 }

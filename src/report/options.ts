@@ -7,7 +7,7 @@ const PAGE = 'Page', ANALYSES = 'Analyses', CURVE = 'Robustness curve', RUN = 'R
 const nonNegative = (s: string) => (!/^\s*\d*\.?\d+(e[+-]?\d+)?\s*$/i.test(s) ? `expected a comma-separated list of multiples of ε >= 0, got '${s}'` : undefined);
 
 export const REPORT_OPTIONS = {
-  out: { type: 'string', arg: 'FILE', group: PAGE, default: defaults.out, help: 'the HTML file to write' },
+  out: { type: 'string', arg: 'FILE', group: PAGE, default: defaults.out, help: 'the HTML file to write: a new file or a page freeadv report wrote' },
   title: { type: 'string', arg: 'TEXT', group: PAGE, optional: true, help: "the page's title" },
   checkpoint: { type: 'string', arg: 'WHICH', group: PAGE, choices: ['best', 'latest'] as const, default: defaults.checkpoint, help: 'the weights the analyses use (best falls back to latest)' },
   images: { type: 'int', arg: 'K', group: ANALYSES, min: 1, max: 64, default: defaults.images, help: 'test images in the gallery and the analyses' },
@@ -22,8 +22,10 @@ export const REPORT_OPTIONS = {
   curveEps: { type: 'list', arg: 'LIST', group: CURVE, element: nonNegative, default: defaults.curveEps.map(String), help: "the curve's ε values as multiples of the run's ε" },
   curveSteps: { type: 'int', arg: 'K', group: CURVE, min: 1, max: 10000, default: defaults.curveSteps, help: 'PGD steps of the curve' },
   limit: { type: 'int', arg: 'N', group: CURVE, min: 1, max: Number.MAX_SAFE_INTEGER, default: defaults.limit, help: 'test images of the curve' },
+  evalBatchSize: { ...TRAIN_OPTIONS.evalBatchSize, group: RUN, optional: true, default: undefined, defaultText: "the run's --eval-batch-size", help: 'examples per batch of the analyses and the robustness curve, and loss-surface points per batch: memory is bounded by it, not by --images or --limit' },
   dataDir: { ...TRAIN_OPTIONS.dataDir, group: RUN, help: "the runs' data folder, when it moved since training" },
   cache: { type: 'bool', group: RUN, negatable: true, default: true, help: 'reuse analyses cached in the run folders (--no-cache recomputes; the cache is still updated)' },
   seed: { ...TRAIN_OPTIONS.seed, group: RUN },
   threads: { ...TRAIN_OPTIONS.threads, group: RUN },
+  device: { ...TRAIN_OPTIONS.device, group: RUN, help: 'where the analyses and the curve run: cpu, cuda or cuda:N' },
 } satisfies OptionTable;

@@ -6,8 +6,6 @@ import { RUN_FILES, readRunConfig, readSummary, readMetricLines, runCheckpoint, 
 import { modelFor } from '../models/index.js';
 import { loadWeights, CheckpointError } from '../io/index.js';
 import { DataError, loadSplit, type Dataset } from '../data/index.js';
-import { firstImages } from '../data/tensor.js';
-import type { Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 
 export type { MetricLine };
@@ -44,7 +42,7 @@ export function readRun(dirIn: string, which: 'best' | 'latest' = 'best'): RunIn
   const checkpoint = runCheckpoint(dir, which);
   if (!checkpoint) throw new ReportError(`${dirIn}: the run has no checkpoint yet (${which === 'best' ? `${RUN_FILES.best} or ${RUN_FILES.latest}` : RUN_FILES.latest})`);
   const summary = asReportError(() => readSummary(dir));
-  const metrics = readMetricLines(join(dir, RUN_FILES.metrics));
+  const metrics = asReportError(() => readMetricLines(join(dir, RUN_FILES.metrics)));
   return { dir, name: basename(dir), config, ...(summary && { summary }), metrics, checkpoint };
 }
 
@@ -59,10 +57,10 @@ export async function runTestData(run: RunInfo, dataDir?: string): Promise<Datas
 }
 
 /** Builds the run's model and loads the checkpoint's weights. The caller disposes the model. */
-export function loadRunModel(run: RunInfo, data: Dataset): Module {
+export function loadRunModel(run: RunInfo, data: Dataset, device?: string): Module {
   let model: Module;
   try {
-    model = modelFor(run.config.model, data);
+    model = modelFor(run.config.model, data, device ? { device } : undefined);
   } catch (e) {
     if (e instanceof ConfigError) throw new ReportError(`${run.name}: ${e.message.replace(/^--model: /, '')}`);
     throw e;
@@ -75,13 +73,6 @@ export function loadRunModel(run: RunInfo, data: Dataset): Module {
     throw e;
   }
   return model;
-}
-
-/** The first n test images in file order (eval transform), as tensors the caller disposes. */
-export async function firstTestImages(data: Dataset, n: number): Promise<{ x: Tensor; y: Tensor }> {
-  const t = await firstImages(data, n);
-  if (!t) throw new ReportError('the test set is empty');
-  return t;
 }
 
 /** Class names of a data set (indices when it has none). */

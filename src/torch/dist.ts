@@ -1,9 +1,11 @@
-// Process groups over libtorch's c10d: TCPStore rendezvous and ProcessGroupGloo (CPU tensors), the engine
+// Process groups over libtorch's c10d: TCPStore (or FileStore) rendezvous and ProcessGroupGloo (CPU tensors) or,
+// on GPUs, ProcessGroupNCCL (CUDA tensors), the engine
 // PyTorch's torch.distributed uses. One group per process. Collectives block the calling (main) thread until
 // every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError. Gradients
 // are averaged either after backward (GradAverager) or during it (OverlappedGradAverager, c10d's Reducer).
 //
-// The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK.
+// The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK; or, for ranks on one
+// machine, FREEADV_STORE_FILE instead of MASTER_ADDR/MASTER_PORT: a file rendezvous, nothing listening on the network.
 import { native, type Handle } from './native.js';
 import { Tensor } from './tensor.js';
 import { TorchError } from './errors.js';
@@ -25,6 +27,8 @@ export interface Rank {
 export interface Rendezvous {
   masterAddr: string;
   masterPort: number;
+  /** A c10d FileStore instead of rank 0's TCPStore (ranks on one machine; the address and port are then unused). */
+  storeFile?: string;
   rank: number;
   worldSize: number;
   localRank: number;
@@ -35,6 +39,11 @@ export interface InitOptions extends Rendezvous {
   timeoutMs: number;
   /** Network interface for Gloo (default: $GLOO_SOCKET_IFNAME, else loopback for a loopback master, else the host name's address). */
   ifname?: string;
+  /**
+   * A GPU index: the group is a ProcessGroupNCCL on cuda:N (collectives take CUDA tensors), as PyTorch DDP on
+   * GPUs; needs ncclAvailable(). Default: ProcessGroupGloo (CPU tensors).
+   */
+  cudaDevice?: number;
 }
 
 export interface GroupInfo {
@@ -48,6 +57,14 @@ export interface GroupInfo {
 export function available(): boolean {
   return native.distAvailable();
 }
+
+/** Whether it also has c10d's ProcessGroupNCCL (built against a CUDA libtorch that ships NCCL). */
+export function ncclAvailable(): boolean {
+  return native.ncclAvailable();
+}
+
+/** Where this process's collectives take their tensors: its GPU with NCCL, else the CPU. */
+let collectiveDevice = 'cpu';
 
 /** Whether it also has c10d's Reducer for OverlappedGradAverager (builds against libtorch 1.x). */
 export function overlapAvailable(): boolean {
@@ -92,17 +109,20 @@ export function rendezvousFromEnv(env: NodeJS.ProcessEnv = process.env): Rendezv
   const rank = int('RANK');
   if (worldSize < 1) throw new RangeError(`environment variable WORLD_SIZE must be >= 1, got ${worldSize}`);
   if (rank >= worldSize) throw new RangeError(`environment variable RANK=${rank} is not below WORLD_SIZE=${worldSize}`);
-  const masterPort = int('MASTER_PORT', worldSize === 1 ? 29500 : undefined);
+  const storeFile = env.FREEADV_STORE_FILE || undefined;
+  const masterPort = int('MASTER_PORT', worldSize === 1 || storeFile ? 29500 : undefined);
   if (masterPort < 1 || masterPort > 65535) throw new RangeError(`environment variable MASTER_PORT must be in [1, 65535], got ${masterPort}`);
-  return { masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort, rank, worldSize, localRank: int('LOCAL_RANK', rank) };
+  return { masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort, ...(storeFile && { storeFile }), rank, worldSize, localRank: int('LOCAL_RANK', rank) };
 }
 
 /** Joins the process group (blocks until all WORLD_SIZE ranks have joined, or throws DistError after the timeout). */
 export function init(o: InitOptions): GroupInfo {
   const f = need('distInit');
-  wrapErr(`joining the process group at ${o.masterAddr}:${o.masterPort} as rank ${o.rank} of ${o.worldSize}`, () =>
-    f(o.masterAddr, o.masterPort, o.rank, o.worldSize, Math.max(1, Math.round(o.timeoutMs)), o.ifname ?? process.env.GLOO_SOCKET_IFNAME),
+  if (o.cudaDevice !== undefined && !native.ncclAvailable()) throw new DistError('this build of the native addon has no NCCL: build it against a CUDA PyTorch (bash scripts/build-pip-torch.sh)');
+  wrapErr(`joining the process group ${o.storeFile ? `through ${o.storeFile}` : `at ${o.masterAddr}:${o.masterPort}`} as rank ${o.rank} of ${o.worldSize}`, () =>
+    f(o.masterAddr, o.masterPort, o.rank, o.worldSize, Math.max(1, Math.round(o.timeoutMs)), o.ifname ?? process.env.GLOO_SOCKET_IFNAME, o.storeFile, o.cudaDevice ?? -1),
   );
+  collectiveDevice = o.cudaDevice !== undefined ? `cuda:${o.cudaDevice}` : 'cpu';
   return info()!;
 }
 
@@ -142,12 +162,13 @@ export function barrier(): void {
 /** Leaves the group. Call on every rank (after a barrier) at the end of a successful run. */
 export function destroy(): void {
   native.distDestroy?.();
+  collectiveDevice = 'cpu';
 }
 
 /** Sums plain numbers across ranks (as float64). */
 export function allReduceNumbers(values: number[], op: ReduceOp = 'sum'): number[] {
   return scope(() => {
-    const t = fromTypedArray(Float64Array.from(values), [values.length]);
+    const t = fromTypedArray(Float64Array.from(values), [values.length], 'float64', collectiveDevice);
     allReduce([t], op);
     return Array.from(t.toTypedArray() as Float64Array);
   });

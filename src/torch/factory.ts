@@ -36,7 +36,16 @@ export function fromTypedArray(data: ArrayBufferView, shape: number[], dtype?: D
   if (numel * bytesPerElement(d) !== data.byteLength)
     throw new RangeError(`fromTypedArray: ${data.byteLength} bytes do not fit shape [${shape}] of ${d}`);
   try {
-    return onDevice(new Tensor(native.fromBuffer(data, shape, dtypeCode(d))), device);
+    if (!device?.startsWith('cuda')) return onDevice(new Tensor(native.fromBuffer(data, shape, dtypeCode(d))), device);
+    // to a GPU as PyTorch's DataLoader(pin_memory=True) and .to(device, non_blocking=True) do: the bytes go into
+    // pinned host memory and the copy is queued on the GPU's stream without waiting for it (CUDA's caching host
+    // allocator keeps the pinned block until the copy has run, so it is freed here at once)
+    const host = new Tensor(native.fromBuffer(data, shape, dtypeCode(d), true));
+    try {
+      return host.to(device, { nonBlocking: true });
+    } finally {
+      host.dispose();
+    }
   } catch (e) {
     rethrow(e, 'fromTypedArray');
   }
@@ -130,6 +139,26 @@ export function getNumThreads(): number {
 export const cuda = {
   isAvailable: (): boolean => native.cudaIsAvailable(),
   deviceCount: (): number => native.cudaDeviceCount(),
+  /** Whether the addon was built against a CUDA libtorch (a GPU may still be missing: isAvailable). */
+  built: (): boolean => native.cudaBuilt(),
+  /**
+   * Why `device` cannot be used by this process, or undefined when it can (always for 'cpu'): a CUDA device
+   * needs an addon built against a CUDA libtorch, a GPU its driver shows, and an index below the GPU count.
+   */
+  problem(device: string): string | undefined {
+    const m = /^cuda(?::(\d+))?$/.exec(device);
+    if (!m) return undefined;
+    const torch = native.version().torch;
+    if (!native.cudaBuilt())
+      return `${device}: this build of the native addon has no CUDA (its libtorch ${torch} is CPU-only); build one against a CUDA PyTorch: bash scripts/build-pip-torch.sh (README, "GPUs")`;
+    const n = native.cudaDeviceCount();
+    if (n === 0) {
+      const visible = process.env.CUDA_VISIBLE_DEVICES;
+      return `${device}: no CUDA GPU found (the addon's libtorch ${torch} has CUDA, but the driver reports no device${visible !== undefined ? `; CUDA_VISIBLE_DEVICES='${visible}'` : ''})`;
+    }
+    if (m[1] !== undefined && Number(m[1]) >= n) return `${device}: this machine has ${n} CUDA device${n > 1 ? 's' : ''} (cuda:0${n > 1 ? ` to cuda:${n - 1}` : ''})`;
+    return undefined;
+  },
 };
 
 /** Live native tensors (wrapped and not yet disposed or finalized). */

@@ -27,7 +27,8 @@ export interface Native {
   callVoid(id: number, ...args: unknown[]): void;
   dispose(h: Handle): void;
   isDisposed(h: Handle): boolean;
-  fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: number): Handle;
+  /** pinned: into page-locked host memory (CUDA builds with a GPU), for non-blocking copies to the GPU. */
+  fromBuffer(data: ArrayBufferView | ArrayBuffer, shape: number[], dtype: number, pinned?: boolean): Handle;
   toBuffer(h: Handle): ArrayBuffer;
   shape(h: Handle): number[];
   strides(h: Handle): number[];
@@ -63,6 +64,8 @@ export interface Native {
   getNumThreads(): number;
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
+  /** Whether the addon was built against a CUDA libtorch. */
+  cudaBuilt(): boolean;
   liveTensors(): number;
   finalizedTensors(): number;
   memoryStats(): MemoryStats;
@@ -72,7 +75,10 @@ export interface Native {
   version(): { torch: string; parallel: string; config: string };
   /** Whether the addon was built with c10d's Gloo process group. */
   distAvailable(): boolean;
-  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string): void;
+  /** Whether it also has c10d's ProcessGroupNCCL (built against a CUDA libtorch with NCCL). */
+  ncclAvailable(): boolean;
+  /** storeFile: a FileStore rendezvous (one machine), else a TCPStore; cudaDevice >= 0: a ProcessGroupNCCL on that GPU (builds with NCCL), else ProcessGroupGloo. */
+  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string, storeFile?: string, cudaDevice?: number): void;
   distInfo?(): { rank: number; worldSize: number; backend: string; timeoutMs: number } | undefined;
   distAllReduce?(tensors: Handle[], op: number): void;
   distBroadcast?(tensors: Handle[], root: number): void;
@@ -87,6 +93,12 @@ export interface Native {
 }
 
 function findAddon(): string {
+  // FREEADV_ADDON selects another build (e.g. one against a CUDA libtorch: `node scripts/build-native.js --out DIR`)
+  const chosen = process.env.FREEADV_ADDON;
+  if (chosen) {
+    if (!existsSync(chosen)) throw new Error(`freeadv: FREEADV_ADDON=${chosen}: no such file (the native addon to load)`);
+    return chosen;
+  }
   // dist/src/torch/native.js and src/torch/native.ts both sit three or two levels below the package root.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {

@@ -122,8 +122,9 @@ export class Tensor {
   }
 
   // ---- conversion ----
-  to(target: DType | string, opts: { copy?: boolean } = {}): Tensor {
-    if (/^(cpu|cuda|mps|meta)/.test(target)) return ops.toDevice(this, target, native.dtype(this.handle), false, opts.copy ?? false);
+  /** nonBlocking: a copy from pinned host memory to a GPU (or back) that does not wait for the GPU. */
+  to(target: DType | string, opts: { copy?: boolean; nonBlocking?: boolean } = {}): Tensor {
+    if (/^(cpu|cuda|mps|meta)/.test(target)) return ops.toDevice(this, target, native.dtype(this.handle), opts.nonBlocking ?? false, opts.copy ?? false);
     return ops.toDtype(this, dtypeCode(target as DType), false, opts.copy ?? false);
   }
   float(): Tensor {

@@ -4,19 +4,36 @@
 // start identical (broadcast from rank 0); rank 0 alone writes files. Per-sample state of a method (free
 // training's δ, one row per batch position) is kept per rank for the rank's positions and gathered into the
 // single-process layout for checkpoints, so a checkpoint does not depend on the number of processes.
-import { Tensor, dist, noGrad, scope, cat, stack } from '../torch/index.js';
+import { Tensor, dist, noGrad, scope, cat, stack, cuda } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { ConfigError } from '../options/index.js';
 
 export const isRoot = (d: dist.Rank | undefined): boolean => !d || d.rank === 0;
 
 /**
- * Joins the job a launcher (freeadv's own, torchrun, SLURM …) started this process in: the c10d process group
- * with the given timeout for every collective. Returns this process's rank.
+ * Why processes of one machine cannot train together on `device` (undefined when they can): on CUDA, as PyTorch
+ * DDP, every process needs a GPU of its own and gradients go through NCCL, which this build must have.
  */
-export function joinJob(rdv: dist.Rendezvous, timeoutS: number): dist.Rank {
+export function jobDeviceProblem(device: string, processesPerNode: number): { option: string; why: string } | undefined {
+  if (!device.startsWith('cuda')) return undefined;
+  if (!dist.ncclAvailable())
+    return { option: 'device', why: `${device} with several processes needs NCCL (c10d's ProcessGroupNCCL), which this build of the native addon lacks: build it against a CUDA PyTorch (bash scripts/build-pip-torch.sh), or train on --device cpu` };
+  if (device !== 'cuda') return { option: 'device', why: `${device} would put every process on one GPU (NCCL refuses that); use --device cuda: process i trains on cuda:LOCAL_RANK` };
+  const n = cuda.deviceCount();
+  if (processesPerNode > n) return { option: 'nproc', why: `${processesPerNode} processes per machine on --device cuda need ${processesPerNode} GPUs; this machine has ${n}` };
+  return undefined;
+}
+
+/**
+ * Joins the job a launcher (freeadv's own, torchrun, SLURM …) started this process in: the c10d process group
+ * with the given timeout for every collective — NCCL on the rank's GPU when it trains on CUDA, else Gloo.
+ * Returns this process's rank.
+ */
+export function joinJob(rdv: dist.Rendezvous, timeoutS: number, device = 'cpu'): dist.Rank {
   if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
-  dist.init({ ...rdv, timeoutMs: timeoutS * 1000 });
+  const bad = jobDeviceProblem(device, rdv.localRank + 1);
+  if (bad) throw new ConfigError(bad.option, bad.why);
+  dist.init({ ...rdv, timeoutMs: timeoutS * 1000, ...(device.startsWith('cuda') && { cudaDevice: rdv.localRank }) });
   return { rank: rdv.rank, worldSize: rdv.worldSize };
 }
 

@@ -17,7 +17,7 @@ export const fgsm: Method = {
   passes: (cfg) => Math.ceil(cfg.epochs),
   stepsPerBatch: () => 1,
   backwardPerStep: () => 2,
-  batch(ctx, x, y) {
+  step(ctx, x, y) {
     const alpha = ctx.cfg.stepSize ?? 1.25 * ctx.cfg.eps;
     const ball = new Linf(ctx.cfg.eps);
     scope(() => {

@@ -10,7 +10,7 @@
  *       δ ← clip(δ + ε_step · sign(g_x), −ε, ε)
  *
  * The SGD steps, and so the forward/backward passes, equal natural training's for the same epoch budget.
- * A smaller last batch uses the first rows of δ.
+ * A smaller last batch uses the first rows of δ. The loop (loop.ts) makes the m replays, one `step` each.
  *
  * g_x is the gradient with respect to the model's input x_adv, as in the paper's Algorithm 1. The official code
  * differentiates through the clip instead, which gives 0 wherever x + δ lies outside [0, 1]: there δ can never
@@ -37,19 +37,18 @@ export const free: Method = {
     const delta = zeros(ctx.batchShape, { device: ctx.cfg.device, dtype: ctx.cfg.dtype });
     ctx.state.set('delta', (ctx.cfg.channelsLast ? scope(() => delta.channelsLast()) : delta).keep());
   },
-  batch(ctx, x, y) {
-    const { eps, replays } = ctx.cfg;
+  // one replay: the loop calls it m times per minibatch
+  step(ctx, x, y) {
+    const { eps } = ctx.cfg;
     const step = ctx.cfg.stepSize ?? eps;
     const delta = ctx.state.get('delta')!;
     const n = x.size(0);
-    for (let i = 0; i < replays; i++) {
-      scope(() => {
-        const xAdv = noGrad(() => x.add(delta.narrow(0, 0, n)).clamp_(0, 1)).requiresGrad_();
-        const { logits, loss } = forwardLoss(ctx, xAdv, y);
-        const stepped = ctx.sgdStep(loss) !== false;
-        if (stepped) noGrad(() => delta.narrow(0, 0, n).add_(xAdv.grad!.sign(), step).clamp_(-eps, eps));
-        ctx.record(loss, logits, y, xAdv.grad);
-      });
-    }
+    scope(() => {
+      const xAdv = noGrad(() => x.add(delta.narrow(0, 0, n)).clamp_(0, 1)).requiresGrad_();
+      const { logits, loss } = forwardLoss(ctx, xAdv, y);
+      const stepped = ctx.sgdStep(loss) !== false;
+      if (stepped) noGrad(() => delta.narrow(0, 0, n).add_(xAdv.grad!.sign(), step).clamp_(-eps, eps));
+      ctx.record(loss, logits, y, xAdv.grad);
+    });
   },
 };

@@ -54,12 +54,21 @@ export interface Method {
   readonly collapseDrop?: number;
   /** Passes over the training data that a budget of cfg.epochs natural epochs buys. */
   passes(cfg: TrainConfig): number;
-  /** SGD steps per minibatch. */
+  /** SGD steps per minibatch (free-m: m replays; the others: 1). */
   stepsPerBatch(cfg: TrainConfig): number;
   /** Backward passes per SGD step (forward/backward cost relative to natural training). */
   backwardPerStep(cfg: TrainConfig): number;
   /** Creates the method's persistent state (before a resume overwrites it). */
   init?(ctx: TrainContext): void;
-  /** Trains on one minibatch x (images in [0, 1]) with labels y. */
-  batch(ctx: TrainContext, x: Tensor, y: Tensor): void;
+  /**
+   * SGD step i (0 ≤ i < stepsPerBatch) on one minibatch x (images in [0, 1]) with labels y. The loop makes the
+   * steps of a minibatch one call at a time, so that it can stop between any two (a signal, --max-steps) and a
+   * resumed run continue with step i of the same minibatch.
+   */
+  step(ctx: TrainContext, x: Tensor, y: Tensor, i: number): void;
+}
+
+/** Every SGD step of one minibatch, in order (for callers that train outside the loop: tests, benchmarks). */
+export function trainBatch(method: Method, ctx: TrainContext, x: Tensor, y: Tensor): void {
+  for (let i = 0; i < method.stepsPerBatch(ctx.cfg); i++) method.step(ctx, x, y, i);
 }

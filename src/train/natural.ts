@@ -10,7 +10,7 @@ export const natural: Method = {
   passes: (cfg) => Math.ceil(cfg.epochs),
   stepsPerBatch: () => 1,
   backwardPerStep: () => 1,
-  batch(ctx, x, y) {
+  step(ctx, x, y) {
     scope(() => {
       const { logits, loss } = forwardLoss(ctx, x, y);
       ctx.sgdStep(loss);

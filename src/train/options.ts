@@ -6,16 +6,17 @@ import { modelNames } from '../models/index.js';
 import { DATASET_NAMES, type DatasetName } from '../data/index.js';
 import { SCHEDULE_NAMES } from '../optim/index.js';
 import { attackUsage, checkAttackName } from '../attacks/index.js';
+import { cuda } from '../torch/index.js';
 import { methods } from './methods.js';
 import { autocastUnsupported, type AutocastDType } from '../torch/index.js';
 
 /** Recipes per data set (the paper's and fast_adversarial's settings, scaled to the data). */
-const RECIPES: Record<DatasetName, { model: (device: string) => string; eps: number; epochs: number; batchSize: number; lr: number; lrSchedule: string; weightDecay: number; augment: boolean }> = {
-  'fashion-mnist': { model: () => 'small-cnn', eps: 0.1, epochs: 8, batchSize: 128, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
-  mnist: { model: () => 'small-cnn', eps: 0.3, epochs: 8, batchSize: 128, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
-  cifar10: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
-  cifar100: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
-  imagefolder: { model: () => 'resnet50', eps: 4 / 255, epochs: 90, batchSize: 64, lr: 0.1, lrSchedule: 'multistep', weightDecay: 1e-4, augment: true },
+const RECIPES: Record<DatasetName, { model: (device: string) => string; eps: number; epochs: number; batchSize: number; evalBatchSize: number; lr: number; lrSchedule: string; weightDecay: number; augment: boolean }> = {
+  'fashion-mnist': { model: () => 'small-cnn', eps: 0.1, epochs: 8, batchSize: 128, evalBatchSize: 500, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
+  mnist: { model: () => 'small-cnn', eps: 0.3, epochs: 8, batchSize: 128, evalBatchSize: 500, lr: 0.05, lrSchedule: 'cosine', weightDecay: 5e-4, augment: false },
+  cifar10: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, evalBatchSize: 500, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
+  cifar100: { model: (d) => (d.startsWith('cuda') ? 'preact-resnet18' : 'resnet-cifar-small'), eps: 8 / 255, epochs: 40, batchSize: 128, evalBatchSize: 500, lr: 0.1, lrSchedule: 'multistep', weightDecay: 5e-4, augment: true },
+  imagefolder: { model: () => 'resnet50', eps: 4 / 255, epochs: 90, batchSize: 64, evalBatchSize: 64, lr: 0.1, lrSchedule: 'multistep', weightDecay: 1e-4, augment: true },
 };
 const recipe = (c: Record<string, unknown>) => RECIPES[(c.dataset as DatasetName | undefined) ?? 'fashion-mnist'];
 const DATA = 'Data and model', METHOD = 'Method', OPTIM = 'Optimisation', RUN = 'Run', EVAL = 'Validation and evaluation';
@@ -59,10 +60,10 @@ export const TRAIN_OPTIONS = {
   nesterov: { type: 'bool', group: OPTIM, default: false, check: (v, c) => (v && !((c.momentum as number) > 0) ? 'needs --momentum > 0' : undefined), help: 'Nesterov momentum' },
   maxSteps: { type: 'int', arg: 'N', group: OPTIM, optional: true, min: 1, max: Number.MAX_SAFE_INTEGER, help: 'stop after N SGD steps' },
 
-  out: { type: 'string', arg: 'DIR', group: RUN, default: '', defaultText: 'runs/<method>-<dataset>-<time>', help: 'run folder' },
+  out: { type: 'string', arg: 'DIR', group: RUN, default: '', defaultText: 'runs/<method>-<dataset>-<time>', help: 'run folder: a new or empty folder (one writer at a time: DIR/.lock)' },
   seed: { type: 'int', arg: 'S', group: RUN, min: 0, max: 2 ** 32 - 1, default: 0, help: 'random seed' },
   threads: { type: 'int', arg: 'T', group: RUN, min: 1, max: 1024, default: () => cpus().length, defaultText: 'all cores', help: 'intra-op threads' },
-  device: { type: 'string', arg: 'D', group: RUN, pattern: /^(cpu|cuda(:\d+)?)$/, patternText: 'must be cpu, cuda or cuda:N', default: 'cpu', help: 'cpu, cuda or cuda:N' },
+  device: { type: 'string', arg: 'D', group: RUN, pattern: /^(cpu|cuda(:\d+)?)$/, patternText: 'must be cpu, cuda or cuda:N', check: (v) => cuda.problem(v), default: 'cpu', help: 'cpu, cuda or cuda:N (needs the addon built against a CUDA PyTorch: README, "GPUs")' },
   dtype: { type: 'string', arg: 'T', group: RUN, choices: ['float32', 'float64'] as const, default: 'float32', help: 'floating-point type of weights and computation; float64 for numerical checks (slow)' },
   amp: { type: 'string', arg: 'T', group: RUN, choices: AMP_NAMES, default: 'none', check: checkAmp, help: 'mixed precision for training: bf16 or fp16 autocast of the forward pass and loss (fp16 with a gradient scaler; on CPU this libtorch may offer bf16 only); validation and the final evaluation stay float32 unless --attack-amp' },
   channelsLast: { type: 'bool', group: RUN, negatable: true, default: false, help: 'channels-last (NHWC) weights and inputs: oneDNN convolutions without layout conversions' },
@@ -72,7 +73,7 @@ export const TRAIN_OPTIONS = {
   valSize: { type: 'int', arg: 'N', group: EVAL, optional: true, min: 0, max: 10_000_000, defaultText: '2% of the training set, at most 1,000; 0: none', help: "training examples taken out for validation (seeded, class-balanced): their clean and PGD-10 accuracy after every pass pick best.safetensors and stop FGSM's catastrophic overfitting" },
   evalAttacks: { type: 'list', arg: 'LIST', group: EVAL, element: attackList, default: ['pgd-20'], help: `attacks on the test set after training: ${attackUsage()}` },
   evalLimit: { type: 'int', arg: 'N', group: EVAL, optional: true, min: 1, max: Number.MAX_SAFE_INTEGER, defaultText: 'all', help: 'evaluate on the first N test images' },
-  evalBatchSize: { type: 'int', arg: 'B', group: EVAL, min: 1, max: 65536, default: 500, help: 'evaluation batch' },
+  evalBatchSize: { type: 'int', arg: 'B', group: EVAL, min: 1, max: 65536, default: (c) => recipe(c).evalBatchSize, defaultText: '500; 64 for image folders', help: 'examples per batch of validation and the final evaluation (memory is bounded by it, not by the number of examples)' },
   attackAmp: { type: 'bool', group: EVAL, default: false, check: (v, c) => (v && c.amp === 'none' ? 'needs --amp bf16 or fp16 (the type to attack in)' : undefined), help: 'run the final evaluation (clean and attacks) under --amp autocast too; attacks in low precision can understate robustness, so the result carries a warning' },
   evalRestarts: { type: 'int', arg: 'R', group: EVAL, min: 1, max: 100, default: 1, help: 'restarts per PGD/APGD attack' },
 } satisfies OptionTable;

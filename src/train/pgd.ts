@@ -16,7 +16,7 @@ export const pgd: Method = {
   passes: (cfg) => Math.ceil(cfg.epochs),
   stepsPerBatch: () => 1,
   backwardPerStep: (cfg) => cfg.attackSteps + 1,
-  batch(ctx, x, y) {
+  step(ctx, x, y) {
     const k = ctx.cfg.attackSteps;
     const alpha = ctx.cfg.stepSize ?? (2.5 * ctx.cfg.eps) / k;
     const ball = new Linf(ctx.cfg.eps);

@@ -5,10 +5,11 @@
 //   metrics.jsonl       one line per logged step and one per pass (validation accuracy)
 //   latest.safetensors  the last checkpoint; best.safetensors the one with the best validation robust accuracy
 //   summary.json        written at the end
-import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { ConfigError } from '../options/index.js';
-import { writeJsonAtomic, writeFileAtomic, appendLine, appendTensorBoard } from '../io/index.js';
+import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync, readdirSync, rmSync, rmdirSync, statSync, openSync, writeSync, closeSync, renameSync, linkSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { ConfigError, S, check } from '../options/index.js';
+import { writeJsonAtomic, writeFileAtomic, appendLine, appendTensorBoard, TENSORBOARD_FILE } from '../io/index.js';
 import { resolveConfig, type TrainConfig } from './options.js';
 
 export const RUN_FILES = { config: 'config.json', metrics: 'metrics.jsonl', latest: 'latest.safetensors', best: 'best.safetensors', summary: 'summary.json' };
@@ -77,9 +78,73 @@ export interface MetricLine {
   skipped_steps?: number;
 }
 
+const ACC = S.num(0, 1);
+const PASS_VALIDATION = S.obj({ pass: S.int(0), clean_accuracy: ACC, robust_accuracy: ACC });
+/** summary.json as train writes it (fields added over time are optional, unknown ones left out). */
+export const SUMMARY_SCHEMA = S.obj(
+  {
+    method: S.str(100), label: S.str(200), model: S.str(100), dataset: S.str(100),
+    replays: S.int(0), eps: S.num(0), epochs: S.num(0), passes: S.int(0), sgd_steps: S.int(0), backward_passes: S.int(0),
+    train_seconds: S.num(0), images_per_second: S.num(0),
+    clean_accuracy: S.numOrNull(0, 1), // null: not evaluated (JSON has no NaN)
+    robust_accuracy: S.rec(ACC),
+    attack_stages: S.rec(S.rec(ACC)),
+    eval_examples: S.int(0), eval_seconds: S.num(0), val_examples: S.int(0),
+    validation: S.obj({ attack: S.str(100), last: PASS_VALIDATION, best: PASS_VALIDATION }, ['last', 'best']),
+    warnings: S.arr(S.str(), 1000),
+    stopped_early: S.str(),
+    run_dir: S.str(),
+    distributed: S.obj({ world_size: S.int(1), grad_sync: S.choice('overlap', 'after-backward'), buckets: S.int(0), allreduce_bytes_per_step: S.num(0), allreduce_ms_per_step: S.num(0) }),
+  },
+  ['attack_stages', 'val_examples', 'validation', 'warnings', 'stopped_early', 'distributed'],
+);
+/** A line of metrics.jsonl. */
+export const METRIC_LINE_SCHEMA = S.obj(
+  {
+    step: S.int(0), pass: S.int(0), lr: S.num(0), loss: S.num(0), train_accuracy: ACC, images_per_second: S.num(0),
+    val_clean_accuracy: ACC, val_robust_accuracy: ACC, guard_robust_accuracy: ACC, pass_seconds: S.num(0),
+  },
+  ['lr', 'loss', 'train_accuracy', 'images_per_second', 'val_clean_accuracy', 'val_robust_accuracy', 'guard_robust_accuracy', 'pass_seconds'],
+);
+
+/** The lock file of a run folder: one writer at a time (see RunFolder.lock). */
+export const LOCK_FILE = '.lock';
+/** The files a run writes, and the temporary files of interrupted atomic writes (src/io/atomic.ts). */
+const RUN_OUTPUTS = new Set([...Object.values(RUN_FILES), TENSORBOARD_FILE, LOCK_FILE]);
+const TMP_FILE = /^\..*\.tmp-\d+-[0-9a-f]+$/;
+interface LockHolder {
+  pid: number;
+  host: string;
+  started: string;
+}
+const LOCK_SCHEMA = S.obj({ pid: S.int(1), host: S.str(300), started: S.str(100) });
+
+function readLock(p: string): LockHolder | undefined {
+  try {
+    return check<LockHolder>(JSON.parse(readFileSync(p, 'utf8')), LOCK_SCHEMA, p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a process of this host is running (EPERM: it runs under another user). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** A run folder of this process's job (rank 0 writes its files). */
 export class RunFolder {
   readonly dir: string;
+  private held: LockHolder | undefined;
+  private createdDir = false;
+  /** checkNew found a run of the same configuration without a checkpoint: create() replaces its files. */
+  private restart = false;
+  private readonly onExit = () => this.unlock();
   constructor(dir: string, readonly writer = true) {
     this.dir = resolve(dir);
   }
@@ -90,9 +155,134 @@ export class RunFolder {
     return existsSync(this.path(file));
   }
 
-  /** Before any work, without writing: a new run's folder must not hold a run yet. */
+  /** The folder must be, or be able to become, a folder: not a file, nor under one. */
+  checkPath(option: string): void {
+    if (!this.writer) return;
+    if (existsSync(this.dir)) {
+      if (!statSync(this.dir).isDirectory()) throw new ConfigError(option, `${this.dir} is a file, not a folder; give a new or empty folder`);
+      return;
+    }
+    let up = dirname(this.dir);
+    while (!existsSync(up) && up !== dirname(up)) up = dirname(up);
+    if (existsSync(up) && !statSync(up).isDirectory()) throw new ConfigError(option, `${this.dir}: ${up} is a file, not a folder`);
+  }
+
+  /**
+   * Before any work, without writing: a new run is written only into a new or empty folder. A folder that holds
+   * anything else (a run, a finished run, files freeadv did not write) is refused, naming what it holds.
+   */
   checkNew(cfg: TrainConfig): void {
-    if (this.writer && this.has('latest')) throw new ConfigError('out', `${this.dir} already holds a run; use --resume ${cfg.out} or another --out`);
+    if (!this.writer || !existsSync(this.dir)) return;
+    const held = readdirSync(this.dir).filter((f) => f !== LOCK_FILE || !this.held).sort();
+    if (!held.length) return;
+    const list = `${held.slice(0, 6).join(', ')}${held.length > 6 ? `, … (${held.length} entries)` : ''}`;
+    if (this.has('latest')) throw new ConfigError('out', `${this.dir} already holds a run (${list}); use --resume ${cfg.out} or another --out`);
+    if (this.has('summary')) throw new ConfigError('out', `${this.dir} holds a finished run (${list}); give another --out`);
+    if (this.has('config')) {
+      // a run of this configuration that stopped before its first checkpoint (killed, refused data) starts afresh
+      const ours = held.every((f) => RUN_OUTPUTS.has(f) || TMP_FILE.test(f));
+      if (!ours) throw new ConfigError('out', `${this.dir} holds files freeadv did not write beside a run that wrote no checkpoint (${list}); give another --out`);
+      if (this.sameConfig(cfg)) {
+        this.restart = true;
+        return;
+      }
+      throw new ConfigError('out', `${this.dir} holds a run of another configuration that wrote no checkpoint (${list}); remove it or give another --out`);
+    }
+    throw new ConfigError('out', `${this.dir} is not empty (it holds ${list}); freeadv train writes only into a new or empty folder: give another --out`);
+  }
+
+  /** Whether the folder's config.json is `cfg` (but for --out and --threads, which do not change a run). */
+  private sameConfig(cfg: TrainConfig): boolean {
+    const norm = (c: TrainConfig) => JSON.stringify({ ...c, out: '', threads: 0 });
+    try {
+      return norm(readRunConfig(this.dir, 'out')) === norm(cfg);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * One writer per run folder: DIR/.lock is created exclusively (O_EXCL) and holds this process's pid, host and
+   * start time. A lock whose process is gone (same host, pid not running) is taken over with a warning; a live
+   * one is refused naming its pid. The lock goes with unlock(), called when training ends, fails or is
+   * interrupted, and on process exit. Creates the folder if needed (and removes it again, if still empty, on unlock).
+   */
+  lock(option: string, warn: (s: string) => void): void {
+    if (!this.writer || this.held) return;
+    if (!existsSync(this.dir)) {
+      try {
+        mkdirSync(this.dir, { recursive: true });
+        this.createdDir = true;
+      } catch (e) {
+        throw new ConfigError(option, `cannot create the run folder ${this.dir} (${(e as Error).message})`);
+      }
+    }
+    const p = join(this.dir, LOCK_FILE);
+    const me: LockHolder = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const fd = openSync(p, 'wx');
+        try {
+          writeSync(fd, JSON.stringify(me));
+        } finally {
+          closeSync(fd);
+        }
+        this.held = me;
+        process.on('exit', this.onExit);
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+          this.removeIfCreated();
+          throw new ConfigError(option, `run folder ${this.dir} is not writable (${(e as Error).message})`);
+        }
+      }
+      const h = readLock(p);
+      const refuse = (why: string): never => {
+        this.removeIfCreated();
+        throw new ConfigError(option, why);
+      };
+      if (!h) refuse(`${this.dir} holds ${LOCK_FILE}, which is not a lock of freeadv train; remove it if no other program writes to the folder`);
+      if (h!.host !== me.host || alive(h!.pid) || attempt > 0) {
+        refuse(`${this.dir} is in use by another freeadv train (pid ${h!.pid} on ${h!.host}, since ${h!.started}); wait for it to end or give another --out${h!.host !== me.host ? ` (remove ${p} if that process is gone)` : ''}`);
+      }
+      // stale: move it away, and put back what was moved if it was not that stale lock (another process took over first)
+      const away = `${p}.stale-${process.pid}`;
+      try {
+        renameSync(p, away);
+      } catch {
+        continue; // gone already: try again
+      }
+      const moved = readLock(away);
+      if (moved && (moved.pid !== h!.pid || moved.started !== h!.started)) {
+        try {
+          linkSync(away, p);
+        } catch {
+          // a third process holds it now; the next attempt says so
+        }
+      } else warn(`${this.dir}: took over the lock of process ${h!.pid} (started ${h!.started}), which is no longer running`);
+      rmSync(away, { force: true });
+    }
+  }
+
+  /** Releases the lock (only if it is still this process's) and a folder created for it that stayed empty. */
+  unlock(): void {
+    if (!this.held) return;
+    const p = join(this.dir, LOCK_FILE);
+    const h = readLock(p);
+    if (h && h.pid === this.held.pid && h.started === this.held.started) rmSync(p, { force: true });
+    this.held = undefined;
+    process.off('exit', this.onExit);
+    this.removeIfCreated();
+  }
+
+  private removeIfCreated(): void {
+    if (!this.createdDir) return;
+    try {
+      rmdirSync(this.dir); // only if empty
+    } catch {
+      // it holds the run
+    }
+    this.createdDir = false;
   }
 
   /** A new run, once its inputs are checked: the folder is created (or must be writable); config.json is written. */
@@ -100,9 +290,10 @@ export class RunFolder {
     if (!this.writer) return;
     this.checkNew(cfg);
     this.ensureWritable();
+    if (this.restart) for (const f of readdirSync(this.dir)) if ((RUN_OUTPUTS.has(f) && f !== LOCK_FILE) || TMP_FILE.test(f)) rmSync(join(this.dir, f), { force: true });
     writeJsonAtomic(this.path('config'), cfg);
+    this.createdDir = false;
   }
-
   /** An existing run to continue: it must have a checkpoint. */
   openForResume(rank?: number): void {
     if (!this.has('latest')) {
@@ -139,7 +330,7 @@ export class RunFolder {
     if (!this.writer) return;
     const kept = readMetricLines(this.path('metrics')).filter((l) => l.step <= step);
     if (this.has('metrics')) writeFileAtomic(this.path('metrics'), kept.map((l) => JSON.stringify(l) + '\n').join(''));
-    for (const f of readdirSync(this.dir)) if (/^\..*\.tmp-\d+-[0-9a-f]+$/.test(f)) rmSync(join(this.dir, f), { force: true });
+    for (const f of readdirSync(this.dir)) if (TMP_FILE.test(f)) rmSync(join(this.dir, f), { force: true });
   }
 
   /** When the latest checkpoint was written, for messages. */
@@ -170,35 +361,46 @@ export function runCheckpoint(dir: string, which: 'best' | 'latest'): string | u
   return order.map((f) => join(dir, f)).find((p) => existsSync(p));
 }
 
-/** The lines of a metrics.jsonl (lines torn by a crash, or not metric lines, are left out). */
+/**
+ * The lines of a metrics.jsonl, each checked against METRIC_LINE_SCHEMA (a line that is valid JSON but not a
+ * metric line is refused, naming the file, the line and the field). Lines torn by a crash (not valid JSON) are
+ * left out.
+ */
 export function readMetricLines(path: string): MetricLine[] {
   if (!existsSync(path)) return [];
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError('run', `${path}: cannot be read (${(e as Error).message})`);
+  }
   const out: MetricLine[] = [];
-  for (const l of readFileSync(path, 'utf8').split('\n')) {
+  for (const [i, l] of text.split('\n').entries()) {
     if (!l.trim()) continue;
+    let m: unknown;
     try {
-      const m = JSON.parse(l) as MetricLine & { epoch?: number };
-      if (typeof m !== 'object' || m === null || typeof m.step !== 'number') continue;
-      if (m.pass === undefined && typeof m.epoch === 'number') {
-        // written before 'epoch' was renamed 'pass'
-        m.pass = m.epoch;
-        delete m.epoch;
-      }
-      out.push(m);
+      m = JSON.parse(l);
     } catch {
-      // a line torn by a crash
+      continue; // a line torn by a crash
     }
+    if (typeof m === 'object' && m !== null && (m as { pass?: unknown }).pass === undefined && 'epoch' in m) {
+      // written before 'epoch' was renamed 'pass'
+      m = { ...m, pass: (m as { epoch: unknown }).epoch };
+    }
+    out.push(check<MetricLine>(m, METRIC_LINE_SCHEMA, `${path} line ${i + 1}`));
   }
   return out;
 }
 
-/** summary.json, when the run has finished (undefined before). */
+/** summary.json, when the run has finished (undefined before), checked against SUMMARY_SCHEMA. */
 export function readSummary(dir: string): Summary | undefined {
   const p = join(dir, RUN_FILES.summary);
   if (!existsSync(p)) return undefined;
+  let json: unknown;
   try {
-    return JSON.parse(readFileSync(p, 'utf8')) as Summary;
+    json = JSON.parse(readFileSync(p, 'utf8'));
   } catch (e) {
     throw new ConfigError('run', `${p}: not valid JSON (${(e as Error).message})`);
   }
+  return check<Summary>(json, SUMMARY_SCHEMA, p);
 }

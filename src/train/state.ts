@@ -4,7 +4,9 @@
 import { Tensor, getRngState, setRngState, scope, noGrad, type dist } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import type { SGD, GradScaler, GradScalerState } from '../optim/index.js';
-import { saveCheckpoint, loadCheckpoint, disposeCheckpoint } from '../io/index.js';
+import { saveCheckpoint, loadCheckpoint, disposeCheckpoint, CheckpointError } from '../io/index.js';
+import { StateDictError } from '../nn/index.js';
+import { S, check } from '../options/index.js';
 import { TrainingError } from './errors.js';
 import { gatherRows, localRows, isRoot } from './distributed.js';
 
@@ -15,6 +17,8 @@ export interface LoopState {
   pass: number;
   /** Next batch of `pass` to train on. */
   batch: number;
+  /** SGD steps already made on that batch (free training's replays; 0 at its start). */
+  replay: number;
   trainSeconds: number;
   images: number;
   /** Validation after the last pass, and the best one (its robust accuracy picked best.safetensors). */
@@ -56,19 +60,41 @@ export function saveState(path: string, p: TrainingParts): void {
   });
 }
 
-/** Restores every part from a checkpoint; a rank takes its rows of the method state. */
-export function restoreState(path: string, p: TrainingParts): void {
+const VAL = S.obj({ pass: S.int(0), clean_accuracy: S.num(0, 1), robust_accuracy: S.num(0, 1) });
+/** The loop's position as a checkpoint's metadata holds it (checked when read, like every file of a run folder). */
+const POSITION_SCHEMA = S.obj(
+  { step: S.int(0), pass: S.int(0), batch: S.int(0), trainSeconds: S.num(0), images: S.num(0), lastVal: VAL, bestVal: VAL, stoppedEarly: S.str() },
+  ['lastVal', 'bestVal', 'stoppedEarly'],
+);
+
+/**
+ * Restores every part from a checkpoint; a rank takes its rows of the method state. A checkpoint that does not
+ * fit the run (another model, data set or batch) is refused with a CheckpointError naming the file and `run`
+ * (what the run's config.json describes).
+ */
+export function restoreState(path: string, p: TrainingParts, run = 'this run'): void {
   const ck = loadCheckpoint(path);
+  const refuse = (why: string): never => {
+    throw new CheckpointError(`${path}: does not fit ${run}: ${why}`);
+  };
   try {
-    p.model.loadStateDict(ck.model);
-    p.opt.loadStateDict(ck.optimizer);
+    const position = check<LoopState>(ck.state, POSITION_SCHEMA, `${path} (metadata)`);
+    try {
+      p.model.loadStateDict(ck.model);
+      p.opt.loadStateDict(ck.optimizer);
+    } catch (e) {
+      if (e instanceof StateDictError || e instanceof RangeError) refuse(e.message);
+      throw e;
+    }
     for (const [k, t] of p.methodState) {
       const s = ck.tensors[k];
       if (!s) throw new TrainingError(`${path}: checkpoint lacks '${k}'`);
+      const global = [p.batchSize, ...t.shape.slice(1)];
+      if (s.shape.join() !== global.join()) refuse(`its '${k}' has shape [${s.shape}], the run's is [${global}]`);
       noGrad(() => scope(() => t.copy_(p.group && s.ndim > 0 && s.size(0) === p.batchSize ? localRows(s, p.group) : s)));
     }
     if (ck.tensors['rng.cpu']) setRngState(ck.tensors['rng.cpu']);
-    const { grad_scaler, ...position } = ck.state as Partial<LoopState> & { grad_scaler?: GradScalerState };
+    const { grad_scaler } = ck.state as { grad_scaler?: GradScalerState };
     if (p.scaler) {
       if (!grad_scaler) throw new TrainingError(`${path}: checkpoint lacks the gradient scaler's state (was the run trained with --amp fp16?)`);
       p.scaler.loadStateDict(grad_scaler);

@@ -58,15 +58,15 @@ export class Validation {
     return this.indices.length;
   }
 
-  /** Clean and PGD-10 accuracy on the validation examples (robust = clean when ε is 0). */
-  async run(model: Module): Promise<ValidationResult | undefined> {
+  /** Clean and PGD-10 accuracy on the validation examples (robust = clean when ε is 0); `signal` stops it between batches. */
+  async run(model: Module, signal?: AbortSignal): Promise<ValidationResult | undefined> {
     if (!this.size) return undefined;
     const rng = getRngState();
     try {
       const attacks = this.o.eps > 0 ? [VALIDATION_ATTACK] : [];
       const r = await evaluateDataset(model, this.data, {
         eps: this.o.eps, attacks, subset: this.indices, batchSize: this.o.batchSize, restarts: 1, seed: this.o.seed, device: this.o.device,
-        dtype: this.o.dtype, noChecks: true, progress: new Writable({ write: (_c, _e, cb) => cb() }), ...(this.o.rank && { rank: this.o.rank }),
+        dtype: this.o.dtype, noChecks: true, progress: new Writable({ write: (_c, _e, cb) => cb() }), ...(this.o.rank && { rank: this.o.rank }), ...(signal && { signal }),
       });
       return { clean_accuracy: r.clean_accuracy, robust_accuracy: attacks.length ? r.robust_accuracy[VALIDATION_ATTACK]! : r.clean_accuracy };
     } finally {
