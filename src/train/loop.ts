@@ -413,7 +413,7 @@ class StepMetrics {
 
 /**
  * The share of exact-zero entries of the input gradient a method steps on (free training's g_x): where it is 0,
- * sign() is 0 and δ stays put. Low precision makes more of them (float16 underflow, bfloat16's short mantissa).
+ * sign() is 0 and δ stays put. float16 can add underflowed ones (BENCHMARKS.md: bfloat16 gives fewer than float32 on the main job).
  */
 class ZeroShare {
   /** Zero entries since the last flush, summed on the device (read only when a metrics line is written). */
