@@ -16,6 +16,7 @@
 //             with one thread also per CPU-second (robust to other load on the machine)
 // Options: --only step,overhead,ladder,memory,data,autoattack,pipeline,onnx   --quick   --rounds N   --threads N
 //          --pipeline-workers 1,2,4 (default: 1, 2, 4, … up to the cores)   --pipeline-images N (default 1024)
+//          --models small-cnn,… (step rows of these models only)   --step-scale K (K times the steps per row)
 //          --onnx-models small-cnn,resnet-cifar-small,preact-resnet18,wrn-34-10 (default: all four).
 // Prints JSON.
 import { spawnSync } from 'node:child_process';
@@ -40,6 +41,8 @@ const { values: opt } = parseArgs({
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
+    models: { type: 'string' },
+    'step-scale': { type: 'string', default: '1' },
     threads: { type: 'string', default: String(cpus().length) },
     'pipeline-workers': { type: 'string' },
     'pipeline-images': { type: 'string', default: '1024' },
@@ -83,11 +86,18 @@ function stepPair(model: string, batch: number, steps: number, kind = 'free', ex
   }
   const a = median(ours.map((o) => o.images_per_second));
   const b = median(theirs.map((o) => o.images_per_second));
+  // each round's ratio (round r of freeadv against round r of PyTorch, run back to back): their spread says
+  // whether a ratio below 1 is the machine's noise or real
+  const ratios = ours.map((o, r) => o.images_per_second / theirs[r]!.images_per_second);
+  const r3 = (v: number) => Math.round(v * 1000) / 1000;
   return {
     model, batch, kind, steps, rounds,
+    ...(extra.length && { variant: extra.join(' ') }),
     freeadv_images_per_second: a,
     pytorch_images_per_second: b,
-    ratio: Math.round((a / b) * 1000) / 1000,
+    ratio: r3(a / b),
+    ratio_min: r3(Math.min(...ratios)),
+    ratio_max: r3(Math.max(...ratios)),
     freeadv_peak_rss_mb: median(ours.map((o) => o.peak_rss_mb)),
     pytorch_peak_rss_mb: median(theirs.map((o) => o.peak_rss_mb)),
   };
@@ -97,12 +107,26 @@ if (parts.has('step') || parts.has('memory')) {
   const configs: [string, number, number][] = quick
     ? [['small-cnn', 128, 20], ['resnet-cifar-small', 32, 10]]
     : [['small-cnn', 32, 60], ['small-cnn', 128, 30], ['resnet-cifar-small', 32, 30], ['resnet-cifar-small', 128, 10], ['preact-resnet18', 128, 2], ['wrn-34-10', 8, 2]];
+  const only = opt.models?.split(',');
+  const keep = (m: string) => !only || only.includes(m);
+  const scale = Number(opt['step-scale']);
   const rows = [];
-  for (const [m, b, s] of configs) {
+  for (const [m, b, s] of configs.filter(([m]) => keep(m))) {
     log(`step: ${m} batch ${b}...`);
-    rows.push(stepPair(m, b, s));
+    rows.push(stepPair(m, b, Math.round(s * scale)));
   }
   results.step = rows;
+  // the same free step under bf16 autocast and with channels-last weights and inputs, each against PyTorch
+  // doing the same (torch.autocast('cpu', bfloat16); .to(memory_format=torch.channels_last))
+  const variants: [string, number, number, string[]][] = quick
+    ? [['small-cnn', 128, 20, ['--amp', 'bf16']], ['resnet-cifar-small', 32, 10, ['--amp', 'bf16']], ['resnet-cifar-small', 32, 10, ['--channels-last']]]
+    : [['small-cnn', 128, 30, ['--amp', 'bf16']], ['resnet-cifar-small', 128, 10, ['--amp', 'bf16']], ['resnet-cifar-small', 128, 10, ['--channels-last']], ['resnet-cifar-small', 128, 10, ['--channels-last', '--amp', 'bf16']], ['preact-resnet18', 128, 2, ['--channels-last']], ['preact-resnet18', 128, 2, ['--amp', 'bf16']]];
+  const variantRows = [];
+  for (const [m, b, s, extra] of variants.filter(([m]) => keep(m))) {
+    log(`step: ${m} batch ${b} ${extra.join(' ')}...`);
+    variantRows.push(stepPair(m, b, Math.round(s * scale), 'free', extra));
+  }
+  results.step_variants = variantRows;
   results.memory = rows.map((r) => ({ model: r.model, batch: r.batch, freeadv_peak_rss_mb: r.freeadv_peak_rss_mb, pytorch_peak_rss_mb: r.pytorch_peak_rss_mb, ratio: Math.round((r.freeadv_peak_rss_mb / r.pytorch_peak_rss_mb) * 1000) / 1000 }));
 }
 

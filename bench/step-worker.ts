@@ -1,5 +1,6 @@
 // Times one training step of freeadv on random data, in its own process (so that peak RSS is its own):
-// free (forward, backward, SGD-momentum step, δ ← clip(δ + ε·sign(g), −ε, ε)) or natural. The twin of
+// free (forward, backward, SGD-momentum step, δ ← clip(δ + ε·sign(g), −ε, ε)) or natural; --channels-last,
+// --amp bf16 (forward and loss under autocast). The twin of
 // bench/reference/step_bench.py; prints one JSON line.
 // --kind natural,free interleaves the kinds step by step in this one process and reports each kind's median
 // step time (`ms_median`): the way to compare two kinds, since separate processes of the same job differ by up
@@ -16,6 +17,7 @@ const { values: a } = parseArgs({
     threads: { type: 'string', default: '2' },
     kind: { type: 'string', default: 'free' },
     'channels-last': { type: 'boolean', default: false },
+    amp: { type: 'string', default: 'none' },
     eps: { type: 'string', default: String(8 / 255) },
     warmup: { type: 'string', default: '3' },
     steps: { type: 'string', default: '20' },
@@ -33,6 +35,9 @@ const grey = ['small-cnn', 'madry-cnn'].includes(a.model!);
 const [c, s] = grey ? [1, 28] : [3, 32];
 const model = createModel(a.model!, { numClasses: 10, inChannels: c, size: s, mean: Array(c).fill(0.5), std: Array(c).fill(0.25) }).to(dev).train();
 const cl = a['channels-last']!;
+// --amp bf16: forward and loss under bfloat16 autocast, backward outside (as freeadv train --amp bf16 does)
+if (a.amp !== 'none' && a.amp !== 'bf16') throw new Error(`--amp: ${a.amp} is not none or bf16`);
+const amp = a.amp === 'bf16' ? 'bfloat16' : false;
 if (cl) model.channelsLast();
 const opt = new SGD(model.parameters(), { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
 const x0 = T.rand([B, c, s, s]).to(dev);
@@ -44,7 +49,7 @@ function step(kind: string): void {
   T.scope(() => {
     const free = kind === 'free';
     const inp = free ? T.noGrad(() => x.add(delta).clamp_(0, 1)).requiresGrad_() : x;
-    const loss = T.ops.crossEntropy(model.forward(inp), y);
+    const loss = T.autocast(amp, () => T.ops.crossEntropy(model.forward(inp), y));
     opt.zeroGrad();
     loss.backward();
     if (free) T.noGrad(() => delta.add_(inp.grad!.sign(), eps).clamp_(-eps, eps));
@@ -74,7 +79,7 @@ if (process.env.STEP_TIMES) console.error(JSON.stringify(Object.fromEntries(kind
 const median = (xs: number[]) => [...xs].sort((u, v) => u - v)[xs.length >> 1]!;
 console.log(
   JSON.stringify({
-    model: a.model, kind: a.kind, device: dev, batch: B, threads: T.getNumThreads(), input_shape: [c, s, s], channels_last: cl, steps: n,
+    model: a.model, kind: a.kind, device: dev, batch: B, threads: T.getNumThreads(), input_shape: [c, s, s], channels_last: cl, amp: a.amp, steps: n,
     images_per_second: Math.round((B / dt) * 10) / 10, ms_per_step: Math.round(dt * 1e6) / 1e3,
     ms_median: Object.fromEntries(kinds.map((k) => [k, Math.round(median(times[k]!) * 1e3) / 1e3])),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 102.4) / 10,

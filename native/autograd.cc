@@ -2,6 +2,7 @@
 
 #include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/variable.h>
 
@@ -12,6 +13,12 @@
 
 namespace freeadv {
 namespace {
+
+// Backward passes run outside autocast, as PyTorch recommends (`with autocast(): loss = ...` then
+// loss.backward() outside): each backward op runs in the dtype its forward op produced.
+struct NoAutocast {
+  c10::impl::ExcludeDispatchKeyGuard guard{c10::autocast_dispatch_keyset};
+};
 
 EXPORT(requiresGrad) { return Napi::Boolean::New(info.Env(), tensorOf(info[0]).requires_grad()); }
 EXPORT(setRequiresGrad) {
@@ -33,6 +40,7 @@ EXPORT(backward) {
   auto grads = tensorVec(info[1]);
   bool retain = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
   bool create = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+  NoAutocast off;
   torch::autograd::backward(outputs, grads, retain ? c10::optional<bool>(true) : c10::nullopt, create);
   return info.Env().Undefined();
 }
@@ -45,6 +53,7 @@ EXPORT(grad) {
   bool retain = info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
   bool create = info[4].IsBoolean() && info[4].As<Napi::Boolean>().Value();
   bool unused = info[5].IsBoolean() && info[5].As<Napi::Boolean>().Value();
+  NoAutocast off;
   auto res = torch::autograd::grad(outputs, inputs, gouts, retain ? c10::optional<bool>(true) : c10::nullopt,
                                    create, unused);
   auto arr = Napi::Array::New(env, res.size());

@@ -17,6 +17,10 @@
 #define FREEADV_GLOO 0
 #endif
 
+// libtorch >= 2.4: autocast's state is set per device type (at::autocast::set_autocast_enabled(DeviceType, bool),
+// set_autocast_dtype(DeviceType, ScalarType)); 1.13 up to 2.3 have one function per device (set_cpu_enabled,
+// set_autocast_cpu_dtype for CPU; set_enabled, set_autocast_gpu_dtype for CUDA). runtime.cc uses either.
+#define FREEADV_TORCH_2_4 (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
 // Set by scripts/libtorch.cjs: whether libtorch_cuda and CUDA's headers are there (runtime.cc: cudaBuilt).
 #ifndef FREEADV_CUDA
 #define FREEADV_CUDA 0

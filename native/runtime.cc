@@ -1,15 +1,18 @@
-// The runtime around the operators: RNG seeding and state, intra-op threads, CUDA queries, version.
+// The runtime around the operators: RNG seeding and state, intra-op threads, autocast (mixed precision) state,
+// CUDA queries, version.
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
+#include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <torch/version.h>
 
 #include <mutex>
 
 #include "common.h"
+#include "compat.h"
 
 namespace freeadv {
 namespace {
@@ -49,6 +52,65 @@ EXPORT(setNumThreads) {
   return info.Env().Undefined();
 }
 EXPORT(getNumThreads) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
+// Autocast is thread-local state, like grad mode: while it is enabled for a device type, the dispatcher's
+// Autocast key casts the inputs of the operators on autocast's lists (convolutions, matrix products: to the
+// low-precision type; reductions, losses: to float32) before they run, for every operator this addon calls.
+// getAutocast(device) -> [enabled, dtype code]; setAutocast(device, enabled, dtype code).
+c10::DeviceType autocastDevice(Napi::Env env, const Napi::Value& v) {
+  std::string d = v.As<Napi::String>().Utf8Value();
+  if (d == "cpu") return c10::DeviceType::CPU;
+  if (d == "cuda") return c10::DeviceType::CUDA;
+  throw torchError(env, "autocast: device type must be cpu or cuda, got " + d);
+}
+EXPORT(getAutocast) {
+  Napi::Env env = info.Env();
+  c10::DeviceType dev = autocastDevice(env, info[0]);
+#if FREEADV_TORCH_2_4
+  bool on = at::autocast::is_autocast_enabled(dev);
+  at::ScalarType dt = at::autocast::get_autocast_dtype(dev);
+#else
+  bool cpu = dev == c10::DeviceType::CPU;
+  bool on = cpu ? at::autocast::is_cpu_enabled() : at::autocast::is_enabled();
+  at::ScalarType dt = cpu ? at::autocast::get_autocast_cpu_dtype() : at::autocast::get_autocast_gpu_dtype();
+#endif
+  auto r = Napi::Array::New(env, 2);
+  r.Set(0u, Napi::Boolean::New(env, on));
+  r.Set(1u, Napi::Number::New(env, static_cast<int>(dt)));
+  return r;
+}
+EXPORT(setAutocast) {
+  Napi::Env env = info.Env();
+  c10::DeviceType dev = autocastDevice(env, info[0]);
+  if (!info[1].IsBoolean()) throw torchError(env, "setAutocast: enabled must be a boolean");
+  bool on = info[1].As<Napi::Boolean>().Value();
+  auto code = toInt(env, info[2], "dtype");
+  if (code < 0 || code >= static_cast<int64_t>(at::ScalarType::NumOptions))
+    throw torchError(env, "setAutocast: unknown dtype code " + std::to_string(code));
+  auto dt = static_cast<at::ScalarType>(code);
+  if (on && dt != at::kBFloat16 && dt != at::kHalf)
+    throw torchError(env, std::string("setAutocast: autocast computes in bfloat16 or float16, not ") + c10::toString(dt));
+#if FREEADV_TORCH_2_4
+  at::autocast::set_autocast_dtype(dev, dt);
+  at::autocast::set_autocast_enabled(dev, on);
+#else
+  if (dev == c10::DeviceType::CPU) {
+    at::autocast::set_autocast_cpu_dtype(dt);
+    at::autocast::set_cpu_enabled(on);
+  } else {
+    at::autocast::set_autocast_gpu_dtype(dt);
+    at::autocast::set_enabled(on);
+  }
+#endif
+  return env.Undefined();
+}
+// Python's `with torch.autocast(...)` counts nesting and clears the cache of casted weights when the outermost
+// one exits; autocastEnter/autocastExit do the same for the TypeScript helper.
+EXPORT(autocastEnter) { return Napi::Number::New(info.Env(), at::autocast::increment_nesting()); }
+EXPORT(autocastExit) {
+  int n = at::autocast::decrement_nesting();
+  if (n == 0) at::autocast::clear_cache();
+  return Napi::Number::New(info.Env(), n);
+}
 EXPORT(cudaIsAvailable) { return Napi::Boolean::New(info.Env(), at::hasCUDA()); }
 // Whether the addon was built against a CUDA libtorch (cudaIsAvailable also needs a GPU and its driver).
 EXPORT(cudaBuilt) { return Napi::Boolean::New(info.Env(), FREEADV_CUDA ? true : false); }
@@ -68,6 +130,7 @@ EXPORT(version) {
 
 void registerRuntime(Napi::Env env, Napi::Object exports) {
   REG(manualSeed); REG(getRngState); REG(setRngState); REG(setNumThreads); REG(getNumThreads);
+  REG(getAutocast); REG(setAutocast); REG(autocastEnter); REG(autocastExit);
   REG(cudaIsAvailable); REG(cudaBuilt); REG(cudaDeviceCount);
   REG(version);
 }

@@ -4,7 +4,7 @@ export * as torch from './torch/index.js';
 export { Tensor, scope, keep, noGrad, manualSeed, setNumThreads, TorchError } from './torch/index.js';
 export * as nn from './nn/index.js';
 export { createModel, modelFor, modelNames, checkModel, describeModels, SmallCNN, MadryCNN, PreActResNet18, WideResNet, ResNetCifarSmall, ResNet50, type ModelOptions } from './models/index.js';
-export { SGD, makeSchedule, type SGDOptions, type Schedule } from './optim/index.js';
+export { SGD, GradScaler, makeSchedule, type SGDOptions, type GradScalerOptions, type Schedule } from './optim/index.js';
 export * as data from './data/index.js';
 export { toTensors } from './data/tensor.js';
 export * as io from './io/index.js';

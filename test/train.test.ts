@@ -81,12 +81,13 @@ function weights(dir: string): Record<string, Buffer> {
   return out;
 }
 
-test('SIGTERM writes a checkpoint; --resume ends with the same weights as an uninterrupted run (bit for bit)', async () => {
-  const args = [...common(), '--method', 'free', '--replays', '2', '--epochs', '6', '--lr', '0.02', '--eval-limit', '50'];
-  const full = join(tmp, 'full');
+for (const amp of ['none', 'bf16']) {
+test(`SIGTERM writes a checkpoint; --resume ends with the same weights as an uninterrupted run (bit for bit)${amp === 'none' ? '' : `, --amp ${amp}`}`, async () => {
+  const args = [...common(), '--method', 'free', '--replays', '2', '--epochs', '6', '--lr', '0.02', '--eval-limit', '50', '--amp', amp];
+  const full = join(tmp, `full-${amp}`);
   assert.equal((await cli(['train', ...args, '--out', full])).code, 0);
 
-  const part = join(tmp, 'part');
+  const part = join(tmp, `part-${amp}`);
   const child = spawn(process.execPath, [BIN, 'train', ...args, '--out', part], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stderr.on('data', (d) => (err += d));
@@ -104,7 +105,19 @@ test('SIGTERM writes a checkpoint; --resume ends with the same weights as an uni
   assert.deepEqual(Object.keys(b), Object.keys(a));
   for (const k of Object.keys(a)) assert.ok(a[k]!.equals(b[k]!), `${k} is identical after resume`);
   assert.equal(summary(part).sgd_steps, summary(full).sgd_steps);
+  if (amp === 'none') return;
+  // the final evaluation ran in float32; eval --attack-amp attacks under autocast and says so
+  const s = summary(full) as unknown as Record<string, unknown>;
+  assert.equal(s.amp, amp);
+  assert.equal(s.evaluation_precision, 'float32');
+  assert.ok(typeof s.input_grad_zero_share === 'number' && s.input_grad_zero_share >= 0 && s.input_grad_zero_share < 1);
+  const e = await cli(['eval', '--run', full, '--attack-amp', amp, '--limit', '50', '--data-dir', data, '--json']);
+  assert.equal(e.code, 0, e.err);
+  const j = JSON.parse(e.out) as { amp: string; warnings: string[] };
+  assert.equal(j.amp, 'bfloat16');
+  assert.match(j.warnings[0]!, /bfloat16 autocast \(--attack-amp\).*overstate robustness/);
 });
+}
 
 test('determinism: same seed and threads give identical metrics, weights and results; another seed does not', async () => {
   const args = [...common(), '--method', 'free', '--replays', '2', '--epochs', '4', '--eval-limit', '50'];

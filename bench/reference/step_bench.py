@@ -21,6 +21,7 @@ def main():
     ap.add_argument("--input-shape", default=None, help="C,H,W (default: the model's)")
     ap.add_argument("--kind", default="free", help="free, natural or a comma list (interleaved)")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--amp", default="none", choices=["none", "bf16"], help="bf16: forward and loss under CPU autocast")
     ap.add_argument("--eps", type=float, default=8 / 255)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
@@ -51,7 +52,8 @@ def main():
             inp = torch.clamp(x + delta, 0, 1).requires_grad_(True)
         else:
             inp = x
-        loss = F.cross_entropy(model(inp), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.amp == "bf16"):
+            loss = F.cross_entropy(model(inp), y)
         opt.zero_grad()
         loss.backward()
         if kind == "free":
@@ -72,7 +74,7 @@ def main():
     dt = (time.perf_counter() - t0) / a.steps / len(kinds)
     print(json.dumps({
         "model": a.model, "kind": a.kind, "device": a.device, "batch": a.batch, "threads": a.threads,
-        "input_shape": list(shape), "channels_last": a.channels_last, "steps": a.steps,
+        "input_shape": list(shape), "channels_last": a.channels_last, "amp": a.amp, "steps": a.steps,
         "images_per_second": round(a.batch / dt, 1), "ms_per_step": round(dt * 1000, 3),
         "ms_median": {k: round(sorted(v)[len(v) // 2] * 1000, 3) for k, v in times.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

@@ -6,7 +6,7 @@ import { loadSplit } from '../data/index.js';
 import { loadWeights } from '../io/index.js';
 import { evaluateDataset } from '../eval/index.js';
 import { attackUsage, checkAttackName } from '../attacks/index.js';
-import { TRAIN_OPTIONS, resolveConfig, readRunConfig, runCheckpoint, RUN_FILES } from '../train/index.js';
+import { TRAIN_OPTIONS, AMP_NAMES, ampType, resolveConfig, readRunConfig, runCheckpoint, RUN_FILES } from '../train/index.js';
 import { parseCommand, UsageError } from './args.js';
 import { accuracyTable, stageLines } from './print.js';
 
@@ -27,6 +27,7 @@ const EVAL_COMMAND = {
   seed: { ...train.seed, group: HOW },
   threads: { ...train.threads, group: HOW },
   device: { ...train.device, group: HOW },
+  attackAmp: { type: 'string', arg: 'T', group: HOW, choices: AMP_NAMES.filter((a) => a !== 'none'), optional: true, check: (v, c) => train.amp.check(v, { dtype: 'float32', device: c.device }), help: 'evaluate and attack under bf16 or fp16 autocast (default: float32); attacks in low precision can understate robustness, so the result carries a warning' },
   json: { type: 'bool', group: OUT, optional: true, help: 'print one JSON object: clean_accuracy, robust_accuracy{attack…, worst_case}, eps, examples' },
   help: { type: 'bool', group: OUT, optional: true, short: 'h', help: 'this help' },
 } satisfies OptionTable;
@@ -77,10 +78,10 @@ export async function cmdEval(args: string[], out: (s: string) => void): Promise
   const model = modelFor(cfg.model, data, { device: v.device });
   try {
     loadWeights(model, weights);
-    const r = await evaluateDataset(model, data, { eps: cfg.eps, attacks: v.attacks, limit: v.limit, batchSize: v.batchSize ?? base.evalBatchSize ?? cfg.evalBatchSize, restarts: v.restarts, seed: v.seed, device: v.device });
-    if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, ...(r.stages && { stages: r.stages }), eps: r.eps, examples: r.examples, attacks: r.attacks, warnings: r.warnings, seconds: r.seconds }));
+    const r = await evaluateDataset(model, data, { eps: cfg.eps, attacks: v.attacks, limit: v.limit, batchSize: v.batchSize ?? base.evalBatchSize ?? cfg.evalBatchSize, restarts: v.restarts, seed: v.seed, device: v.device, ...(v.attackAmp && { amp: ampType(v.attackAmp) }) });
+    if (v.json) out(JSON.stringify({ clean_accuracy: r.clean_accuracy, robust_accuracy: r.robust_accuracy, ...(r.stages && { stages: r.stages }), eps: r.eps, examples: r.examples, attacks: r.attacks, ...(r.amp && { amp: r.amp }), warnings: r.warnings, seconds: r.seconds }));
     else {
-      out(`${cfg.model} · ${cfg.dataset} · ε=${formatEps(cfg.eps)} · ${r.examples} test images · ${r.seconds.toFixed(0)} s`);
+      out(`${cfg.model} · ${cfg.dataset} · ε=${formatEps(cfg.eps)} · ${r.examples} test images · ${r.seconds.toFixed(0)} s${r.amp ? ` · under ${r.amp} autocast` : ''}`);
       out(accuracyTable(r.clean_accuracy, r.robust_accuracy));
       for (const l of stageLines(r.stages)) out(l);
       for (const w of r.warnings) out(`warning: ${w}`);

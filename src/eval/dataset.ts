@@ -3,7 +3,7 @@
 // (examples rank, rank + N, …, each counted once) and the counts are summed. Between batches the event loop gets
 // a turn (signal handlers run), and an aborted `signal` stops the evaluation there, on every rank at the same batch.
 import { Writable } from 'node:stream';
-import { manualSeed, dist, type DType } from '../torch/index.js';
+import { manualSeed, dist, autocast, type DType, type AutocastDType } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { Loader, Progress, nextTurn, type Dataset } from '../data/index.js';
 import { tensorBatches } from '../data/tensor.js';
@@ -27,9 +27,18 @@ export interface DatasetEvalOptions {
   progress?: NodeJS.WritableStream;
   /** This process's place in a data-parallel job. */
   rank?: dist.Rank;
+  /**
+   * Evaluate (clean and every attack) under autocast in this type. Off by default: evaluation runs in the
+   * model's own type, since attacks in low precision can understate robustness; the result warns when on.
+   */
+  amp?: AutocastDType;
   /** Stops the evaluation between batches when aborted (throwing its reason); with several ranks, when any is. */
   signal?: AbortSignal;
 }
+
+/** The warning an evaluation under autocast carries (printed, and kept in summaries). */
+export const attackAmpWarning = (amp: AutocastDType) =>
+  `the model was evaluated and attacked under ${amp} autocast (--attack-amp): gradients in low precision can be coarser and attacks weaker, so these robust accuracies can overstate robustness; evaluate in float32 (the default) for the figure to report`;
 
 export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEvalOptions): Promise<EvalResult> {
   const group = o.rank && o.rank.worldSize > 1 ? o.rank : undefined;
@@ -57,7 +66,12 @@ export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEv
   }
   try {
     // between the attacks of a batch too, with one process (ranks agree only between batches)
-    let r = await evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }), ...(!group && o.signal && { signal: o.signal }) });
+    const run = () => evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }), ...(!group && o.signal && { signal: o.signal }) });
+    let r = o.amp ? await autocast(o.amp, run, o.device) : await run();
+    if (o.amp) {
+      r.amp = o.amp;
+      r.warnings.unshift(attackAmpWarning(o.amp));
+    }
     if (group) r = sumOverRanks(r);
     const skipped = loader.stats().skipped;
     if (skipped) r.warnings.push(`${skipped} undecodable test image(s) were left out (--skip-bad)`);

@@ -22,6 +22,8 @@ export interface EvalResult {
   stages?: Record<string, Record<string, number>>;
   warnings: string[];
   seconds: number;
+  /** Set when the evaluation ran under autocast (--attack-amp): its low-precision type. */
+  amp?: string;
 }
 
 export interface EvalOptions extends AttackSettings {

@@ -7,5 +7,6 @@ export * from './factory.js';
 export * as autograd from './autograd.js';
 export { noGrad, inferenceMode, withGradEnabled, isGradEnabled } from './autograd.js';
 export * as ops from './ops.js';
+export { autocast, autocastState, isAutocastEnabled, autocastUnsupported, deviceType, type AutocastDType } from './autocast.js';
 export { def, defInplace } from './call.js';
 export * as dist from './dist.js';

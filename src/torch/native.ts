@@ -51,6 +51,12 @@ export interface Native {
   enterInferenceMode(): number;
   exitInferenceMode(): number;
   isInferenceMode(): boolean;
+  /** Autocast state of a device type ('cpu' or 'cuda'): [enabled, c10 ScalarType code]. */
+  getAutocast(deviceType: string): [boolean, number];
+  setAutocast(deviceType: string, enabled: boolean, dtype: number): void;
+  /** Autocast nesting, as Python's torch.autocast counts it; the exit to 0 clears the cast-weight cache. */
+  autocastEnter(): number;
+  autocastExit(): number;
   manualSeed(seed: number): void;
   getRngState(): Handle;
   setRngState(h: Handle): void;

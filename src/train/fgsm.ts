@@ -4,9 +4,9 @@
  * passes per step. The loop's catastrophic-overfitting stop (validation PGD-10 accuracy after
  * each pass; on a collapse, warn and restore the best weights) protects this method.
  */
-import { ops, scope, noGrad, autograd } from '../torch/index.js';
+import { scope, noGrad, autograd } from '../torch/index.js';
 import { Linf } from '../attacks/index.js';
-import type { Method } from './method.js';
+import { forwardLoss, type Method } from './method.js';
 
 export const fgsm: Method = {
   name: 'fgsm',
@@ -22,10 +22,9 @@ export const fgsm: Method = {
     const ball = new Linf(ctx.cfg.eps);
     scope(() => {
       const xr = ball.randomStart(x).requiresGrad_();
-      const [g] = autograd.grad(ops.crossEntropy(ctx.model.forward(xr), y), [xr]);
+      const [g] = autograd.grad(forwardLoss(ctx, xr, y).loss, [xr]);
       const xa = noGrad(() => ball.project(ball.step(xr, g!, alpha), x));
-      const logits = ctx.model.forward(xa);
-      const loss = ops.crossEntropy(logits, y);
+      const { logits, loss } = forwardLoss(ctx, xa, y);
       ctx.sgdStep(loss);
       ctx.record(loss, logits, y);
     });

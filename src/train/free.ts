@@ -16,9 +16,14 @@
  * differentiates through the clip instead, which gives 0 wherever x + δ lies outside [0, 1]: there δ can never
  * move again. On images with a black background (Fashion-MNIST) that leaves the perturbation stuck, pushed out
  * of range, on much of the background, and costs robustness (BENCHMARKS.md has the figures).
+ *
+ * Under --amp the forward pass runs in low precision (forwardLoss). With fp16 the loss is scaled before backward,
+ * so g_x is scaled too: its sign is unchanged, but entries that underflow to 0 leave δ where it is (the share of
+ * exact zeros is recorded in metrics.jsonl), and a step that the gradient scaler skips (inf/NaN) skips the δ
+ * update as well.
  */
-import { ops, scope, noGrad, zeros } from '../torch/index.js';
-import type { Method } from './method.js';
+import { scope, noGrad, zeros } from '../torch/index.js';
+import { forwardLoss, type Method } from './method.js';
 
 export const free: Method = {
   name: 'free',
@@ -29,7 +34,8 @@ export const free: Method = {
   stepsPerBatch: (cfg) => cfg.replays,
   backwardPerStep: () => 1,
   init(ctx) {
-    ctx.state.set('delta', zeros(ctx.batchShape, { device: ctx.cfg.device, dtype: ctx.cfg.dtype }).keep());
+    const delta = zeros(ctx.batchShape, { device: ctx.cfg.device, dtype: ctx.cfg.dtype });
+    ctx.state.set('delta', (ctx.cfg.channelsLast ? scope(() => delta.channelsLast()) : delta).keep());
   },
   // one replay: the loop calls it m times per minibatch
   step(ctx, x, y) {
@@ -39,11 +45,10 @@ export const free: Method = {
     const n = x.size(0);
     scope(() => {
       const xAdv = noGrad(() => x.add(delta.narrow(0, 0, n)).clamp_(0, 1)).requiresGrad_();
-      const logits = ctx.model.forward(xAdv);
-      const loss = ops.crossEntropy(logits, y);
-      ctx.sgdStep(loss);
-      noGrad(() => delta.narrow(0, 0, n).add_(xAdv.grad!.sign(), step).clamp_(-eps, eps));
-      ctx.record(loss, logits, y);
+      const { logits, loss } = forwardLoss(ctx, xAdv, y);
+      const stepped = ctx.sgdStep(loss) !== false;
+      if (stepped) noGrad(() => delta.narrow(0, 0, n).add_(xAdv.grad!.sign(), step).clamp_(-eps, eps));
+      ctx.record(loss, logits, y, xAdv.grad);
     });
   },
 };

@@ -9,13 +9,13 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tensor, manualSeed, setNumThreads, getNumThreads, scope, noGrad, cuda, dist } from '../torch/index.js';
 import { modelFor, checkModel } from '../models/index.js';
-import { SGD, makeSchedule } from '../optim/index.js';
+import { SGD, GradScaler, makeSchedule } from '../optim/index.js';
 import { loadSplit, checkEvalSplit, Loader, Progress, numBatches, nextTurn } from '../data/index.js';
 import { toTensors } from '../data/tensor.js';
 import { evaluateDataset, type EvalResult } from '../eval/index.js';
 import { checkAttackName } from '../attacks/index.js';
 import { ConfigError, formatEps } from '../options/index.js';
-import type { TrainConfig } from './options.js';
+import { ampType, type TrainConfig } from './options.js';
 import type { TrainContext } from './method.js';
 import { methods } from './methods.js';
 import { RunFolder, LOCK_FILE, type Summary } from './run-folder.js';
@@ -100,6 +100,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   }
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
   if (!opts.resume) initModel(model, cfg, trainData.numClasses, log); // --init, --num-classes (fine-tuning)
+  if (cfg.channelsLast) model.channelsLast();
   if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
@@ -112,6 +113,10 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   const schedule = makeSchedule({ name: cfg.lrSchedule, lr: cfg.lr, totalSteps });
   const opt = new SGD(model.parameters(), { lr: cfg.lr, momentum: cfg.momentum, weightDecay: cfg.weightDecay, nesterov: cfg.nesterov });
   const sync = gradientSync(model, group);
+  // float16's range needs loss scaling (bfloat16 has float32's range and does not)
+  const scaler = cfg.amp === 'fp16' ? new GradScaler() : undefined;
+  const zeros = new ZeroShare();
+  const flushMetrics = () => metrics.flush(position, opt.lr, { ...zeros.flush(), ...(scaler && { loss_scale: scaler.scaleValue, skipped_steps: scaler.skipped }) });
   const methodState = new Map<string, Tensor>();
   const position: LoopState = { step: 0, pass: 0, batch: 0, replay: 0, trainSeconds: 0, images: 0 };
   const metrics = new StepMetrics(run, group);
@@ -124,18 +129,27 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
     sgdStep(loss: Tensor) {
       opt.lr = schedule(position.step);
       opt.zeroGrad();
-      sync.backward(loss);
-      opt.step();
+      let stepped = true;
+      if (scaler) {
+        scope(() => sync.backward(scaler.scale(loss)));
+        stepped = scaler.step(opt);
+        scaler.update();
+      } else {
+        sync.backward(loss);
+        opt.step();
+      }
       position.step++;
+      return stepped;
     },
-    record(loss: Tensor, logits: Tensor, y: Tensor) {
+    record(loss: Tensor, logits: Tensor, y: Tensor, inputGrad?: Tensor) {
+      if (inputGrad) zeros.add(inputGrad);
       metrics.add(loss, logits, y);
       position.images += y.size(0) * ranks;
-      if (position.step % cfg.logEvery === 0) metrics.flush(position, opt.lr);
+      if (position.step % cfg.logEvery === 0) flushMetrics();
     },
   };
   method.init?.(ctx);
-  const parts = { model, opt, methodState, position, group, batchSize: cfg.batchSize };
+  const parts = { model, opt, methodState, position, group, batchSize: cfg.batchSize, ...(scaler && { scaler }) };
   const checkpoint = (path: string) => saveState(path, parts);
 
   if (opts.resume) {
@@ -174,7 +188,9 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
             position.batch = b.batch + 1; // every image of this batch was undecodable and left out (--skip-bad)
             continue;
           }
-          const { x, y } = toTensors(b, cfg.device, cfg.dtype);
+          const { x: x0, y } = toTensors(b, cfg.device, cfg.dtype);
+          const x = cfg.channelsLast ? x0.channelsLast() : x0;
+          if (x !== x0) x0.dispose();
           try {
             while (position.batch === b.batch) {
               const before = position.step;
@@ -201,7 +217,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
         }
         // end of a pass (or of the steps, --max-steps): validation, best and latest checkpoints
         const whole = position.batch >= loader.length && position.replay === 0; // else the position stays mid-pass
-        metrics.flush(position, opt.lr);
+        flushMetrics();
         const passSeconds = (performance.now() - passStart) / 1000;
         let val;
         try {
@@ -249,7 +265,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
     }
     progress.finish();
     try {
-      metrics.flush(position, opt.lr);
+      flushMetrics();
     } finally {
       metrics.dispose();
     }
@@ -263,6 +279,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
         ev = await evaluateDataset(model, testData, {
           eps: cfg.eps, attacks: cfg.evalAttacks, limit: cfg.evalLimit, batchSize: cfg.evalBatchSize, restarts: cfg.evalRestarts,
           seed: cfg.seed, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }), signal: interrupts.signal,
+          ...(cfg.attackAmp && { amp: ampType(cfg.amp) }),
         });
       } catch (e) {
         if (!interrupted(e)) throw e;
@@ -286,6 +303,9 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
     backward_passes: position.step * method.backwardPerStep(cfg),
     train_seconds: position.trainSeconds,
     images_per_second: position.images / Math.max(1e-9, position.trainSeconds),
+    ...(cfg.amp !== 'none' && { amp: cfg.amp, evaluation_precision: ev?.amp ?? cfg.dtype }),
+    ...(zeros.total.n > 0 && { input_grad_zero_share: zeros.total.zero / zeros.total.n }),
+    ...(scaler && { grad_scaler: { ...scaler.stateDict(), skipped_steps_this_session: scaler.skipped } }),
     clean_accuracy: ev?.clean_accuracy ?? NaN,
     robust_accuracy: ev?.robust_accuracy ?? {},
     ...(ev?.stages && { attack_stages: ev.stages }),
@@ -363,7 +383,7 @@ class StepMetrics {
   }
   private pending: [number, number] = [0, 0];
 
-  flush(position: LoopState, lr: number): void {
+  flush(position: LoopState, lr: number, extra: Record<string, number> = {}): void {
     const [l, c] = this.read(position);
     let [loss, correct, seen] = [this.pending[0] + l, this.pending[1] + c, this.seen];
     if (this.group) [loss, correct, seen] = dist.allReduceNumbers([loss, correct, seen]);
@@ -376,6 +396,7 @@ class StepMetrics {
         loss: loss / seen,
         train_accuracy: correct / seen,
         images_per_second: ((position.images - this.lastImages) * 1000) / Math.max(1, now - this.lastTime),
+        ...extra,
       });
       this.lastTime = now;
       this.lastImages = position.images;
@@ -387,6 +408,39 @@ class StepMetrics {
   dispose(): void {
     this.lossSum?.dispose();
     this.correctSum?.dispose();
+  }
+}
+
+/**
+ * The share of exact-zero entries of the input gradient a method steps on (free training's g_x): where it is 0,
+ * sign() is 0 and δ stays put. float16 can add underflowed ones (BENCHMARKS.md: bfloat16 gives fewer than float32 on the main job).
+ */
+class ZeroShare {
+  /** Zero entries since the last flush, summed on the device (read only when a metrics line is written). */
+  private zeroSum: Tensor | undefined;
+  private n = 0;
+  readonly total = { zero: 0, n: 0 };
+  add(g: Tensor): void {
+    noGrad(() => {
+      const z = g.eq(0).sum();
+      if (this.zeroSum) {
+        this.zeroSum.add_(z);
+        z.dispose();
+      } else this.zeroSum = z.keep();
+    });
+    this.n += g.numel;
+  }
+  /** The share since the last flush, for a metrics line (nothing when no gradient was recorded). */
+  flush(): { input_grad_zero_share?: number } {
+    if (!this.zeroSum || this.n === 0) return {};
+    const zero = this.zeroSum.item();
+    this.zeroSum.dispose();
+    this.zeroSum = undefined;
+    const r = { input_grad_zero_share: zero / this.n };
+    this.total.zero += zero;
+    this.total.n += this.n;
+    this.n = 0;
+    return r;
   }
 }
 

@@ -1,9 +1,9 @@
 // What a training method supplies to the shared loop (loop.ts): how it describes itself, how many passes over
 // the data its budget buys, and its per-batch step. Everything else — data, schedule, logging, checkpoints, the
 // validation, evaluation — is shared. A new method is one file and one line in methods.ts.
-import type { Tensor } from '../torch/index.js';
+import { ops, autocast, type Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import type { TrainConfig } from './options.js';
+import { ampType, type TrainConfig } from './options.js';
 
 export interface TrainContext {
   readonly model: Module;
@@ -14,11 +14,29 @@ export interface TrainContext {
   readonly state: Map<string, Tensor>;
   /**
    * One SGD step on `loss`: learning rate from the schedule, gradients cleared, one backward pass (which also
-   * fills .grad of any input leaf that requires it), parameter update.
+   * fills .grad of any input leaf that requires it), parameter update. Returns false when the update was
+   * skipped (--amp fp16: the gradient scaler found an inf/NaN gradient); the method must then skip whatever
+   * else it derives from this backward pass (free training's δ update).
    */
-  sgdStep(loss: Tensor): void;
-  /** Accounts a step's loss and accuracy on the (perturbed) inputs it trained on. */
-  record(loss: Tensor, logits: Tensor, y: Tensor): void;
+  sgdStep(loss: Tensor): boolean | void;
+  /**
+   * Accounts a step's loss and accuracy on the (perturbed) inputs it trained on; `inputGrad`, the gradient
+   * w.r.t. the input that a method steps on, for the share of its entries that are exactly 0.
+   */
+  record(loss: Tensor, logits: Tensor, y: Tensor, inputGrad?: Tensor): void;
+}
+
+/**
+ * The model's logits and the mean cross-entropy on (x, y): the forward pass of every method, under the run's
+ * --amp autocast (left when this returns: backward runs outside it, and each forward pass casts the weights anew).
+ */
+export function forwardLoss(ctx: TrainContext, x: Tensor, y: Tensor): { logits: Tensor; loss: Tensor } {
+  const f = () => {
+    const logits = ctx.model.forward(x);
+    return { logits, loss: ops.crossEntropy(logits, y) };
+  };
+  const amp = ampType(ctx.cfg.amp);
+  return amp ? autocast(amp, f, ctx.cfg.device) : f();
 }
 
 export interface Method {

@@ -1,6 +1,6 @@
 // Natural training: one SGD step on the clean minibatch.
-import { ops, scope } from '../torch/index.js';
-import type { Method } from './method.js';
+import { scope } from '../torch/index.js';
+import { forwardLoss, type Method } from './method.js';
 
 export const natural: Method = {
   name: 'natural',
@@ -12,8 +12,7 @@ export const natural: Method = {
   backwardPerStep: () => 1,
   step(ctx, x, y) {
     scope(() => {
-      const logits = ctx.model.forward(x);
-      const loss = ops.crossEntropy(logits, y);
+      const { logits, loss } = forwardLoss(ctx, x, y);
       ctx.sgdStep(loss);
       ctx.record(loss, logits, y);
     });

@@ -8,6 +8,7 @@ import { SCHEDULE_NAMES } from '../optim/index.js';
 import { attackUsage, checkAttackName } from '../attacks/index.js';
 import { cuda } from '../torch/index.js';
 import { methods } from './methods.js';
+import { autocastUnsupported, type AutocastDType } from '../torch/index.js';
 
 /** Recipes per data set (the paper's and fast_adversarial's settings, scaled to the data). */
 const RECIPES: Record<DatasetName, { model: (device: string) => string; eps: number; epochs: number; batchSize: number; evalBatchSize: number; lr: number; lrSchedule: string; weightDecay: number; augment: boolean }> = {
@@ -21,6 +22,17 @@ const recipe = (c: Record<string, unknown>) => RECIPES[(c.dataset as DatasetName
 const DATA = 'Data and model', METHOD = 'Method', OPTIM = 'Optimisation', RUN = 'Run', EVAL = 'Validation and evaluation';
 const imageFolderOnly = (_: unknown, c: Record<string, unknown>) => (c.dataset !== 'imagefolder' ? `applies to --dataset imagefolder only (data set is ${String(c.dataset)})` : undefined);
 const attackList = (s: string) => checkAttackName(s);
+/** --amp: none (float32), bf16, fp16. */
+export const AMP_NAMES = ['none', 'bf16', 'fp16'] as const;
+/** The autocast type of an --amp value (undefined for none). */
+export const ampType = (amp: string): AutocastDType | undefined => (amp === 'bf16' ? 'bfloat16' : amp === 'fp16' ? 'float16' : undefined);
+function checkAmp(v: string, c: Record<string, unknown>): string | undefined {
+  const t = ampType(v);
+  if (!t) return undefined;
+  if (c.dtype !== 'float32') return `needs --dtype float32 (autocast lowers float32 computation; the model is ${String(c.dtype)})`;
+  const why = autocastUnsupported(t, String(c.device ?? 'cpu'));
+  return why && `${why}; use --amp bf16${t === 'float16' ? ' or a CUDA device' : ''}`;
+}
 
 export const TRAIN_OPTIONS = {
   dataset: { type: 'string', arg: 'NAME', group: DATA, choices: DATASET_NAMES, default: 'fashion-mnist', help: "the data set (fashion-mnist: Debian's dataset-fashion-mnist)" },
@@ -53,6 +65,8 @@ export const TRAIN_OPTIONS = {
   threads: { type: 'int', arg: 'T', group: RUN, min: 1, max: 1024, default: () => cpus().length, defaultText: 'all cores', help: 'intra-op threads' },
   device: { type: 'string', arg: 'D', group: RUN, pattern: /^(cpu|cuda(:\d+)?)$/, patternText: 'must be cpu, cuda or cuda:N', check: (v) => cuda.problem(v), default: 'cpu', help: 'cpu, cuda or cuda:N (needs the addon built against a CUDA PyTorch: README, "GPUs")' },
   dtype: { type: 'string', arg: 'T', group: RUN, choices: ['float32', 'float64'] as const, default: 'float32', help: 'floating-point type of weights and computation; float64 for numerical checks (slow)' },
+  amp: { type: 'string', arg: 'T', group: RUN, choices: AMP_NAMES, default: 'none', check: checkAmp, help: 'mixed precision for training: bf16 or fp16 autocast of the forward pass and loss (fp16 with a gradient scaler; on CPU this libtorch may offer bf16 only); validation and the final evaluation stay float32 unless --attack-amp' },
+  channelsLast: { type: 'bool', group: RUN, negatable: true, default: false, help: 'channels-last (NHWC) weights and inputs: oneDNN convolutions without layout conversions' },
   logEvery: { type: 'int', arg: 'N', group: RUN, min: 1, max: Number.MAX_SAFE_INTEGER, default: 50, help: 'SGD steps per line of metrics.jsonl' },
   checkpointEvery: { type: 'int', arg: 'N', group: RUN, min: 0, max: Number.MAX_SAFE_INTEGER, default: 0, defaultText: 'at the end of every pass only', help: 'also checkpoint every N SGD steps' },
 
@@ -60,6 +74,7 @@ export const TRAIN_OPTIONS = {
   evalAttacks: { type: 'list', arg: 'LIST', group: EVAL, element: attackList, default: ['pgd-20'], help: `attacks on the test set after training: ${attackUsage()}` },
   evalLimit: { type: 'int', arg: 'N', group: EVAL, optional: true, min: 1, max: Number.MAX_SAFE_INTEGER, defaultText: 'all', help: 'evaluate on the first N test images' },
   evalBatchSize: { type: 'int', arg: 'B', group: EVAL, min: 1, max: 65536, default: (c) => recipe(c).evalBatchSize, defaultText: '500; 64 for image folders', help: 'examples per batch of validation and the final evaluation (memory is bounded by it, not by the number of examples)' },
+  attackAmp: { type: 'bool', group: EVAL, default: false, check: (v, c) => (v && c.amp === 'none' ? 'needs --amp bf16 or fp16 (the type to attack in)' : undefined), help: 'run the final evaluation (clean and attacks) under --amp autocast too; attacks in low precision can understate robustness, so the result carries a warning' },
   evalRestarts: { type: 'int', arg: 'R', group: EVAL, min: 1, max: 100, default: 1, help: 'restarts per PGD/APGD attack' },
 } satisfies OptionTable;
 

@@ -4,9 +4,9 @@
  * steps of 2.5·ε/k, projected), then one SGD step: k + 1 backward passes per step. As in the official code the
  * adversary is computed with the model in training mode.
  */
-import { ops, scope, noGrad, autograd } from '../torch/index.js';
+import { scope, noGrad, autograd } from '../torch/index.js';
 import { Linf } from '../attacks/index.js';
-import type { Method } from './method.js';
+import { forwardLoss, type Method } from './method.js';
 
 export const pgd: Method = {
   name: 'pgd',
@@ -24,11 +24,10 @@ export const pgd: Method = {
       let xa = ball.randomStart(x);
       for (let i = 0; i < k; i++) {
         const xr = xa.detach().requiresGrad_();
-        const [g] = autograd.grad(ops.crossEntropy(ctx.model.forward(xr), y), [xr]);
+        const [g] = autograd.grad(forwardLoss(ctx, xr, y).loss, [xr]);
         xa = noGrad(() => ball.project(ball.step(xr, g!, alpha), x));
       }
-      const logits = ctx.model.forward(xa.detach());
-      const loss = ops.crossEntropy(logits, y);
+      const { logits, loss } = forwardLoss(ctx, xa.detach(), y);
       ctx.sgdStep(loss);
       ctx.record(loss, logits, y);
     });

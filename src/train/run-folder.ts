@@ -28,6 +28,13 @@ export interface Summary {
   backward_passes: number;
   train_seconds: number;
   images_per_second: number;
+  /** --amp of the run (absent: float32), and the precision the final evaluation ran in (float32 unless --attack-amp). */
+  amp?: string;
+  evaluation_precision?: string;
+  /** Free training: the share of exact-zero entries of the input gradient over this session's steps. */
+  input_grad_zero_share?: number;
+  /** --amp fp16: the gradient scaler's state at the end, and the steps it skipped in this session. */
+  grad_scaler?: { scale: number; growth_tracker: number; skipped_steps_this_session: number };
   clean_accuracy: number;
   robust_accuracy: Record<string, number>;
   /** Ensembles (autoattack): robust accuracy after each of their attacks. */
@@ -64,6 +71,11 @@ export interface MetricLine {
   /** Runs written before the validation split: PGD-10 accuracy on the first 512 training images. */
   guard_robust_accuracy?: number;
   pass_seconds?: number;
+  /** Share of exact-zero input-gradient entries since the last line (free training). */
+  input_grad_zero_share?: number;
+  /** --amp fp16: the gradient scaler's scale, and the steps it skipped so far in this session. */
+  loss_scale?: number;
+  skipped_steps?: number;
 }
 
 const ACC = S.num(0, 1);

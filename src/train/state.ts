@@ -3,7 +3,7 @@
 // into the one-process layout, so a run can resume with any number of processes.
 import { Tensor, getRngState, setRngState, scope, noGrad, type dist } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import type { SGD } from '../optim/index.js';
+import type { SGD, GradScaler, GradScalerState } from '../optim/index.js';
 import { saveCheckpoint, loadCheckpoint, disposeCheckpoint, CheckpointError } from '../io/index.js';
 import { StateDictError } from '../nn/index.js';
 import { S, check } from '../options/index.js';
@@ -42,6 +42,8 @@ export interface TrainingParts {
   group?: dist.Rank;
   /** The global batch (the first dimension of per-row method state in checkpoints). */
   batchSize: number;
+  /** --amp fp16: the gradient scaler (its scale and growth tracker are checkpointed). */
+  scaler?: GradScaler;
 }
 
 /** Writes a checkpoint (rank 0; every rank takes part in gathering the method state). */
@@ -53,7 +55,7 @@ export function saveState(path: string, p: TrainingParts): void {
       model: p.model.stateDict(),
       optimizer: p.opt.stateDict(),
       tensors: { ...tensors, 'rng.cpu': getRngState() },
-      state: { ...p.position, format: 1 },
+      state: { ...p.position, ...(p.scaler && { grad_scaler: p.scaler.stateDict() }), format: 1 },
     });
   });
 }
@@ -92,6 +94,11 @@ export function restoreState(path: string, p: TrainingParts, run = 'this run'): 
       noGrad(() => scope(() => t.copy_(p.group && s.ndim > 0 && s.size(0) === p.batchSize ? localRows(s, p.group) : s)));
     }
     if (ck.tensors['rng.cpu']) setRngState(ck.tensors['rng.cpu']);
+    const { grad_scaler } = ck.state as { grad_scaler?: GradScalerState };
+    if (p.scaler) {
+      if (!grad_scaler) throw new TrainingError(`${path}: checkpoint lacks the gradient scaler's state (was the run trained with --amp fp16?)`);
+      p.scaler.loadStateDict(grad_scaler);
+    }
     Object.assign(p.position, position);
   } finally {
     disposeCheckpoint(ck);
