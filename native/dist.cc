@@ -15,6 +15,14 @@
 #include <string>
 #include <vector>
 
+#if FREEADV_TORCH_2_4
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cerrno>
+#include <cstring>
+#endif
+
 #include "common.h"
 
 namespace freeadv {
@@ -60,11 +68,41 @@ std::vector<at::Tensor> denseList(Napi::Env env, const Napi::Value& v, const cha
   return ts;
 }
 
+#if FREEADV_TORCH_2_4
+// A listening socket on host's address only (the interface of --master-addr), for rank 0's TCPStore server: on its
+// own the server binds every interface. libtorch >= 2.4 takes it as TCPStoreOptions::masterListenFd and owns it.
+static int listenOn(const std::string& host, int64_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  if (rc != 0) throw std::runtime_error("the master address " + host + " does not resolve: " + gai_strerror(rc));
+  int fd = -1;
+  std::string why;
+  for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) { why = std::strerror(errno); continue; }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+      why = std::strerror(errno);
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(found);
+  if (fd < 0) throw std::runtime_error("rank 0 cannot listen on " + host + ":" + std::to_string(port) + " (the master address must be one of this machine's): " + why);
+  return fd;
+}
+#endif
+
 // distInit(host, port, rank, worldSize, timeoutMs, ifname, storeFile, cudaDevice) -- blocks until all ranks joined
 // or timeout. With storeFile (one machine) the rendezvous is a c10d::FileStore in that file and Gloo binds to
-// loopback: nothing listens on the network. Otherwise rank 0 serves a TCPStore at port for the whole job
-// (libtorch 1.13's TCPStore server listens on every interface and has no option to bind one; it is
-// unauthenticated). cudaDevice >= 0 (builds with NCCL): the group is a ProcessGroupNCCL on that GPU, else Gloo.
+// loopback: nothing listens on the network. Otherwise rank 0 serves a TCPStore at port for the whole job, bound
+// to host's address with libtorch >= 2.4 (libtorch 1.13's TCPStore server listens on every interface and has no
+// option to bind one); it is unauthenticated. cudaDevice >= 0 (builds with NCCL): the group is a ProcessGroupNCCL on that GPU, else Gloo.
 EXPORT(distInit) {
   Napi::Env env = info.Env();
   if (g_dist) throw torchError(env, "distInit: this process already belongs to a process group");
@@ -95,6 +133,9 @@ EXPORT(distInit) {
     so.numWorkers = static_cast<size_t>(size);
     so.waitWorkers = true;
     so.timeout = timeout;
+#if FREEADV_TORCH_2_4
+    if (rank == 0) so.masterListenFd = listenOn(host, port);
+#endif
     base = c10::make_intrusive<c10d::TCPStore>(host, so);
   }
   auto store = c10::make_intrusive<c10d::PrefixStore>("freeadv/default_pg", base);

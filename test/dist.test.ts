@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../src/cli/main.js';
+import { version } from '../src/torch/index.js';
 import { freePort } from '../src/cli/launch.js';
 import { loadCheckpoint } from '../src/io/index.js';
 import { shardOf, permutation } from '../src/data/index.js';
@@ -370,6 +371,29 @@ test('one machine (--nproc 2): no socket listens beyond loopback, none at all on
   assert.equal(e.code, 0, p.err());
   assert.equal(summary(out).distributed.world_size, 2);
   assert.deepEqual(readdirSync(tmpDir), [], 'the rendezvous folder is removed');
+});
+
+test('an explicit --master-addr (the TCPStore rendezvous): rank 0 listens on that address only (libtorch >= 2.4)', async (t) => {
+  const [major, minor] = version().torch.split('.').map(Number) as [number, number];
+  if (major < 2 || (major === 2 && minor < 4)) {
+    // README's trust model says so: this TCPStore server binds every interface and takes no socket of ours
+    t.skip(`libtorch ${version().torch}: its TCPStore server listens on every interface and cannot be given a bound socket`);
+    return;
+  }
+  const port = await freePort();
+  const out = join(tmp, 'bound');
+  const p = start([BIN, 'train', ...common(), '--method', 'natural', '--eps', '0', '--epochs', '3', '--eval-limit', '20', '--nproc', '2', '--master-addr', '127.0.0.1', '--master-port', String(port), '--out', out]);
+  await waitFor(() => /started rank 0 of 2 \(pid \d+/.test(p.err()), 20_000);
+  const pid = Number(/started rank 0 of 2 \(pid (\d+)/.exec(p.err())![1]);
+  const seen = new Set<string>();
+  await waitFor(() => {
+    try { for (const a of listening(pid)) seen.add(a); } catch { /* not yet started */ }
+    return existsSync(join(out, 'metrics.jsonl'));
+  }, 60_000);
+  const store = [...seen].filter((a) => a.endsWith(`:${port}`));
+  t.diagnostic(`rank 0 listening: ${[...seen].join(', ')}`);
+  assert.deepEqual(store, [`127.0.0.1:${port}`], `the rendezvous port is bound to --master-addr only: ${store.join(', ')}`);
+  assert.equal((await p.exit).code, 0, p.err());
 });
 
 test('ranks started directly (torchrun contract): a hung peer stops rank 0 with a clear error after --dist-timeout', async () => {
