@@ -350,7 +350,7 @@ function listening(pid: number): string[] {
   return out;
 }
 
-test('one machine (--nproc 2): no socket listens beyond loopback, none at all once training runs (nothing to flood), and the rendezvous folder is removed', async (t) => {
+test('one machine (--nproc 2): no socket listens beyond loopback (none at all once training runs, with libtorch 1.13), and the rendezvous folder is removed', async (t) => {
   const out = join(tmp, 'loopback');
   const tmpDir = mkdtempSync(join(tmp, 'tmpdir-'));
   const p = start([BIN, 'train', ...common(), '--method', 'natural', '--eps', '0', '--epochs', '3', '--eval-limit', '20', '--nproc', '2', '--out', out], { TMPDIR: tmpDir });
@@ -366,7 +366,11 @@ test('one machine (--nproc 2): no socket listens beyond loopback, none at all on
   const sockets = [...seen];
   t.diagnostic(`listening during the rendezvous: ${sockets.join(', ') || 'none seen'}`);
   assert.deepEqual(sockets.filter((a) => !a.startsWith('127.') && !a.startsWith('::1:')), [], `listening beyond loopback: ${sockets.join(', ')}`);
-  assert.deepEqual(sample(), [], 'nothing listens while training');
+  // while training: Debian's libtorch 1.13 (its Gloo) closes the pair listeners once the ranks are connected;
+  // libtorch 2.x's Gloo keeps them open, on loopback
+  const training = sample();
+  assert.deepEqual(training.filter((a) => !a.startsWith('127.') && !a.startsWith('::1:')), [], `listening beyond loopback while training: ${training.join(', ')}`);
+  if (Number(version().torch.split('.')[0]) < 2) assert.deepEqual(training, [], 'nothing listens while training');
   const e = await p.exit;
   assert.equal(e.code, 0, p.err());
   assert.equal(summary(out).distributed.world_size, 2);
