@@ -49,7 +49,7 @@ function step(kind: string): void {
   T.scope(() => {
     const free = kind === 'free';
     const inp = free ? T.noGrad(() => x.add(delta).clamp_(0, 1)).requiresGrad_() : x;
-    const loss = T.autocast(amp, () => T.ops.crossEntropy(model.forward(inp), y));
+    const loss = T.autocast(amp, () => T.ops.crossEntropy(model.forward(inp), y), dev);
     opt.zeroGrad();
     loss.backward();
     if (free) T.noGrad(() => delta.add_(inp.grad!.sign(), eps).clamp_(-eps, eps));

@@ -116,9 +116,8 @@ stage tests $([ -n "$SMOKE" ] && echo 300 || echo 150) env FREEADV_TEST_DEVICE="
 BENCH=$WORK/bench.jsonl
 : > "$BENCH"
 if [ -n "$SMOKE" ]; then rows=("resnet-cifar-small 16"); steps=2; else rows=("preact-resnet18 128" "wrn-34-10 128"); steps=20; fi
-# Mixed precision: a hook for bf16 autocast rows (--amp bf16), run when the step workers have the option.
-AMP_ROWS=()
-grep -q "'amp'" bench/step-worker.ts 2>/dev/null && AMP_ROWS=(--amp bf16)
+# Mixed precision: each row again with the forward pass and loss under bf16 autocast on the device (--amp bf16)
+AMP_ROWS=(--amp bf16)
 bench_row() { # MODEL BATCH [extra…]: one JSON line {freeadv, pytorch} for the interleaved natural,free step
   local m=$1 b=$2; shift 2
   local args=(--model "$m" --batch "$b" --steps "$steps" --warmup 3 --kind natural,free --device "$DEVICE" --threads "$(nproc)" "$@")

@@ -21,7 +21,7 @@ def main():
     ap.add_argument("--input-shape", default=None, help="C,H,W (default: the model's)")
     ap.add_argument("--kind", default="free", help="free, natural or a comma list (interleaved)")
     ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--amp", default="none", choices=["none", "bf16"], help="bf16: forward and loss under CPU autocast")
+    ap.add_argument("--amp", default="none", choices=["none", "bf16"], help="bf16: forward and loss under autocast on the device")
     ap.add_argument("--eps", type=float, default=8 / 255)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)
@@ -52,7 +52,7 @@ def main():
             inp = torch.clamp(x + delta, 0, 1).requires_grad_(True)
         else:
             inp = x
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.amp == "bf16"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.amp == "bf16"):
             loss = F.cross_entropy(model(inp), y)
         opt.zero_grad()
         loss.backward()
