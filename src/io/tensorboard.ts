@@ -142,7 +142,7 @@ export class TensorBoardWriter {
   }
 }
 
-/** A metrics line's scalars: training lines under train/, end-of-pass lines (guard accuracy, pass time) under pass/. */
+/** A metrics line's scalars: training lines under train/, end-of-pass lines (validation accuracy, pass time) under pass/. */
 export function metricScalars(line: Record<string, unknown>): Record<string, number> {
   const group = 'guard_robust_accuracy' in line || 'pass_seconds' in line ? 'pass' : 'train';
   const out: Record<string, number> = {};
