@@ -52,6 +52,14 @@ EXPORT(setNumThreads) {
   return info.Env().Undefined();
 }
 EXPORT(getNumThreads) { return Napi::Number::New(info.Env(), at::get_num_threads()); }
+// Whether ATen may use oneDNN (mkldnn) kernels (PyTorch's torch.backends.mkldnn.enabled). CPUs without AVX-512
+// never run bfloat16 convolutions and matrix products there (ATen checks the CPU first); switching it off gives
+// that path on any CPU.
+EXPORT(setOneDnnEnabled) {
+  at::globalContext().setUserEnabledMkldnn(info[0].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+EXPORT(oneDnnEnabled) { return Napi::Boolean::New(info.Env(), at::globalContext().userEnabledMkldnn()); }
 // Autocast is thread-local state, like grad mode: while it is enabled for a device type, the dispatcher's
 // Autocast key casts the inputs of the operators on autocast's lists (convolutions, matrix products: to the
 // low-precision type; reductions, losses: to float32) before they run, for every operator this addon calls.
@@ -129,7 +137,7 @@ EXPORT(version) {
 }  // namespace
 
 void registerRuntime(Napi::Env env, Napi::Object exports) {
-  REG(manualSeed); REG(getRngState); REG(setRngState); REG(setNumThreads); REG(getNumThreads);
+  REG(manualSeed); REG(getRngState); REG(setRngState); REG(setNumThreads); REG(getNumThreads); REG(setOneDnnEnabled); REG(oneDnnEnabled);
   REG(getAutocast); REG(setAutocast); REG(autocastEnter); REG(autocastExit);
   REG(cudaIsAvailable); REG(cudaBuilt); REG(cudaDeviceCount);
   REG(version);

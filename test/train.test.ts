@@ -82,7 +82,10 @@ function weights(dir: string): Record<string, Buffer> {
 }
 
 for (const amp of ['none', 'bf16']) {
-test(`SIGTERM writes a checkpoint; --resume ends with the same weights as an uninterrupted run (bit for bit)${amp === 'none' ? '' : `, --amp ${amp}`}`, async () => {
+// scripts/test-cpus.sh below AVX-512 caps oneDNN while ATen still sees this CPU's AVX-512 and hands oneDNN bfloat16
+// kernels it cannot build there (an artefact of the emulation: amp.test.ts checks the path real CPUs take)
+const EMULATED = amp !== 'none' && process.env.FREEADV_TEST_NO_ONEDNN === '1' && 'bfloat16 with oneDNN capped below AVX-512 on an AVX-512 CPU: not what any real CPU runs';
+test(`SIGTERM writes a checkpoint; --resume ends with the same weights as an uninterrupted run (bit for bit)${amp === 'none' ? '' : `, --amp ${amp}`}`, { skip: EMULATED }, async () => {
   const args = [...common(), '--method', 'free', '--replays', '2', '--epochs', '6', '--lr', '0.02', '--eval-limit', '50', '--amp', amp];
   const full = join(tmp, `full-${amp}`);
   assert.equal((await cli(['train', ...args, '--out', full])).code, 0);

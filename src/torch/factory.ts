@@ -136,6 +136,15 @@ export function getNumThreads(): number {
   return native.getNumThreads();
 }
 
+/**
+ * Whether ATen may use oneDNN kernels (PyTorch's torch.backends.mkldnn.enabled; default on). Off, bfloat16
+ * convolutions and matrix products take ATen's own kernels, as they always do on CPUs without AVX-512.
+ */
+export const oneDnn = {
+  enabled: (): boolean => native.oneDnnEnabled(),
+  setEnabled: (on: boolean): void => native.setOneDnnEnabled(on),
+};
+
 export const cuda = {
   isAvailable: (): boolean => native.cudaIsAvailable(),
   deviceCount: (): number => native.cudaDeviceCount(),

@@ -61,6 +61,8 @@ export interface Native {
   getRngState(): Handle;
   setRngState(h: Handle): void;
   setNumThreads(n: number): void;
+  setOneDnnEnabled(on: boolean): void;
+  oneDnnEnabled(): boolean;
   getNumThreads(): number;
   cudaIsAvailable(): boolean;
   cudaDeviceCount(): number;
