@@ -1,10 +1,12 @@
 // The reproduction table (the paper's Table 1, on the data we have): natural, free-m, FGSM-RS and PGD-7 trained
 // by freeadv and by the PyTorch reference (bench/reference/train.py) with the same budget and hyper-parameters,
 // every model then evaluated by the same evaluator (clean, PGD-20, PGD-100 with restarts; APGD-CE on CIFAR-10,
-// where --quick leaves PGD-100 out to fit its time).
+// where --quick leaves PGD-100 out to fit its time), and by AutoAttack's standard ensemble on a prefix of the test
+// set (--aa-limit; 0 leaves it out), kept in its own file so that earlier evaluations are reused.
 // Resumable: finished runs (their summary/eval files) are reused. Prints a Markdown table and writes JSON.
 //   node dist/bench/repro.js [--quick] [--out bench-runs] [--dataset fashion-mnist|mnist|cifar10] [--data-dir D]
 //                            [--threads N] [--impl both|freeadv|pytorch] [--table-only] [--seed N] [--methods a,b]
+//                            [--aa-limit N]
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +29,7 @@ const { values: o } = parseArgs({
     'table-only': { type: 'boolean', default: false },
     seed: { type: 'string', default: '0' },
     methods: { type: 'string' },
+    'aa-limit': { type: 'string' },
   },
 });
 // --impl freeadv|pytorch: run one side only (two such processes with --threads 1 can share 2 cores); the table
@@ -55,6 +58,9 @@ const S = cifar
     };
 // the strong attack on a prefix of the test set, where the full table has one
 const strong = 'strong' in S ? S.strong : undefined;
+// AutoAttack (standard ensemble: APGD-CE, APGD-T, FAB-T, Square) on the first aaLimit test images
+const aaLimit = Number(o['aa-limit'] ?? (quick ? 500 : 1000));
+if (!Number.isInteger(aaLimit) || aaLimit < 0) throw new Error(`--aa-limit: a non-negative integer, not '${o['aa-limit']}'`);
 const epochs = 8;
 // --quick: every method gets the SGD steps of one natural epoch (the paper's equal-cost comparison, shortened):
 // natural, FGSM-RS and PGD-7 one epoch; free-m the first 1/m of a pass, replayed m times. The schedule spans them.
@@ -121,22 +127,31 @@ function sh(cmd: string, args: string[]): string {
 const lastJson = (s: string) => JSON.parse(s.trim().split('\n').pop()!);
 const log = (s: string) => process.stderr.write(s + '\n');
 
+const ev = (weights: string, attacks: string, limit: number) =>
+  lastJson(sh(process.execPath, [bin, 'eval', '--weights', weights, '--model', S.model, '--dataset', o.dataset!, ...dataArgs, '--eps', S.epsArg, '--attacks', attacks, '--restarts', quick ? '1' : '2', '--limit', String(limit), '--threads', o.threads!, '--json']));
+
 function evaluate(weights: string, file: string): Record<string, any> {
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8'));
-  const ev = (attacks: string, limit: number) =>
-    lastJson(sh(process.execPath, [bin, 'eval', '--weights', weights, '--model', S.model, '--dataset', o.dataset!, ...dataArgs, '--eps', S.epsArg, '--attacks', attacks, '--restarts', quick ? '1' : '2', '--limit', String(limit), '--threads', o.threads!, '--json']));
-  let r = ev(strong ? 'pgd-20' : S.attacks, S.evalLimit);
+  const aaFile = file.replace(/\.json$/, '-autoattack.json');
+  const withAA = (r: Record<string, any>) => {
+    if (!aaLimit) return r;
+    if (!existsSync(aaFile)) writeFileSync(aaFile, JSON.stringify(ev(weights, 'autoattack', aaLimit), null, 2));
+    const a = JSON.parse(readFileSync(aaFile, 'utf8'));
+    return { ...r, autoattack: { examples: a.examples, clean_accuracy: a.clean_accuracy, robust_accuracy: a.robust_accuracy.autoattack, stages: a.stages?.autoattack, seconds: a.seconds } };
+  };
+  if (existsSync(file)) return withAA(JSON.parse(readFileSync(file, 'utf8')));
+  const ev1 = (attacks: string, limit: number) => ev(weights, attacks, limit);
+  let r = ev1(strong ? 'pgd-20' : S.attacks, S.evalLimit);
   if (strong) {
     // the strong attack on a prefix of the test set: its own clean count and example count are kept beside it
-    const s2 = ev(strong.attacks, strong.limit);
+    const s2 = ev1(strong.attacks, strong.limit);
     r = { ...r, robust_accuracy: { ...r.robust_accuracy, ...Object.fromEntries(Object.entries(s2.robust_accuracy).filter(([k]) => k !== 'worst_case')) }, strong: { examples: s2.examples, clean_accuracy: s2.clean_accuracy, attacks: s2.attacks, seconds: s2.seconds } };
   }
   writeFileSync(file, JSON.stringify(r, null, 2));
-  return r;
+  return withAA(r);
 }
 const row = (impl: string, method: string, e: Record<string, any>, minutes: number, backward: number) => ({
   impl, method, clean: e.clean_accuracy, pgd20: e.robust_accuracy['pgd-20'], pgd100: e.robust_accuracy['pgd-100'], apgd: e.robust_accuracy['apgd-ce'], minutes, backward,
-  strongClean: e.strong?.clean_accuracy,
+  strongClean: e.strong?.clean_accuracy, aaClean: e.autoattack?.clean_accuracy, aa: e.autoattack?.robust_accuracy,
 });
 
 // Runs go in order of what the comparison needs most (natural, free-8, PGD-7 first), the table in the usual order.
@@ -176,17 +191,21 @@ for (const r of [...rows].sort((a, b) => priority.indexOf(a.name) - priority.ind
 }
 const table = rows.flatMap((r) => byName.get(r.name)!);
 const hasPgd100 = table.every((r) => r.pgd100 !== undefined);
+const hasAA = aaLimit > 0 && table.every((r) => r.aa !== undefined);
 
 const pct = (v: number) => (v * 100).toFixed(2);
 // With the strong attack on a prefix, its column comes with the clean accuracy of that prefix.
 const pgd100Head = strong ? ` clean % (first ${strong.limit}) | PGD-100 % (first ${strong.limit}) |` : ' PGD-100 % |';
 const pgd100Cell = (r: Record<string, any>) => (strong ? ` ${pct(r.strongClean)} | ${pct(r.pgd100)} |` : ` ${pct(r.pgd100)} |`);
+// AutoAttack on its prefix, beside the clean accuracy of that prefix
+const aaHead = hasAA ? ` clean % (first ${aaLimit}) | AutoAttack % (first ${aaLimit}) |` : '';
+const aaCell = (r: Record<string, any>) => (hasAA ? ` ${pct(r.aaClean)} | ${pct(r.aa)} |` : '');
 const md = [
   `${o.dataset}, ε = ${S.epsArg}, budget ${quick ? `${quickSteps} SGD steps (one natural epoch) per method` : `${epochs} natural epochs`}, ${S.model}, batch ${S.batch}, lr ${S.lr} cosine${S.augment ? ', pad-4 crop + flip' : ''}${seed ? `, seed ${seed}` : ''}, δ step ${+S.freeStep.toFixed(4)}, ${S.evalLimit} test images${strong ? ` (${strong.attacks} with 2 restarts: the first ${strong.limit})` : ''}; ${new Date().toISOString().slice(0, 10)}, ${cpus().length} × ${cpus()[0]?.model}`,
   '',
-  `| method | impl | clean % | PGD-20 % |${hasPgd100 ? pgd100Head : ''}${cifar ? ' APGD-CE % |' : ''} train min | backward passes |`,
-  `|---|---|---|---|${hasPgd100 ? (strong ? '---|---|' : '---|') : ''}${cifar ? '---|' : ''}---|---|`,
-  ...table.map((r) => `| ${r.method} | ${r.impl} | ${pct(r.clean)} | ${pct(r.pgd20)} |${hasPgd100 ? pgd100Cell(r) : ''}${cifar ? ` ${pct(r.apgd)} |` : ''} ${r.minutes.toFixed(1)} | ${r.backward} |`),
+  `| method | impl | clean % | PGD-20 % |${hasPgd100 ? pgd100Head : ''}${cifar ? ' APGD-CE % |' : ''}${aaHead} train min | backward passes |`,
+  `|---|---|---|---|${hasPgd100 ? (strong ? '---|---|' : '---|') : ''}${cifar ? '---|' : ''}${hasAA ? '---|---|' : ''}---|---|`,
+  ...table.map((r) => `| ${r.method} | ${r.impl} | ${pct(r.clean)} | ${pct(r.pgd20)} |${hasPgd100 ? pgd100Cell(r) : ''}${cifar ? ` ${pct(r.apgd)} |` : ''}${aaCell(r)} ${r.minutes.toFixed(1)} | ${r.backward} |`),
 ].join('\n');
 writeFileSync(join(outDir, 'table.json'), JSON.stringify(table, null, 2));
 writeFileSync(join(outDir, 'table.md'), md + '\n');
