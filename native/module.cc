@@ -15,9 +15,11 @@
 //   runtime.cc   RNG, threads, CUDA queries, version
 //   dist.cc      process groups (c10d: TCPStore, ProcessGroupGloo) and collectives; dist.h
 //   reducer.cc   gradient averaging overlapped with backward (c10d's Reducer)
+//   interrupt.cc a flag set by SIGINT/SIGTERM as they arrive (a watcher thread), read between attack iterations
 //   module.cc    this file: the module's init, which adds every file's exports
 //
-// Threading contract: every function here must be called from the main JavaScript thread.
+// Threading contract: every function here must be called from the main JavaScript thread (interrupt.cc's
+// watcher thread touches only its own libuv loop and an atomic).
 
 #include "common.h"
 
@@ -32,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   freeadv::registerAllocator(env, exports);
   freeadv::registerDist(env, exports);
   freeadv::registerReducer(env, exports);
+  freeadv::registerInterrupt(env, exports);
   return exports;
 }
 

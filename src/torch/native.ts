@@ -92,6 +92,10 @@ export interface Native {
   distReducerStatus?(reducer: Handle): { armed: boolean; failure: string | null; tailMs: number };
   distReducerBuckets?(reducer: Handle): number[][];
   distReducerFree?(reducer: Handle): void;
+  /** Arms (clearing the flag) or disarms the watcher of SIGINT/SIGTERM (interrupt.cc); absent in older builds. */
+  interruptArm?(on: boolean): void;
+  /** The number of the first SIGINT/SIGTERM since arming, or 0. */
+  interruptPending?(): number;
 }
 
 function findAddon(): string {
