@@ -85,7 +85,9 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
             });
           } catch (e) {
             if (!(e instanceof AttackInterrupted)) throw e;
-            await nextTurn(); // the signal handlers run: the evaluation stops as it does between batches
+            // the signal's handler runs at the next poll of the event loop (one or two turns): the evaluation then
+            // stops as it does between batches
+            for (let i = 0; i < 50 && !opts.signal?.aborted; i++) await nextTurn();
             throw opts.signal?.aborted ? opts.signal.reason : e;
           }
           if (all !== ok) all.dispose();
