@@ -6,9 +6,14 @@ import { native } from './native.js';
 
 const NAMES = new Map<number, NodeJS.Signals>([[constants.signals.SIGINT, 'SIGINT'], [constants.signals.SIGTERM, 'SIGTERM']]);
 
-/** Starts (clearing the flag) or stops watching SIGINT and SIGTERM. A no-op with an addon built without the watcher. */
+let holders = 0;
+
+/**
+ * Starts (clearing the flag) or stops watching SIGINT and SIGTERM; counted, so that the watcher stays armed while
+ * any caller that armed it has not disarmed it. A no-op with an addon built without the watcher.
+ */
 export function armInterrupts(on: boolean): void {
-  native.interruptArm?.(on);
+  if (on ? holders++ === 0 : holders > 0 && --holders === 0) native.interruptArm?.(on);
 }
 
 /** The first SIGINT/SIGTERM since armInterrupts(true), or undefined (always while disarmed). A synchronous read of an atomic. */
