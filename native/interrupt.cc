@@ -39,6 +39,7 @@ struct Watcher {
   std::condition_variable cv;
   bool want = false;   // the state JS asked for
   bool armed = false;  // the state the watcher's thread has applied
+  int error = 0;       // a libuv error of the last change, for interruptArm to throw
 };
 
 Watcher* watcher = nullptr;  // started on the first interruptArm(true); lives as long as the process
@@ -55,9 +56,10 @@ void onWake(uv_async_t* h) {
   std::lock_guard<std::mutex> lock(w->m);
   if (w->want != w->armed) {
     pending.store(0);
+    w->error = 0;
     for (int i = 0; i < 2; i++) {
-      if (w->want) uv_signal_start(&w->signals[i], onSignal, kSignals[i]);
-      else uv_signal_stop(&w->signals[i]);
+      int r = w->want ? uv_signal_start(&w->signals[i], onSignal, kSignals[i]) : uv_signal_stop(&w->signals[i]);
+      if (r != 0 && w->error == 0) w->error = r;
     }
     if (!w->want) pending.store(0);
     w->armed = w->want;
@@ -99,6 +101,7 @@ EXPORT(interruptArm) {
   uv_async_send(&watcher->wake);
   if (!watcher->cv.wait_for(lock, std::chrono::seconds(10), [] { return watcher->armed == watcher->want; }))
     throw torchError(env, "interruptArm: the signal watcher did not answer");
+  if (watcher->error != 0) throw torchError(env, std::string("interruptArm: cannot watch SIGINT/SIGTERM: ") + uv_strerror(watcher->error));
   return env.Undefined();
 }
 

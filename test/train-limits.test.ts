@@ -144,7 +144,7 @@ test('SIGTERM during validation and during the final evaluation: exit 130, check
 // cores before the signal could stop it: BENCHMARKS.md, Reliability).
 const longAttack = ['--eps', '0', '--eval-attacks', 'autoattack', '--eval-limit', '200', '--eval-batch-size', '200'];
 
-test('SIGTERM inside one long attack on one batch of the final evaluation stops it within 2 s: exit 130, checkpoint kept, no summary', async (t) => {
+test('SIGTERM inside one long attack on one batch of the final evaluation stops it within seconds: exit 130, checkpoint kept, no summary', async (t) => {
   const out = join(tmp, 'sig-attack');
   const p = start([...common(), '--method', 'natural', '--max-steps', '4', '--val-size', '0', ...longAttack, '--out', out]);
   await waitFor(() => existsSync(join(out, 'latest.safetensors')), 60_000, 'the final checkpoint');
@@ -154,7 +154,7 @@ test('SIGTERM inside one long attack on one batch of the final evaluation stops 
   const e = await p.exit;
   t.diagnostic(`exited ${e.at - sent} ms after SIGTERM`);
   assert.equal(e.code, 130, p.err());
-  assert.ok(e.at - sent < 2000, `exited ${e.at - sent} ms after SIGTERM`);
+  assert.ok(e.at - sent < 3000, `exited ${e.at - sent} ms after SIGTERM`); // 0.2–0.3 s measured; 110 s before
   assert.match(p.err(), /stopped by SIGTERM during the final evaluation, after all 4 SGD steps \(checkpoint written\)/);
   assert.doesNotMatch(p.err(), /eval 1\/1/, 'the batch was not finished');
   assert.ok(!existsSync(join(out, 'summary.json')));

@@ -87,7 +87,7 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
             if (!(e instanceof AttackInterrupted)) throw e;
             // the signal's handler runs at the next poll of the event loop (one or two turns): the evaluation then
             // stops as it does between batches
-            for (let i = 0; i < 50 && !opts.signal?.aborted; i++) await nextTurn();
+            for (let turn = 0; turn < 50 && !opts.signal?.aborted; turn++) await nextTurn();
             throw opts.signal?.aborted ? opts.signal.reason : e;
           }
           if (all !== ok) all.dispose();
