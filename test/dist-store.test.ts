@@ -188,19 +188,26 @@ test('a flood of held connections beyond the open-file limit (256) during the re
       });
     };
     const r0 = rank(0);
-    await whenListening(port, 30_000);
+    let r1: Proc | undefined;
     const pid = r0.child.pid!;
     const sample = setInterval(() => { try { peak = Math.max(peak, readdirSync(`/proc/${pid}/fd`).length); } catch { /* exited */ } }, 50);
-    if (flood) await wave(); // during the rendezvous: rank 1 is not there yet
-    const r1 = rank(1);
-    if (flood) {
-      await waitFor(() => existsSync(join(out, 'metrics.jsonl')) || r0.child.exitCode !== null, 60_000);
-      await wave(); // and while training
+    try {
+      await whenListening(port, 30_000);
+      if (flood) await wave(); // during the rendezvous: rank 1 is not there yet
+      r1 = rank(1);
+      if (flood) {
+        await waitFor(() => existsSync(join(out, 'metrics.jsonl')) || r0.child.exitCode !== null || r0.child.signalCode !== null, 60_000).catch(() =>
+          assert.fail(`no training step within 60 s of the flood; rank 0 says: ${r0.err().slice(-1500)}`),
+        );
+        await wave(); // and while training
+      }
+      const ex = await Promise.all([r0.exit, r1.exit]);
+      return { ex, r0, r1, peak, held: held.length };
+    } finally {
+      clearInterval(sample);
+      held.forEach((s) => s.destroy());
+      for (const p of [r0, r1]) if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
     }
-    const ex = await Promise.all([r0.exit, r1.exit]);
-    clearInterval(sample);
-    held.forEach((s) => s.destroy());
-    return { ex, r0, r1, peak, held: held.length };
   };
   const quiet = await job(join(tmp, 'quiet'), false);
   assert.equal(quiet.ex[0]!.code, 0, quiet.r0.err());
