@@ -377,13 +377,7 @@ test('one machine (--nproc 2): no socket listens beyond loopback (none at all on
   assert.deepEqual(readdirSync(tmpDir), [], 'the rendezvous folder is removed');
 });
 
-test('an explicit --master-addr (the TCPStore rendezvous): rank 0 listens on that address only (libtorch >= 2.4)', async (t) => {
-  const [major, minor] = version().torch.split('.').map(Number) as [number, number];
-  if (major < 2 || (major === 2 && minor < 4)) {
-    // README's trust model says so: this TCPStore server binds every interface and takes no socket of ours
-    t.skip(`libtorch ${version().torch}: its TCPStore server listens on every interface and cannot be given a bound socket`);
-    return;
-  }
+test('an explicit --master-addr (the TCP rendezvous): rank 0 listens on that address only, with every libtorch', async (t) => {
   const port = await freePort();
   const out = join(tmp, 'bound');
   const p = start([BIN, 'train', ...common(), '--method', 'natural', '--eps', '0', '--epochs', '3', '--eval-limit', '20', '--nproc', '2', '--master-addr', '127.0.0.1', '--master-port', String(port), '--out', out]);

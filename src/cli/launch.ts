@@ -25,7 +25,7 @@ export const LAUNCH_OPTIONS = {
   nproc: { type: 'int', arg: 'N', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: 'start N training processes on this machine (threads per process: cores / N)' },
   nnodes: { type: 'int', arg: 'M', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: "machines in the job; with --node-rank, --master-addr, --master-port" },
   nodeRank: { type: 'int', arg: 'K', group: GROUP, cliOnly: true, min: 0, max: 1023, default: 0, check: (v, c) => (v >= (c.nnodes as number) ? `must be below --nnodes ${String(c.nnodes)}, got ${v}` : undefined), help: "this machine's index in [0, M)" },
-  masterAddr: { type: 'string', arg: 'A', group: GROUP, cliOnly: true, optional: true, defaultText: 'none with one machine: a file rendezvous', help: "address of rank 0's machine (required with --nnodes > 1; its rendezvous port is unauthenticated: trusted networks only)" },
+  masterAddr: { type: 'string', arg: 'A', group: GROUP, cliOnly: true, optional: true, defaultText: 'none with one machine: a file rendezvous', help: "address of rank 0's machine, where its rendezvous listens, on that address only (required with --nnodes > 1; with several machines export the same FREEADV_RENDEZVOUS_TOKEN on each; trusted networks only)" },
   masterPort: { type: 'int', arg: 'P', group: GROUP, cliOnly: true, optional: true, min: 1, max: 65535, defaultText: '29500 with several machines', help: 'its TCP port' },
   distTimeout: { type: 'number', arg: 'S', group: GROUP, cliOnly: true, min: 0, above: true, max: 7 * 86400, default: 300, help: 'seconds before a dead or hung peer stops the job with an error' },
 } satisfies OptionTable;

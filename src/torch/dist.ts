@@ -1,4 +1,4 @@
-// Process groups over libtorch's c10d: TCPStore (or FileStore) rendezvous and ProcessGroupGloo (CPU tensors) or,
+// Process groups over libtorch's c10d: a TCP rendezvous (freeadv's store, native/store.cc) or a FileStore, and ProcessGroupGloo (CPU tensors) or,
 // on GPUs, ProcessGroupNCCL (CUDA tensors), the engine
 // PyTorch's torch.distributed uses. One group per process. Collectives block the calling (main) thread until
 // every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError. Gradients
@@ -29,7 +29,7 @@ export interface Rank {
 export interface Rendezvous {
   masterAddr: string;
   masterPort: number;
-  /** A c10d FileStore instead of rank 0's TCPStore (ranks on one machine; the address and port are then unused). */
+  /** A c10d FileStore instead of rank 0's TCP rendezvous (ranks on one machine; the address and port are then unused). */
   storeFile?: string;
   /** The job's secret for the TCP rendezvous (FREEADV_RENDEZVOUS_TOKEN): rank 0 admits only ranks that give it. */
   token?: string;
