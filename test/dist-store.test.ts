@@ -158,6 +158,23 @@ test('a stranger at the rendezvous port: a wrong token, a wrong world size or ju
   assert.equal(JSON.parse(r0.out()).intruder, false);
 });
 
+test('a master address that is not rank 0\'s machine, or does not resolve: a clear error at once, not a wait until the timeout', async () => {
+  const port = await freePort();
+  // 192.0.2.1 (TEST-NET-1, RFC 5737) is no address of this machine
+  const cases: [number, string, RegExp][] = [
+    [0, '192.0.2.1', /rank 0 cannot listen on 192\.0\.2\.1:\d+ \(the master address must be one of this machine's\)/],
+    [1, 'no-such-host.invalid', /no-such-host\.invalid does not resolve|the address does not resolve/],
+  ];
+  for (const [rank, addr, re] of cases) {
+    const t0 = performance.now();
+    const p = start(process.execPath, [WORKER], { ...rankEnv(rank, port, 'x'), MASTER_ADDR: addr, TIMEOUT_MS: '20000' });
+    const e = await p.exit;
+    assert.equal(e.code, 1, p.err());
+    assert.match(JSON.parse(p.out()).error, re);
+    if (rank === 0) assert.ok(performance.now() - t0 < 15_000, 'at once');
+  }
+});
+
 function weights(dir: string): Record<string, number[]> {
   const ck = loadCheckpoint(join(dir, 'latest.safetensors'));
   const out = Object.fromEntries(Object.entries(ck.model).map(([k, t]) => [k, Array.from(t.toTypedArray() as Float64Array)]));
