@@ -13,7 +13,8 @@
 //   tensors.cc   tensor handles and their lifetime, data in and out, metadata
 //   autograd.cc  autograd entry points, grad mode and inference mode
 //   runtime.cc   RNG, threads, CUDA queries, version
-//   dist.cc      process groups (c10d: TCPStore, ProcessGroupGloo) and collectives; dist.h
+//   dist.cc      process groups (c10d: ProcessGroupGloo, or NCCL) and collectives; dist.h
+//   store.cc     the TCP rendezvous: a c10d::Store served by rank 0 on --master-addr only
 //   reducer.cc   gradient averaging overlapped with backward (c10d's Reducer)
 //   interrupt.cc a flag set by SIGINT/SIGTERM as they arrive (a watcher thread), read between attack iterations
 //   module.cc    this file: the module's init, which adds every file's exports
