@@ -449,3 +449,24 @@ test('resume with another number of processes: free training stopped at 2 → re
     assert.ok(Math.max(d1, d2) < LAYOUT_TOL, `${from} → ${to}: relative weight difference ${d1} from the 1-process run, ${d2} from the 2-process run`);
   }
 });
+
+test('SIGTERM to a 2-process job inside one long attack of the final evaluation stops every rank within seconds: exit 130, checkpoint kept, no summary', async (t) => {
+  // each rank attacks its 100 images in one batch with AutoAttack at ε = 0 (nothing is ever fooled, so every attack
+  // runs its whole budget: 45 s or more a batch); the ranks stop together at their agreement after the batch
+  const out = join(tmp, 'sig-attack-2proc');
+  const p = start([BIN, 'train', ...common(), '--method', 'natural', '--max-steps', '2', '--eps', '0', '--eval-attacks', 'autoattack', '--eval-limit', '200', '--eval-batch-size', '100', '--nproc', '2', '--dist-timeout', '60', '--out', out]);
+  await waitFor(() => existsSync(join(out, 'latest.safetensors')), 90_000); // written before the final evaluation
+  await new Promise((r) => setTimeout(r, 3000)); // well inside AutoAttack on the ranks' batches
+  const sent = performance.now();
+  p.child.kill('SIGTERM'); // the launcher forwards it to both ranks
+  const e = await p.exit;
+  const after = (performance.now() - sent) / 1000;
+  t.diagnostic(`exited ${after.toFixed(2)} s after SIGTERM`);
+  assert.equal(e.code, 130, p.err());
+  assert.ok(after < 5, `exited ${after.toFixed(2)} s after SIGTERM`); // over a minute before: each rank finished its batch
+  assert.match(p.err(), /stopped by SIGTERM during the final evaluation, after all 2 SGD steps \(checkpoint written\)/);
+  assert.ok(!existsSync(join(out, 'summary.json')));
+  const c = loadCheckpoint(join(out, 'latest.safetensors'));
+  assert.equal((c.state as { step: number }).step, 2);
+  for (const g of [c.model, c.optimizer, c.tensors]) for (const v of Object.values(g)) v.dispose();
+});

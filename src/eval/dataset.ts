@@ -1,7 +1,9 @@
 // Evaluation of a data set: the first `limit` examples in file order, in batches of `batchSize` (memory is bounded
 // by the batch, not the data set), with a progress bar. With several processes each evaluates its share
 // (examples rank, rank + N, …, each counted once) and the counts are summed. Between batches the event loop gets
-// a turn (signal handlers run), and an aborted `signal` stops the evaluation there, on every rank at the same batch.
+// a turn (signal handlers run), and an aborted `signal` stops the evaluation there, on every rank at the same batch;
+// inside an attack a signal stops it at its next iteration (evaluate.ts), and with ranks the evaluation then goes on
+// to their next agreement.
 import { Writable } from 'node:stream';
 import { manualSeed, dist, autocast, type DType, type AutocastDType } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
@@ -63,10 +65,14 @@ export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEv
       yield t;
       progress.tick(t.y.size(0));
     }
+    // ranks agree once more after their last batch: a rank whose signal stopped an attack of a batch no other
+    // rank has (or of the last common one) stops them all here
+    if (o.signal && group && dist.allReduceNumbers([o.signal.aborted ? 1 : 0], 'max')[0]! > 0)
+      throw o.signal.aborted ? o.signal.reason : new DOMException("stopped: another rank's signal", 'AbortError');
   }
   try {
-    // between the attacks of a batch too, with one process (ranks agree only between batches)
-    const run = () => evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }), ...(!group && o.signal && { signal: o.signal }) });
+    // a signal stops an attack at its next iteration; ranks then stop together at their next agreement
+    const run = () => evaluate(model, batches(), { eps: o.eps, attacks: o.attacks, restarts: o.restarts, ...(o.noChecks && { noChecks: true }), ...(o.signal && { signal: o.signal }), ...(group && { agreeBetweenBatches: true }) });
     let r = o.amp ? await autocast(o.amp, run, o.device) : await run();
     if (o.amp) {
       r.amp = o.amp;

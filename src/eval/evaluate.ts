@@ -35,9 +35,14 @@ export interface EvalOptions extends AttackSettings {
   /**
    * Stops the evaluation before any attack of a batch when aborted (throwing its reason), and inside an attack at
    * its next iteration when a signal arrives (the caller's handlers have armed the native flag: src/train/signals.ts).
-   * One process only: ranks would not agree.
    */
   signal?: AbortSignal;
+  /**
+   * Ranks of a data-parallel job agree on stopping between batches (the caller's batches do: dataset.ts), so an
+   * attack stopped by a signal abandons its batch (nothing of it is counted) and the evaluation goes on to that
+   * agreement instead of throwing, where every rank stops. Without it the evaluation throws the signal's reason.
+   */
+  agreeBetweenBatches?: boolean;
 }
 
 /** Evaluates `model` on batches (consumed once). Disposes nothing it did not create. */
@@ -58,6 +63,7 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
   let probLike = 0;
   let randomised = false;
   const robust: Record<string, number> = Object.fromEntries(opts.attacks.map((a) => [a, 0]));
+  let abandonedAny = false;
   try {
     for await (const { x, y } of batches as AsyncIterable<Batch>) {
       // each attack in a scope of its own, with a turn of the event loop before it when `signal` can stop it
@@ -66,6 +72,7 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
         return [l, correct(l, y)] as const;
       });
       let all = ok;
+      let abandoned = false;
       try {
         clean += scope(() => ok.sum().item());
         for (const [i, atk] of attacks.entries()) {
@@ -86,12 +93,18 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
           } catch (e) {
             if (!(e instanceof AttackInterrupted)) throw e;
             // the signal's handler runs at the next poll of the event loop (one or two turns): the evaluation then
-            // stops as it does between batches
+            // stops as it does between batches, or, with ranks, at their next agreement
             for (let turn = 0; turn < 50 && !opts.signal?.aborted; turn++) await nextTurn();
-            throw opts.signal?.aborted ? opts.signal.reason : e;
+            if (!opts.agreeBetweenBatches || !opts.signal?.aborted) throw opts.signal?.aborted ? opts.signal.reason : e;
+            abandoned = true;
+            break;
           }
           if (all !== ok) all.dispose();
           all = next;
+        }
+        if (abandoned) {
+          abandonedAny = true;
+          continue;
         }
         worst += scope(() => all.sum().item());
         scope(() => {
@@ -122,6 +135,8 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
   } finally {
     model.train(wasTraining);
   }
+  // never a result with a batch left out: the batches should have stopped at the ranks' agreement
+  if (abandonedAny) throw opts.signal!.reason;
   const acc = (c: number) => (n ? c / n : 0);
   const result: EvalResult = {
     clean_accuracy: acc(clean),
