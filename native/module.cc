@@ -13,11 +13,14 @@
 //   tensors.cc   tensor handles and their lifetime, data in and out, metadata
 //   autograd.cc  autograd entry points, grad mode and inference mode
 //   runtime.cc   RNG, threads, CUDA queries, version
+//   jpeg.cc      JPEG decoding and resizing of crops for the input pipeline (libjpeg-turbo; no libtorch)
 //   dist.cc      process groups (c10d: TCPStore, ProcessGroupGloo) and collectives; dist.h
 //   reducer.cc   gradient averaging overlapped with backward (c10d's Reducer)
 //   module.cc    this file: the module's init, which adds every file's exports
 //
-// Threading contract: every function here must be called from the main JavaScript thread.
+// Threading contract: every function here must be called from the main JavaScript thread, except jpeg.cc's, which
+// touch no libtorch state and are called from the input pipeline's worker threads too: the module loads in any
+// thread (Init runs once per thread that loads it; the allocator is installed once per process).
 
 #include "common.h"
 
@@ -32,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   freeadv::registerAllocator(env, exports);
   freeadv::registerDist(env, exports);
   freeadv::registerReducer(env, exports);
+  freeadv::registerJpeg(env, exports);
   return exports;
 }
 

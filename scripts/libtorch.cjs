@@ -105,7 +105,8 @@ function flags(what) {
         `FREEADV_NCCL=${nccl && gloo(t) ? 1 : 0}`,
       ];
     case 'libs':
-      return [`-L${t.lib}`, '-ltorch', '-ltorch_cpu', '-lc10'];
+      // libjpeg-turbo (Debian: libjpeg62-turbo-dev) for native/jpeg.cc
+      return [`-L${t.lib}`, '-ltorch', '-ltorch_cpu', '-lc10', '-ljpeg'];
     case 'ldflags':
       // --no-as-needed keeps libtorch_cuda linked although no symbol of it is referenced: its static
       // initialisers register the CUDA kernels and hooks.

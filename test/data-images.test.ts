@@ -11,7 +11,7 @@ import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import {
   loadDataset, openImageFolder, decodeTrain, decodeImage, randomResizedCropParams, Rng, Loader, activeWorkers,
-  CIFAR10_CLASSES, NORMALIZATION, readCacheHeader, parseImageHeader, readImageHeader, readImageHeaderSync, jpegShrinkOnLoad, type Batch,
+  CIFAR10_CLASSES, NORMALIZATION, readCacheHeader, parseImageHeader, readImageHeader, readImageHeaderSync, type Batch,
 } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
 import { sampleRng } from '../src/data/producer.js';
@@ -371,45 +371,6 @@ with open(sys.argv[4], 'wb') as f:
     assert.ok(up >= 3 && oneSide >= 1 && up + oneSide <= epochs - 3, `${up} of ${epochs} boxes upsampled, ${oneSide} on one side`);
     assert.ok(worst.up.mean <= 0.5 && worst.up.max <= 2, `upsampled crops differ from PIL by ${JSON.stringify(worst.up)}`);
     assert.ok(worst.down.mean <= 1 && worst.down.max <= 6, `libvips-reduced crops differ from PIL by ${JSON.stringify(worst.down)}`);
-  });
-
-  test("JPEG shrink-on-load: a crop 3x the output or more decodes at a fraction of the scale, close to the full-scale crop", async (t) => {
-    const W = 2400, H = 1800;
-    const smooth = Buffer.alloc(W * H * 3);
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) for (let c = 0; c < 3; c++) smooth[(y * W + x) * 3 + c] = 128 + Math.round(90 * Math.sin((x * (c + 1)) / 700 + y / 900));
-    const file = join(tmp, 'big', 'k', 'big.jpg');
-    mkdirSync(dirname(file), { recursive: true });
-    await sharp(smooth, { raw: { width: W, height: H, channels: 3 } }).jpeg({ quality: 95 }).toFile(file);
-    assert.equal(jpegShrinkOnLoad(2.9), 1);
-    assert.equal(jpegShrinkOnLoad(3), 2);
-    assert.equal(jpegShrinkOnLoad(5.5), 4);
-    assert.equal(jpegShrinkOnLoad(9), 8);
-    const size = 64;
-    let shrunk = 0;
-    let worst = 0;
-    let fastMs = 0, exactMs = 0;
-    for (let seed = 0; seed < 12; seed++) {
-      const r = new Rng(seed);
-      const box = randomResizedCropParams(W, H, r);
-      const flip = r.next() < 0.5;
-      if (jpegShrinkOnLoad(Math.min(box.width, box.height) / size) > 1) shrunk++;
-      const t0 = performance.now();
-      let img = sharp(file).extract(box).resize(size, size, { fit: 'fill', kernel: 'linear' });
-      if (flip) img = img.flop();
-      const want = chw(await img.raw().toBuffer(), size, size);
-      const t1 = performance.now();
-      const got = new Uint8Array(3 * size * size);
-      await decodeTrain(file, size, new Rng(seed), got);
-      exactMs += t1 - t0;
-      fastMs += performance.now() - t1;
-      let err = 0;
-      for (let i = 0; i < got.length; i++) err += Math.abs(got[i]! - want[i]!);
-      worst = Math.max(worst, err / got.length);
-    }
-    t.diagnostic(`${shrunk}/12 crops shrunk on load; worst mean abs difference ${worst.toFixed(2)}; decode ${fastMs.toFixed(0)} ms vs ${exactMs.toFixed(0)} ms at full scale`);
-    assert.ok(shrunk >= 6, `${shrunk} crops shrunk`);
-    assert.ok(worst < 3, `mean abs difference ${worst}`);
-    // (the time saved is in the diagnostic, not asserted: timings on the shared machine are noisy; BENCHMARKS.md)
   });
 
   test('prepare: a bounded-size copy the loader reads like the original (freeadv prepare)', async () => {

@@ -1,4 +1,4 @@
-// freeadv's tensor API over libtorch. All calls must come from the main JavaScript thread.
+// freeadv's tensor API over libtorch. All calls must come from the main JavaScript thread (jpeg.ts's excepted).
 export { Tensor, sharesStorage, type Scalar } from './tensor.js';
 export { scope, openScope, keep, unkeep, carry, Scope, scopeDepth, type Carried } from './scope.js';
 export { TorchError, TensorDisposedError } from './errors.js';
@@ -10,3 +10,4 @@ export * as ops from './ops.js';
 export { autocast, autocastState, isAutocastEnabled, autocastUnsupported, deviceType, type AutocastDType } from './autocast.js';
 export { def, defInplace } from './call.js';
 export * as dist from './dist.js';
+export { jpegDecode, jpegDecodeAsync, type JpegOptions, type JpegPixels } from './jpeg.js';

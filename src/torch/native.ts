@@ -21,6 +21,8 @@ export interface MemoryStats {
   cap: number;
 }
 
+import type { JpegOptions, JpegPixels } from './jpeg.js';
+
 export interface Native {
   resolve(name: string, overload: string): [id: number, argNames: string[], nreturns: number];
   call(id: number, ...args: unknown[]): unknown;
@@ -92,6 +94,9 @@ export interface Native {
   distReducerStatus?(reducer: Handle): { armed: boolean; failure: string | null; tailMs: number };
   distReducerBuckets?(reducer: Handle): number[][];
   distReducerFree?(reducer: Handle): void;
+  /** native/jpeg.cc: callable from any thread. */
+  jpegDecode(bytes: Uint8Array, opts: JpegOptions): JpegPixels;
+  jpegDecodeAsync(bytes: Uint8Array, opts: JpegOptions): Promise<JpegPixels>;
 }
 
 function findAddon(): string {

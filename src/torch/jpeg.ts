@@ -1,0 +1,39 @@
+// JPEG decoding of crops for the input pipeline (native/jpeg.cc, libjpeg-turbo). Unlike the rest of src/torch it
+// touches no libtorch state: the loader's worker threads call it (the addon loads in each of them).
+import { native } from './native.js';
+
+/** What to decode: a box of the stored image, resized (PIL's bilinear resize) to outW×outH, a part of that, flipped. */
+export interface JpegOptions {
+  /** The box in stored pixels (default: the whole image). */
+  left?: number;
+  top?: number;
+  width?: number;
+  height?: number;
+  /** The size the box is resized to; 0 or absent: not resized (the box's pixels at the chosen scale). */
+  outW?: number;
+  outH?: number;
+  /** The part of the resized box wanted (default: all of it). */
+  cropLeft?: number;
+  cropTop?: number;
+  cropWidth?: number;
+  cropHeight?: number;
+  /** Mirror the result left-right. */
+  flip?: boolean;
+  /** Decode at 1/denom scale (1, 2, 4, 8); default: the smallest scale whose scaled box still covers outW×outH. */
+  denom?: number;
+  /** Images with more pixels are refused before decoding ("Input image exceeds pixel limit"); default sharp's, 0x3FFF². */
+  maxPixels?: number;
+}
+
+/** Interleaved RGB rows (h×w×3) and the DCT scale used; null for CMYK/YCCK JPEGs, which it leaves to the caller. */
+export type JpegPixels = { data: Buffer; w: number; h: number; denom: number } | null;
+
+/** Decodes on the calling thread (a loader worker thread's way: it has nothing else to do). Errors carry libjpeg's message. */
+export function jpegDecode(bytes: Uint8Array, opts: JpegOptions = {}): JpegPixels {
+  return native.jpegDecode(bytes, opts);
+}
+
+/** Decodes on libuv's pool (the main thread's way). */
+export function jpegDecodeAsync(bytes: Uint8Array, opts: JpegOptions = {}): Promise<JpegPixels> {
+  return native.jpegDecodeAsync(bytes, opts);
+}
