@@ -343,7 +343,8 @@ export async function evalPixels(file: string, size: number, resize: number): Pr
   }
   const top = Math.round((oh - size) / 2), left = Math.round((ow - size) / 2);
   let r: RawPixels | undefined;
-  if (f?.bytes) r = await decodeJpeg(file, f.bytes, { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size });
+  // at full scale (no DCT scaling): evaluations are torchvision's on PIL images to the bit, comparable with PyTorch's
+  if (f?.bytes) r = await decodeJpeg(file, f.bytes, { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size, denom: 1 });
   if (!r) {
     const s = img ?? open(f?.bytes ?? file);
     if (ow !== w || oh !== h) s.resize(ow, oh, { fit: 'fill', kernel: 'linear' });
