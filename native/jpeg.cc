@@ -1,4 +1,4 @@
-// JPEG decoding for the input pipeline, on libjpeg-turbo: only what a crop needs is decoded — DCT scaling to the
+// JPEG decoding and the resize of training and eval crops for the input pipeline, on libjpeg-turbo: only what a crop needs is decoded — DCT scaling to the
 // smallest scale (1/8, 1/4, 1/2, 1) whose scaled box still covers the output on both sides, the box's columns
 // (jpeg_crop_scanline), no rows above it (jpeg_skip_scanlines), nothing after its last row — and the box is
 // resized to the output as PIL's `resize(BILINEAR)` does (its separable two-pass filter with antialiasing support
@@ -6,6 +6,7 @@
 //
 //   jpegDecode(bytes, opts) → { data: Buffer (H×W×3 RGB), w, h, denom } | null (CMYK/YCCK: left to the caller)
 //   jpegDecodeAsync(bytes, opts) → the same, as a promise, decoded on libuv's pool
+//   resizeRgb(pixels, w, h, opts) → { data, w, h, denom: 1 }: the same resize of decoded RGB pixels (other formats)
 //
 // opts: box {left, top, width, height} in the stored image's pixels; outW, outH: the size the box is resized to
 // (0: no resize, the box's pixels at the scale as they are); crop {cropLeft, cropTop, cropWidth, cropHeight}: the
@@ -23,6 +24,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <jpeglib.h>
@@ -177,6 +179,108 @@ void checkOptions(const Options& o, int W, int H) {
   if (!(o.denom == 0 || o.denom == 1 || o.denom == 2 || o.denom == 4 || o.denom == 8)) bad("denom must be 1, 2, 4 or 8");
 }
 
+// One RGB row of w pixels mirrored left-right in place.
+void mirror(uint8_t* row, int w) {
+  for (int a = 0, b = w - 1; a < b; a++, b--)
+    for (int c = 0; c < 3; c++) std::swap(row[3 * a + c], row[3 * b + c]);
+}
+
+// PIL's resize (Image.resize(BILINEAR, box)) of a winW × winH window to outW × outH over the box [bx0, bx1) ×
+// [by0, by1) (window coordinates; the window's edges clamp the filter as a crop's edges do), of which only the
+// crop's output pixels are computed; [rx0, rx1) × [ry0, ry1): the window's pixels they read.
+struct Plan {
+  Coeffs hc, vc;
+  bool needH, needV;  // PIL skips a pass that would copy
+  int cl, ct, cw, ch;
+  int rx0, rx1, ry0, ry1;
+};
+
+Plan makePlan(const Options& o, int winW, int winH, double bx0, double by0, double bx1, double by1) {
+  Plan p;
+  p.cl = o.cropWidth ? o.cropLeft : 0;
+  p.ct = o.cropWidth ? o.cropTop : 0;
+  p.cw = o.cropWidth ? o.cropWidth : o.outW;
+  p.ch = o.cropWidth ? o.cropHeight : o.outH;
+  p.hc = coeffs(winW, bx0, bx1, o.outW);
+  p.vc = coeffs(winH, by0, by1, o.outH);
+  p.needH = o.outW != winW || bx0 != 0 || bx1 != winW;
+  p.needV = o.outH != winH || by0 != 0 || by1 != winH;
+  auto span = [](const Coeffs& c, int from, int n, bool need) {
+    if (!need) return std::pair<int, int>(from, from + n);
+    int lo = 1 << 30, hi = 0;
+    for (int i = from; i < from + n; i++) {
+      lo = std::min(lo, c.bounds[2 * i]);
+      hi = std::max(hi, c.bounds[2 * i] + c.bounds[2 * i + 1]);
+    }
+    return std::pair<int, int>(lo, hi);
+  };
+  std::tie(p.rx0, p.rx1) = span(p.hc, p.cl, p.cw, p.needH);
+  std::tie(p.ry0, p.ry1) = span(p.vc, p.ct, p.ch, p.needV);
+  return p;
+}
+
+// The plan's two passes (horizontal first, each rounded to bytes, as PIL) over src, the window's pixels
+// [rx0, rx1) × [ry0, ry1) as RGB rows `stride` bytes apart; the result mirrored when asked.
+void resample(const Plan& p, const uint8_t* src, size_t stride, bool flip, Decoded& r) {
+  const int rh = p.ry1 - p.ry0, cw = p.cw, ch = p.ch;
+  std::vector<uint8_t> tmp;
+  const uint8_t* hsrc = src;
+  size_t hstride = stride;
+  if (p.needH) {
+    tmp.resize(static_cast<size_t>(rh) * cw * 3);
+    for (int y = 0; y < rh; y++) {
+      const uint8_t* in = src + static_cast<size_t>(y) * stride;
+      uint8_t* out = tmp.data() + static_cast<size_t>(y) * cw * 3;
+      for (int x = 0; x < cw; x++) {
+        const int xmin = p.hc.bounds[2 * (p.cl + x)] - p.rx0, n = p.hc.bounds[2 * (p.cl + x) + 1];
+        const int32_t* k = &p.hc.k[static_cast<size_t>(p.cl + x) * p.hc.ksize];
+        int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
+        const uint8_t* q = in + static_cast<size_t>(xmin) * 3;
+        for (int i = 0; i < n; i++, q += 3) {
+          s0 += q[0] * k[i];
+          s1 += q[1] * k[i];
+          s2 += q[2] * k[i];
+        }
+        out[3 * x] = clip8(s0);
+        out[3 * x + 1] = clip8(s1);
+        out[3 * x + 2] = clip8(s2);
+      }
+    }
+    hsrc = tmp.data();
+    hstride = static_cast<size_t>(cw) * 3;
+  }
+  r.w = cw;
+  r.h = ch;
+  r.data.resize(static_cast<size_t>(cw) * ch * 3);
+  const size_t row = static_cast<size_t>(cw) * 3;
+  for (int y = 0; y < ch; y++) {
+    uint8_t* out = r.data.data() + static_cast<size_t>(y) * row;
+    if (p.needV) {
+      const int ymin = p.vc.bounds[2 * (p.ct + y)] - p.ry0, n = p.vc.bounds[2 * (p.ct + y) + 1];
+      const int32_t* k = &p.vc.k[static_cast<size_t>(p.ct + y) * p.vc.ksize];
+      for (size_t b = 0; b < row; b++) {
+        int32_t acc = 1 << (kPrecisionBits - 1);
+        const uint8_t* q = hsrc + static_cast<size_t>(ymin) * hstride + b;
+        for (int i = 0; i < n; i++, q += hstride) acc += *q * k[i];
+        out[b] = clip8(acc);
+      }
+    } else {
+      std::memcpy(out, hsrc + static_cast<size_t>(y) * hstride, row);
+    }
+    if (flip) mirror(out, cw);
+  }
+}
+
+// RGB pixels (w × h, rows `stride` bytes apart) resized by PIL's rule: o's box in them, outW × outH, crop, flip.
+Decoded resizePixels(const uint8_t* px, int w, int h, size_t stride, const Options& o) {
+  if (o.outW <= 0) throw std::runtime_error("resizeRgb: outW and outH must be positive");
+  checkOptions(o, w, h);
+  const Plan plan = makePlan(o, w, h, o.left, o.top, o.left + o.width, o.top + o.height);
+  Decoded r;
+  resample(plan, px + static_cast<size_t>(plan.ry0) * stride + static_cast<size_t>(plan.rx0) * 3, stride, o.flip, r);
+  return r;
+}
+
 // Decodes and resizes; throws std::runtime_error with libjpeg's message (or ours).
 Decoded decode(const uint8_t* data, size_t size, Options o) {
   Decoded r;
@@ -220,81 +324,13 @@ Decoded decode(const uint8_t* data, size_t size, Options o) {
     std::vector<uint8_t> rowBuf(static_cast<size_t>(SW) * 3);
     if (!decodeRegion(j, wx0, wx1, wy0, wy1, r.data.data(), rowBuf.data())) throw std::runtime_error(j.message());
     if (o.flip)
-      for (int y = 0; y < r.h; y++)
-        for (int a = 0, b = r.w - 1; a < b; a++, b--)
-          for (int c = 0; c < 3; c++) std::swap(r.data[(static_cast<size_t>(y) * r.w + a) * 3 + c], r.data[(static_cast<size_t>(y) * r.w + b) * 3 + c]);
+      for (int y = 0; y < r.h; y++) mirror(r.data.data() + static_cast<size_t>(y) * r.w * 3, r.w);
     return r;
   }
-  // PIL's resize of the window [wx0, wx1) × [wy0, wy1) with box (bx0 − wx0, by0 − wy0, bx1 − wx0, by1 − wy0): the
-  // window's edges clamp the filter as a crop's do. Only the crop's output pixels, only the input they read.
-  const int cl = o.cropWidth ? o.cropLeft : 0, ct = o.cropWidth ? o.cropTop : 0;
-  const int cw = o.cropWidth ? o.cropWidth : o.outW, ch = o.cropWidth ? o.cropHeight : o.outH;
-  const int winW = wx1 - wx0, winH = wy1 - wy0;
-  const Coeffs hc = coeffs(winW, bx0 - wx0, bx1 - wx0, o.outW), vc = coeffs(winH, by0 - wy0, by1 - wy0, o.outH);
-  const bool needH = o.outW != winW || bx0 != wx0 || bx1 != wx1;
-  const bool needV = o.outH != winH || by0 != wy0 || by1 != wy1;
-  auto span = [](const Coeffs& c, int from, int n, int identityFrom, bool need) {
-    if (!need) return std::pair<int, int>(identityFrom, identityFrom + n);
-    int lo = 1 << 30, hi = 0;
-    for (int i = from; i < from + n; i++) {
-      lo = std::min(lo, c.bounds[2 * i]);
-      hi = std::max(hi, c.bounds[2 * i] + c.bounds[2 * i + 1]);
-    }
-    return std::pair<int, int>(lo, hi);
-  };
-  const auto [rx0, rx1] = span(hc, cl, cw, cl, needH);  // window columns read
-  const auto [ry0, ry1] = span(vc, ct, ch, ct, needV);  // window rows read
-  const int rw = rx1 - rx0, rh = ry1 - ry0;
-  std::vector<uint8_t> src(static_cast<size_t>(rw) * rh * 3), rowBuf(static_cast<size_t>(SW) * 3);
-  if (!decodeRegion(j, wx0 + rx0, wx0 + rx1, wy0 + ry0, wy0 + ry1, src.data(), rowBuf.data())) throw std::runtime_error(j.message());
-  // horizontal pass: rh rows of cw pixels
-  std::vector<uint8_t> tmp;
-  const uint8_t* hsrc = src.data();
-  if (needH) {
-    tmp.resize(static_cast<size_t>(rh) * cw * 3);
-    for (int y = 0; y < rh; y++) {
-      const uint8_t* in = src.data() + static_cast<size_t>(y) * rw * 3;
-      uint8_t* out = tmp.data() + static_cast<size_t>(y) * cw * 3;
-      for (int x = 0; x < cw; x++) {
-        const int xmin = hc.bounds[2 * (cl + x)] - rx0, n = hc.bounds[2 * (cl + x) + 1];
-        const int32_t* k = &hc.k[static_cast<size_t>(cl + x) * hc.ksize];
-        int32_t s0 = 1 << (kPrecisionBits - 1), s1 = s0, s2 = s0;
-        const uint8_t* p = in + static_cast<size_t>(xmin) * 3;
-        for (int i = 0; i < n; i++, p += 3) {
-          s0 += p[0] * k[i];
-          s1 += p[1] * k[i];
-          s2 += p[2] * k[i];
-        }
-        out[3 * x] = clip8(s0);
-        out[3 * x + 1] = clip8(s1);
-        out[3 * x + 2] = clip8(s2);
-      }
-    }
-    hsrc = tmp.data();
-  }
-  // vertical pass (or the rows as they are), mirrored when asked
-  r.w = cw;
-  r.h = ch;
-  r.data.resize(static_cast<size_t>(cw) * ch * 3);
-  const size_t stride = static_cast<size_t>(cw) * 3;
-  for (int y = 0; y < ch; y++) {
-    uint8_t* out = r.data.data() + static_cast<size_t>(y) * stride;
-    if (needV) {
-      const int ymin = vc.bounds[2 * (ct + y)] - ry0, n = vc.bounds[2 * (ct + y) + 1];
-      const int32_t* k = &vc.k[static_cast<size_t>(ct + y) * vc.ksize];
-      for (size_t b = 0; b < stride; b++) {
-        int32_t s = 1 << (kPrecisionBits - 1);
-        const uint8_t* p = hsrc + static_cast<size_t>(ymin) * stride + b;
-        for (int i = 0; i < n; i++, p += stride) s += *p * k[i];
-        out[b] = clip8(s);
-      }
-    } else {
-      std::memcpy(out, hsrc + static_cast<size_t>(y) * stride, stride);
-    }
-    if (o.flip)
-      for (int a = 0, b = cw - 1; a < b; a++, b--)
-        for (int c = 0; c < 3; c++) std::swap(out[3 * a + c], out[3 * b + c]);
-  }
+  const Plan plan = makePlan(o, wx1 - wx0, wy1 - wy0, bx0 - wx0, by0 - wy0, bx1 - wx0, by1 - wy0);
+  std::vector<uint8_t> src(static_cast<size_t>(plan.rx1 - plan.rx0) * (plan.ry1 - plan.ry0) * 3), rowBuf(static_cast<size_t>(SW) * 3);
+  if (!decodeRegion(j, wx0 + plan.rx0, wx0 + plan.rx1, wy0 + plan.ry0, wy0 + plan.ry1, src.data(), rowBuf.data())) throw std::runtime_error(j.message());
+  resample(plan, src.data(), static_cast<size_t>(plan.rx1 - plan.rx0) * 3, o.flip, r);
   return r;
 }
 
@@ -361,6 +397,26 @@ EXPORT(jpegDecode) {
   return result(env, d);
 }
 
+EXPORT(resizeRgb) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) typeError(env, "resizeRgb: expected RGB pixels as a Uint8Array");
+  auto px = info[0].As<Napi::Uint8Array>();
+  const int64_t w = toInt(env, info[1], "resizeRgb: width"), h = toInt(env, info[2], "resizeRgb: height");
+  if (w < 1 || h < 1 || static_cast<double>(w) * h * 3 > static_cast<double>(px.ByteLength())) typeError(env, "resizeRgb: the pixels are fewer than width × height × 3");
+  Options o = parseOptions(env, info[3]);
+  if (o.width == 0) {
+    o.width = static_cast<double>(w);
+    o.height = static_cast<double>(h);
+  }
+  Decoded d;
+  try {
+    d = resizePixels(px.Data(), static_cast<int>(w), static_cast<int>(h), static_cast<size_t>(w) * 3, o);
+  } catch (const std::runtime_error& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return result(env, d);
+}
+
 class DecodeWork : public Napi::AsyncWorker {
  public:
   DecodeWork(Napi::Env env, Napi::Uint8Array bytes, Options o)
@@ -399,7 +455,7 @@ EXPORT(jpegDecodeAsync) {
 }  // namespace
 
 void registerJpeg(Napi::Env env, Napi::Object exports) {
-  REG(jpegDecode); REG(jpegDecodeAsync);
+  REG(jpegDecode); REG(jpegDecodeAsync); REG(resizeRgb);
 }
 
 }  // namespace freeadv

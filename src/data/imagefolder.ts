@@ -9,7 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { isMainThread } from 'node:worker_threads';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
-import { jpegDecode, jpegDecodeAsync, type JpegOptions } from '../torch/jpeg.js';
+import { jpegDecode, jpegDecodeAsync, resizeRgb, type JpegOptions } from '../torch/jpeg.js';
 import { DataError } from './errors.js';
 import { allocShared, mapLimit } from './util.js';
 import type { Rng } from './prng.js';
@@ -345,12 +345,8 @@ export async function evalPixels(file: string, size: number, resize: number): Pr
   let r: RawPixels | undefined;
   // at full scale (no DCT scaling): evaluations are torchvision's on PIL images to the bit, comparable with PyTorch's
   if (f?.bytes) r = await decodeJpeg(file, f.bytes, { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size, denom: 1 });
-  if (!r) {
-    const s = img ?? open(f?.bytes ?? file);
-    if (ow !== w || oh !== h) s.resize(ow, oh, { fit: 'fill', kernel: 'linear' });
-    if (ow !== size || oh !== size) s.extract({ left, top, width: size, height: size });
-    r = await rawRgb(s, file);
-  }
+  // other formats: decoded by sharp, resized as a JPEG is
+  r ??= resized(await rawRgb(img ?? open(f!.bytes!), file), { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size });
   if (r.w !== size || r.h !== size) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${size}x${size}`, file);
   return r;
 }
@@ -396,22 +392,24 @@ export interface TrainTransformOptions {
   ratio?: [number, number];
   /** Horizontal flip probability (default 0.5). */
   flip?: number;
-  /**
-   * A box no larger than the output on a side keeps that side's size (it is cut out, reduced to the output on its
-   * other side when that one is larger, and flipped): the caller upsamples it (toTensors does, with libtorch's
-   * bilinear interpolation, cheaper than libvips' affine transform). Default false: every result is size×size.
-   */
-  deferUpsample?: boolean;
+}
+
+/** Decoded pixels (1-4 channels) resized by the addon as a JPEG's crop is (PIL's bilinear resize), as RGB. */
+function resized(r: RawPixels, opts: JpegOptions & { outW: number; outH: number }): RawPixels {
+  let rgb: Uint8Array = r.data;
+  if (r.channels !== 3) hwcToRgb(r.data, r.channels, r.h, r.w, (rgb = new Uint8Array(3 * r.w * r.h)));
+  const o = resizeRgb(rgb, r.w, r.h, opts);
+  return { data: o.data, w: o.w, h: o.h, channels: 3 };
 }
 
 /**
- * Train transform: RandomResizedCrop(size) + horizontal flip as HWC pixels (1-4 channels). The crop box and the
- * flip are drawn from `rng` exactly as torchvision draws them, from the image's stored size — read from the
- * file's header (JPEG, PNG) without a separate metadata call, else asked of sharp. A JPEG is decoded by the addon:
- * at the smallest DCT scale (1/8, 1/4, 1/2, 1) whose scaled box still covers the output, only the box's columns and
- * rows, resized to size×size as PIL's resize(BILINEAR) does (at scale 1: exactly torchvision's crop + resize on PIL
- * images), flipped. Other images (and CMYK JPEGs) with sharp: extract the box, resize it (with deferUpsample, a
- * side no larger than the output is left to the caller to upsample), flip; decoding stops at the box's last row.
+ * Train transform: RandomResizedCrop(size) + horizontal flip as RGB pixels. The crop box and the flip are drawn
+ * from `rng` exactly as torchvision draws them, from the image's stored size — read from the file's header (JPEG,
+ * PNG) without a separate metadata call, else asked of sharp. The box is resized to size×size as PIL's
+ * resize(BILINEAR) does (the addon's resampler, native/jpeg.cc), then flipped. A JPEG is decoded by the addon at the
+ * smallest DCT scale (1/8, 1/4, 1/2, 1) whose scaled box still covers the output, only the box's columns and rows
+ * (at scale 1 the result is torchvision's crop + resize on PIL images, to the bit); other images (and CMYK JPEGs)
+ * by sharp, the box extracted (decoding stops at its last row).
  */
 export async function trainPixels(file: string, size: number, rng: Rng, opts: TrainTransformOptions = {}): Promise<RawPixels> {
   const f = await readImage(file);
@@ -419,21 +417,16 @@ export async function trainPixels(file: string, size: number, rng: Rng, opts: Tr
   const { w, h } = f?.head ?? (await dims(img!, file));
   const box = randomResizedCropParams(w, h, rng, opts.scale, opts.ratio);
   const flip = rng.next() < (opts.flip ?? 0.5);
+  const want = { outW: size, outH: size, flip };
   if (f?.bytes) {
-    const r = await decodeJpeg(file, f.bytes, { ...box, outW: size, outH: size, flip });
+    const r = await decodeJpeg(file, f.bytes, { ...box, ...want });
     if (r) return r;
   }
-  const s = img ?? open(f?.bytes ?? file);
-  // with deferUpsample, a box no larger than the output on a side is left at that side's size (and reduced to the
-  // output on the other side, if larger): the caller upsamples
-  const later = opts.deferUpsample === true && (box.width <= size || box.height <= size);
-  const [ew, eh] = later ? [Math.min(box.width, size), Math.min(box.height, size)] : [size, size];
+  const s = img ?? open(f!.bytes!);
   if (box.left !== 0 || box.top !== 0 || box.width !== w || box.height !== h) s.extract(box);
-  if (box.width !== ew || box.height !== eh) s.resize(ew, eh, { fit: 'fill', kernel: 'linear' });
-  if (flip) s.flop();
   const r = await rawRgb(s, file);
-  if (r.w !== ew || r.h !== eh) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${ew}x${eh}`, file);
-  return r;
+  if (r.w !== box.width || r.h !== box.height) throw new DataError(`decoded to ${r.w}x${r.h}, expected the ${box.width}x${box.height} box`, file);
+  return resized(r, want);
 }
 
 /** Train transform: RandomResizedCrop(size) + horizontal flip, written as 3×size×size CHW into dst at offset. */

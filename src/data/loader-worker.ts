@@ -23,7 +23,7 @@ async function drain(): Promise<void> {
     try {
       const batch = await makeBatch(source, cfg, epoch, order, b, layout);
       const producedMs = performance.now() - t0;
-      const buffers = [batch.x.buffer, batch.y.buffer, batch.indices.buffer, ...(batch.crops ? [batch.crops.x.buffer, batch.crops.rhw.buffer] : [])] as ArrayBuffer[];
+      const buffers = [batch.x.buffer, batch.y.buffer, batch.indices.buffer] as ArrayBuffer[];
       port!.postMessage({ type: 'batch', batch, producedMs }, buffers);
     } catch (e) {
       const err = e as Error & { file?: string };

@@ -1,5 +1,6 @@
-// JPEG decoding of crops for the input pipeline (native/jpeg.cc, libjpeg-turbo). Unlike the rest of src/torch it
-// touches no libtorch state: the loader's worker threads call it (the addon loads in each of them).
+// JPEG decoding of crops and their resize for the input pipeline (native/jpeg.cc, libjpeg-turbo; PIL's bilinear
+// resize). Unlike the rest of src/torch it touches no libtorch state: the loader's worker threads call it (the addon
+// loads in each of them).
 import { native } from './native.js';
 
 /** What to decode: a box of the stored image, resized (PIL's bilinear resize) to outW×outH, a part of that, flipped. */
@@ -36,4 +37,12 @@ export function jpegDecode(bytes: Uint8Array, opts: JpegOptions = {}): JpegPixel
 /** Decodes on libuv's pool (the main thread's way). */
 export function jpegDecodeAsync(bytes: Uint8Array, opts: JpegOptions = {}): Promise<JpegPixels> {
   return native.jpegDecodeAsync(bytes, opts);
+}
+
+/**
+ * The same resize (PIL's resize(BILINEAR) with its antialiasing when reducing) of decoded RGB pixels (h×w×3):
+ * opts' box in them (default all), to outW×outH (required), its crop, flipped.
+ */
+export function resizeRgb(pixels: Uint8Array, w: number, h: number, opts: JpegOptions & { outW: number; outH: number }): { data: Buffer; w: number; h: number } {
+  return native.resizeRgb(pixels, w, h, opts);
 }

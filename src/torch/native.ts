@@ -97,6 +97,7 @@ export interface Native {
   /** native/jpeg.cc: callable from any thread. */
   jpegDecode(bytes: Uint8Array, opts: JpegOptions): JpegPixels;
   jpegDecodeAsync(bytes: Uint8Array, opts: JpegOptions): Promise<JpegPixels>;
+  resizeRgb(pixels: Uint8Array, w: number, h: number, opts: JpegOptions): { data: Buffer; w: number; h: number };
 }
 
 function findAddon(): string {
