@@ -8,6 +8,9 @@
 //   jpegDecodeAsync(bytes, opts) → the same, as a promise, decoded on libuv's pool
 //   resizeRgb(pixels, w, h, opts) → { data, w, h, denom: 1 }: the same resize of decoded RGB pixels (other formats)
 //
+// Built without libjpeg's headers (FREEADV_JPEG=0, as without gloo's for dist.cc), the addon has resizeRgb only and
+// sharp decodes JPEGs too.
+//
 // opts: box {left, top, width, height} in the stored image's pixels; outW, outH: the size the box is resized to
 // (0: no resize, the box's pixels at the scale as they are); crop {cropLeft, cropTop, cropWidth, cropHeight}: the
 // part of that result wanted (default all of it); flip; denom: force a scale 1/denom (default: chosen as above);
@@ -28,8 +31,10 @@
 #include <tuple>
 #include <vector>
 
+#if FREEADV_JPEG  // set by scripts/libtorch.cjs: libjpeg's headers found (Debian: libjpeg62-turbo-dev)
 #include <jpeglib.h>
 #include <jerror.h>
+#endif
 
 #include "common.h"
 
@@ -51,6 +56,7 @@ struct Decoded {
   bool unsupported = false;  // CMYK / YCCK: the caller decodes it another way
 };
 
+#if FREEADV_JPEG
 struct ErrorMgr {
   jpeg_error_mgr pub;
   jmp_buf jump;
@@ -123,6 +129,8 @@ bool decodeRegion(Jpeg& j, int x0, int x1, int y0, int y1, uint8_t* out, uint8_t
   jpeg_abort_decompress(&j.cinfo);  // the rest of the file is not read
   return true;
 }
+
+#endif  // FREEADV_JPEG
 
 // PIL's bilinear resampling coefficients (Resample.c: precompute_coeffs, normalize_coeffs_8bpc) for outSize pixels
 // over [in0, in1) of inSize input pixels.
@@ -293,6 +301,7 @@ Decoded resizePixels(const uint8_t* px, int w, int h, size_t stride, const Optio
   return r;
 }
 
+#if FREEADV_JPEG
 // Decodes and resizes; throws std::runtime_error with libjpeg's message (or ours).
 Decoded decode(const uint8_t* data, size_t size, Options o) {
   Decoded r;
@@ -346,6 +355,8 @@ Decoded decode(const uint8_t* data, size_t size, Options o) {
   return r;
 }
 
+#endif  // FREEADV_JPEG
+
 Options parseOptions(Napi::Env env, const Napi::Value& v) {
   Options o;
   if (v.IsUndefined()) return o;
@@ -391,6 +402,7 @@ Napi::Value result(Napi::Env env, Decoded& d) {
   return o;
 }
 
+#if FREEADV_JPEG
 Napi::Uint8Array bytesOf(Napi::Env env, const Napi::Value& v) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) typeError(env, "jpegDecode: expected the file's bytes as a Uint8Array");
   return v.As<Napi::Uint8Array>();
@@ -408,6 +420,8 @@ EXPORT(jpegDecode) {
   }
   return result(env, d);
 }
+
+#endif  // FREEADV_JPEG
 
 EXPORT(resizeRgb) {
   Napi::Env env = info.Env();
@@ -429,6 +443,7 @@ EXPORT(resizeRgb) {
   return result(env, d);
 }
 
+#if FREEADV_JPEG
 class DecodeWork : public Napi::AsyncWorker {
  public:
   DecodeWork(Napi::Env env, Napi::Uint8Array bytes, Options o)
@@ -464,10 +479,15 @@ EXPORT(jpegDecodeAsync) {
   return p;
 }
 
+#endif  // FREEADV_JPEG
+
 }  // namespace
 
 void registerJpeg(Napi::Env env, Napi::Object exports) {
-  REG(jpegDecode); REG(jpegDecodeAsync); REG(resizeRgb);
+  REG(resizeRgb);
+#if FREEADV_JPEG
+  REG(jpegDecode); REG(jpegDecodeAsync);
+#endif
 }
 
 }  // namespace freeadv

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jpegDecode, jpegDecodeAsync } from '../src/torch/index.js';
+import { jpegAvailable, jpegDecode, jpegDecodeAsync } from '../src/torch/index.js';
 import { openImageFolder, decodeTrain, decodeEval, randomResizedCropParams, Rng, Loader, activeWorkers, type Batch } from '../src/data/index.js';
 import { rejectsData } from './helpers/data.js';
 import { runPython, SKIP_NO_TORCH } from './helpers/python.js';
@@ -53,7 +53,9 @@ for k in ['420', '422', '444', 'prog', 'restart', 'grey']:
 `, [dir, String(w), String(h)]);
 }
 
-describe('JPEG decoder (libjpeg-turbo in the addon)', { skip: SKIP_NO_TORCH }, () => {
+const SKIP = !jpegAvailable() ? 'the native addon was built without libjpeg (apt-get install libjpeg62-turbo-dev; npm run build:native)' : SKIP_NO_TORCH;
+
+describe('JPEG decoder (libjpeg-turbo in the addon)', { skip: SKIP }, () => {
   test('full-scale and DCT-scaled decodes equal PIL bit for bit; crops equal the window of the full decode', async () => {
     const dir = join(tmp, 'decode');
     mkdirSync(dir);

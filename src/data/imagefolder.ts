@@ -9,7 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { isMainThread } from 'node:worker_threads';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
-import { jpegDecode, jpegDecodeAsync, resizeRgb, type JpegOptions } from '../torch/jpeg.js';
+import { jpegAvailable, jpegDecode, jpegDecodeAsync, resizeRgb, type JpegOptions } from '../torch/jpeg.js';
 import { DataError } from './errors.js';
 import { allocShared, mapLimit } from './util.js';
 import type { Rng } from './prng.js';
@@ -268,6 +268,9 @@ export async function readImageHeader(file: string): Promise<ImageHeader | undef
  */
 interface ImageFile { head: ImageHeader; bytes?: Buffer }
 
+/** The addon decodes JPEGs (built with libjpeg's headers); else sharp does. */
+const withJpeg = jpegAvailable();
+
 function readImageSync(file: string): ImageFile | undefined {
   let fd: number;
   try {
@@ -284,7 +287,7 @@ function readImageSync(file: string): ImageFile | undefined {
     const bytes = all.subarray(0, n);
     const head = parseImageHeader(bytes);
     if (head === undefined || head === 'more') return undefined;
-    return head.format === 'jpeg' ? { head, bytes } : { head };
+    return head.format === 'jpeg' && withJpeg ? { head, bytes } : { head };
   } finally {
     closeSync(fd);
   }
@@ -293,7 +296,7 @@ function readImageSync(file: string): ImageFile | undefined {
 async function readImage(file: string): Promise<ImageFile | undefined> {
   if (!isMainThread) return readImageSync(file);
   const head = await readImageHeader(file);
-  if (head?.format !== 'jpeg') return head && { head };
+  if (head?.format !== 'jpeg' || !withJpeg) return head && { head };
   try {
     return { head, bytes: await fsp.readFile(file) };
   } catch {

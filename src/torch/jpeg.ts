@@ -29,13 +29,20 @@ export interface JpegOptions {
 /** Interleaved RGB rows (h×w×3) and the DCT scale used; null for CMYK/YCCK JPEGs, which it leaves to the caller. */
 export type JpegPixels = { data: Buffer; w: number; h: number; denom: number } | null;
 
+/** Whether the addon was built with the JPEG decoder (libjpeg's headers present at build time); else sharp decodes JPEGs. */
+export function jpegAvailable(): boolean {
+  return typeof native.jpegDecode === 'function';
+}
+
 /** Decodes on the calling thread (a loader worker thread's way: it has nothing else to do). Errors carry libjpeg's message. */
 export function jpegDecode(bytes: Uint8Array, opts: JpegOptions = {}): JpegPixels {
+  if (!native.jpegDecode) throw new Error('jpegDecode: the native addon was built without libjpeg (install libjpeg62-turbo-dev and run `npm run build:native`)');
   return native.jpegDecode(bytes, opts);
 }
 
 /** Decodes on libuv's pool (the main thread's way). */
 export function jpegDecodeAsync(bytes: Uint8Array, opts: JpegOptions = {}): Promise<JpegPixels> {
+  if (!native.jpegDecodeAsync) return Promise.reject(new Error('jpegDecodeAsync: the native addon was built without libjpeg (install libjpeg62-turbo-dev and run `npm run build:native`)'));
   return native.jpegDecodeAsync(bytes, opts);
 }
 

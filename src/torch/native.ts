@@ -94,9 +94,9 @@ export interface Native {
   distReducerStatus?(reducer: Handle): { armed: boolean; failure: string | null; tailMs: number };
   distReducerBuckets?(reducer: Handle): number[][];
   distReducerFree?(reducer: Handle): void;
-  /** native/jpeg.cc: callable from any thread. */
-  jpegDecode(bytes: Uint8Array, opts: JpegOptions): JpegPixels;
-  jpegDecodeAsync(bytes: Uint8Array, opts: JpegOptions): Promise<JpegPixels>;
+  /** native/jpeg.cc: callable from any thread; the decoder only where the addon was built with libjpeg's headers. */
+  jpegDecode?(bytes: Uint8Array, opts: JpegOptions): JpegPixels;
+  jpegDecodeAsync?(bytes: Uint8Array, opts: JpegOptions): Promise<JpegPixels>;
   resizeRgb(pixels: Uint8Array, w: number, h: number, opts: JpegOptions): { data: Buffer; w: number; h: number };
 }
 
