@@ -325,7 +325,7 @@ export async function decodeImage(file: string): Promise<{ data: Uint8Array; h: 
   return { data, h: r.h, w: r.w };
 }
 
-/** Eval transform: Resize(resize, short side) + CenterCrop(size), as HWC pixels (1-4 channels). */
+/** Eval transform: Resize(resize, short side) + CenterCrop(size) as RGB pixels (H×W×3), resized as PIL does (see trainPixels). */
 export async function evalPixels(file: string, size: number, resize: number): Promise<RawPixels> {
   const f = await readImage(file);
   const img = f?.bytes ? undefined : open(file);
