@@ -1,4 +1,4 @@
-// ImageFolder (PNG/JPEG via sharp, transforms, bad input, lazy loading) and CIFAR-10 as JPEG ImageFolder
+// ImageFolder (PNG via sharp, JPEG via the addon; transforms against PIL, bad input, lazy loading) and CIFAR-10 as JPEG ImageFolder
 // with its decoded-pixel cache.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
