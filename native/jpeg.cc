@@ -13,7 +13,7 @@
 //
 // opts: box {left, top, width, height} in the stored image's pixels; outW, outH: the size the box is resized to
 // (0: no resize, the box's pixels at the scale as they are); crop {cropLeft, cropTop, cropWidth, cropHeight}: the
-// part of that result wanted (default all of it); flip; denom: force a scale 1/denom (default: chosen as above);
+// part of that result wanted (default all of it); flip; planar (resized results as 3×H×W); denom: force a scale 1/denom (default: chosen as above);
 // maxPixels: larger images are refused before decoding.
 //
 // Unlike the rest of the addon, these functions touch no libtorch state: they may be called from any JavaScript
@@ -46,6 +46,7 @@ struct Options {
   int outW = 0, outH = 0;                         // resized to (0: not resized)
   int cropLeft = 0, cropTop = 0, cropWidth = 0, cropHeight = 0;  // of the resized box (width 0: all)
   bool flip = false;
+  bool planar = false;  // resized results as 3×H×W planes instead of H×W×3
   int denom = 0;  // 0: chosen
   double maxPixels = 268402689;  // sharp's default limitInputPixels (0x3FFF²)
 };
@@ -236,8 +237,9 @@ Plan makePlan(const Options& o, int winW, int winH, double bx0, double by0, doub
 }
 
 // The plan's two passes (horizontal first, each rounded to bytes, as PIL) over src, the window's pixels
-// [rx0, rx1) × [ry0, ry1) as RGB rows `stride` bytes apart; the result mirrored when asked.
-FREEADV_VECTORISE void resample(const Plan& p, const uint8_t* src, size_t stride, bool flip, Decoded& r) {
+// [rx0, rx1) × [ry0, ry1) as RGB rows `stride` bytes apart; the result mirrored when asked, interleaved (H×W×3)
+// or planar (3×H×W).
+FREEADV_VECTORISE void resample(const Plan& p, const uint8_t* src, size_t stride, bool flip, bool planar, Decoded& r) {
   const int rh = p.ry1 - p.ry0, cw = p.cw, ch = p.ch;
   std::vector<uint8_t> tmp;
   const uint8_t* hsrc = src;
@@ -270,8 +272,10 @@ FREEADV_VECTORISE void resample(const Plan& p, const uint8_t* src, size_t stride
   r.data.resize(static_cast<size_t>(cw) * ch * 3);
   const size_t row = static_cast<size_t>(cw) * 3;
   std::vector<int32_t> acc(p.needV ? row : 0);
+  std::vector<uint8_t> line(planar ? row : 0);
+  const size_t plane = static_cast<size_t>(cw) * ch;
   for (int y = 0; y < ch; y++) {
-    uint8_t* out = r.data.data() + static_cast<size_t>(y) * row;
+    uint8_t* out = planar ? line.data() : r.data.data() + static_cast<size_t>(y) * row;
     if (p.needV) {
       // a row at a time (the same sums as PIL's per-pixel loop, in an order the compiler vectorises)
       const int ymin = p.vc.bounds[2 * (p.ct + y)] - p.ry0, n = p.vc.bounds[2 * (p.ct + y) + 1];
@@ -288,6 +292,9 @@ FREEADV_VECTORISE void resample(const Plan& p, const uint8_t* src, size_t stride
       std::memcpy(out, hsrc + static_cast<size_t>(y) * hstride, row);
     }
     if (flip) mirror(out, cw);
+    if (planar)  // the row into the three planes (C×H×W: what toTensors hands libtorch, no permute there)
+      for (int x = 0; x < cw; x++)
+        for (int c = 0; c < 3; c++) r.data[c * plane + static_cast<size_t>(y) * cw + x] = out[3 * x + c];
   }
 }
 
@@ -297,7 +304,7 @@ Decoded resizePixels(const uint8_t* px, int w, int h, size_t stride, const Optio
   checkOptions(o, w, h);
   const Plan plan = makePlan(o, w, h, o.left, o.top, o.left + o.width, o.top + o.height);
   Decoded r;
-  resample(plan, px + static_cast<size_t>(plan.ry0) * stride + static_cast<size_t>(plan.rx0) * 3, stride, o.flip, r);
+  resample(plan, px + static_cast<size_t>(plan.ry0) * stride + static_cast<size_t>(plan.rx0) * 3, stride, o.flip, o.planar, r);
   return r;
 }
 
@@ -351,7 +358,7 @@ Decoded decode(const uint8_t* data, size_t size, Options o) {
   const Plan plan = makePlan(o, wx1 - wx0, wy1 - wy0, bx0 - wx0, by0 - wy0, bx1 - wx0, by1 - wy0);
   std::vector<uint8_t> src(static_cast<size_t>(plan.rx1 - plan.rx0) * (plan.ry1 - plan.ry0) * 3), rowBuf(static_cast<size_t>(SW) * 3);
   if (!decodeRegion(j, wx0 + plan.rx0, wx0 + plan.rx1, wy0 + plan.ry0, wy0 + plan.ry1, src.data(), rowBuf.data())) throw std::runtime_error(j.message());
-  resample(plan, src.data(), static_cast<size_t>(plan.rx1 - plan.rx0) * 3, o.flip, r);
+  resample(plan, src.data(), static_cast<size_t>(plan.rx1 - plan.rx0) * 3, o.flip, o.planar, r);
   return r;
 }
 
@@ -387,6 +394,8 @@ Options parseOptions(Napi::Env env, const Napi::Value& v) {
   o.maxPixels = num("maxPixels", o.maxPixels);
   Napi::Value f = obj.Get("flip");
   o.flip = f.IsBoolean() && f.As<Napi::Boolean>().Value();
+  Napi::Value pl = obj.Get("planar");
+  o.planar = pl.IsBoolean() && pl.As<Napi::Boolean>().Value();
   return o;
 }
 

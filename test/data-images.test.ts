@@ -14,7 +14,7 @@ import {
   CIFAR10_CLASSES, NORMALIZATION, readCacheHeader, parseImageHeader, readImageHeader, readImageHeaderSync, type Batch,
 } from '../src/data/index.js';
 import { toTensors } from '../src/data/tensor.js';
-import { sampleRng } from '../src/data/producer.js';
+import { defaultConfig, epochOrder, makeBatch, sampleRng } from '../src/data/producer.js';
 import { hasTorchPython, runPython, SKIP_NO_TORCH } from './helpers/python.js';
 
 let tmp: string;
@@ -107,17 +107,21 @@ describe('ImageFolder', () => {
   });
 
   test('lazy dataset + loader (eval) gives the same pixels; train transform is seeded and in range', async () => {
-    // (Changed with the image-folder pipeline: batches hold bytes, and those built in worker threads are N×H×W×C
-    // — toTensors permutes and converts them — so the pixels are compared as N×C×H×W bytes; before, x held the
-    // floats v / 255 in N×C×H×W order, which toTensors still yields, checked below.)
+    // (Batches hold bytes, N×C×H×W from the loader — the addon writes the planes; for a while worker threads handed
+    // over N×H×W×C rows for toTensors to permute — and toTensors makes the floats v / 255 of them, checked below;
+    // makeBatch still builds N×H×W×C batches when asked for them.)
     const lazy = await loadDataset({ name: 'imagefolder', dataDir: root, split: 'train', size: 12, resize: 12 });
     assert.equal(lazy.kind, 'lazy');
     const [b] = await collect(new Loader(lazy, { batchSize: 8, shuffle: false }).epoch(0));
     assert.deepEqual(b!.shape, [5, 3, 12, 12]);
-    assert.equal(b!.layout, 'nhwc');
+    assert.equal(b!.layout, 'nchw');
     const order = [3, 2, 1, 4, 0];
     const px = chwOf(b!);
     order.forEach((src, k) => assert.deepEqual(px.subarray(k * 432, (k + 1) * 432), expected[src]!.pix));
+    const cfg = defaultConfig({ batchSize: 8, shuffle: false });
+    const rows = await makeBatch(lazy, cfg, 0, epochOrder(lazy.n, cfg, 0), 0, 'nhwc');
+    assert.equal(rows.layout, 'nhwc');
+    assert.deepEqual(chwOf(rows), px);
     const t = toTensors(b!);
     assert.deepEqual(Array.from(t.x.toTypedArray() as Float32Array), Array.from(px, (v) => Math.fround(v / 255)));
     t.x.dispose();

@@ -136,8 +136,14 @@ export function hwcToRgb(src: Uint8Array, channels: number, h: number, w: number
   }
 }
 
-/** Decoded pixels: interleaved HWC with 1-4 channels. */
-export interface RawPixels { data: Buffer; w: number; h: number; channels: number }
+/** Decoded pixels: interleaved HWC with 1-4 channels, or (planar) 3 planes C×H×W. */
+export interface RawPixels { data: Buffer; w: number; h: number; channels: number; planar?: boolean }
+
+/** Pixels as 3-channel CHW written into dst at offset (a copy when they are planar already). */
+function writeChw(r: RawPixels, dst: Uint8Array, offset: number): void {
+  if (r.planar) dst.set(r.data, offset);
+  else hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
+}
 
 async function rawRgb(img: sharp.Sharp, file: string): Promise<RawPixels> {
   try {
@@ -311,7 +317,7 @@ async function readImage(file: string): Promise<ImageFile | undefined> {
 async function decodeJpeg(file: string, bytes: Buffer, opts: JpegOptions): Promise<RawPixels | undefined> {
   try {
     const r = isMainThread ? await jpegDecodeAsync(bytes, opts) : jpegDecode(bytes, opts);
-    return r ? { data: r.data, w: r.w, h: r.h, channels: 3 } : undefined;
+    return r ? { data: r.data, w: r.w, h: r.h, channels: 3, planar: opts.planar === true } : undefined;
   } catch (e) {
     throw new DataError(`cannot decode image (${(e as Error).message})`, file, { cause: e });
   }
@@ -325,8 +331,11 @@ export async function decodeImage(file: string): Promise<{ data: Uint8Array; h: 
   return { data, h: r.h, w: r.w };
 }
 
-/** Eval transform: Resize(resize, short side) + CenterCrop(size) as RGB pixels (H×W×3), resized as PIL does (see trainPixels). */
-export async function evalPixels(file: string, size: number, resize: number): Promise<RawPixels> {
+/**
+ * Eval transform: Resize(resize, short side) + CenterCrop(size) as RGB pixels (H×W×3, or planar 3×H×W), resized as
+ * PIL does (see trainPixels).
+ */
+export async function evalPixels(file: string, size: number, resize: number, planar = false): Promise<RawPixels> {
   const f = await readImage(file);
   const img = f?.bytes ? undefined : open(file);
   const { w, h } = f?.head ?? (await dims(img!, file));
@@ -347,17 +356,17 @@ export async function evalPixels(file: string, size: number, resize: number): Pr
   const top = Math.round((oh - size) / 2), left = Math.round((ow - size) / 2);
   let r: RawPixels | undefined;
   // at full scale (no DCT scaling): evaluations are torchvision's on PIL images to the bit, comparable with PyTorch's
-  if (f?.bytes) r = await decodeJpeg(file, f.bytes, { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size, denom: 1 });
+  const want = { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size, planar };
+  if (f?.bytes) r = await decodeJpeg(file, f.bytes, { ...want, denom: 1 });
   // other formats: decoded by sharp, resized as a JPEG is
-  r ??= resized(await rawRgb(img ?? open(f!.bytes!), file), { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size });
+  r ??= resized(await rawRgb(img ?? open(f!.bytes!), file), want);
   if (r.w !== size || r.h !== size) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${size}x${size}`, file);
   return r;
 }
 
 /** Eval transform: Resize(resize, short side) + CenterCrop(size), written as 3×size×size CHW into dst at offset. */
 export async function decodeEval(file: string, size: number, resize: number, dst: Uint8Array, offset = 0): Promise<void> {
-  const r = await evalPixels(file, size, resize);
-  hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
+  writeChw(await evalPixels(file, size, resize, true), dst, offset);
 }
 
 export interface CropBox { top: number; left: number; height: number; width: number }
@@ -395,6 +404,8 @@ export interface TrainTransformOptions {
   ratio?: [number, number];
   /** Horizontal flip probability (default 0.5). */
   flip?: number;
+  /** The result as 3 planes C×H×W (default: interleaved H×W×3). */
+  planar?: boolean;
 }
 
 /** Decoded pixels (1-4 channels) resized by the addon as a JPEG's crop is (PIL's bilinear resize), as RGB. */
@@ -402,7 +413,7 @@ function resized(r: RawPixels, opts: JpegOptions & { outW: number; outH: number 
   let rgb: Uint8Array = r.data;
   if (r.channels !== 3) hwcToRgb(r.data, r.channels, r.h, r.w, (rgb = new Uint8Array(3 * r.w * r.h)));
   const o = resizeRgb(rgb, r.w, r.h, opts);
-  return { data: o.data, w: o.w, h: o.h, channels: 3 };
+  return { data: o.data, w: o.w, h: o.h, channels: 3, planar: opts.planar === true };
 }
 
 /**
@@ -420,7 +431,7 @@ export async function trainPixels(file: string, size: number, rng: Rng, opts: Tr
   const { w, h } = f?.head ?? (await dims(img!, file));
   const box = randomResizedCropParams(w, h, rng, opts.scale, opts.ratio);
   const flip = rng.next() < (opts.flip ?? 0.5);
-  const want = { outW: size, outH: size, flip };
+  const want = { outW: size, outH: size, flip, planar: opts.planar === true };
   if (f?.bytes) {
     const r = await decodeJpeg(file, f.bytes, { ...box, ...want });
     if (r) return r;
@@ -434,8 +445,7 @@ export async function trainPixels(file: string, size: number, rng: Rng, opts: Tr
 
 /** Train transform: RandomResizedCrop(size) + horizontal flip, written as 3×size×size CHW into dst at offset. */
 export async function decodeTrain(file: string, size: number, rng: Rng, dst: Uint8Array, offset = 0, opts: TrainTransformOptions = {}): Promise<void> {
-  const r = await trainPixels(file, size, rng, opts);
-  hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
+  writeChw(await trainPixels(file, size, rng, { ...opts, planar: true }), dst, offset);
 }
 
 /** A lazily decoded ImageFolder: plain data (structured-cloneable), images are decoded per batch by the loader. */

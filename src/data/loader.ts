@@ -256,9 +256,8 @@ export class Loader {
           process.emitWarning(`${count} loader workers decode up to ${count * this.config.decodeConcurrency} images at once, but libuv's thread pool, where sharp decodes images other than JPEGs, has ${pool} threads: start node with UV_THREADPOOL_SIZE=${count * this.config.decodeConcurrency + 2} (the freeadv command does it for --workers)`, 'FreeadvWarning');
         }
       }
-      const layout = lazy ? 'nhwc' : 'nchw';
       for (let i = 0; i < count; i++) {
-        const w = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData: { source: this.source, cfg: this.config, epoch, layout } });
+        const w = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData: { source: this.source, cfg: this.config, epoch } });
         workers.push(w);
         assigned.push(0);
         live.add(w);

@@ -55,7 +55,7 @@ export interface Shard {
   limit?: number;
 }
 
-/** The order of a batch's bytes: N×C×H×W, or N×H×W×C (the decoders' interleaved RGB, image folders in worker threads). */
+/** The order of a batch's bytes: N×C×H×W (the loader's), or N×H×W×C (image folders' decoded rows, when asked for). */
 export type Layout = 'nchw' | 'nhwc';
 
 export interface Batch {
@@ -66,7 +66,7 @@ export interface Batch {
   x: Uint8Array;
   /** [N, C, H, W], whatever the layout. */
   shape: [number, number, number, number];
-  /** 'nhwc' only for image folders decoded in the loader's worker threads; 'nchw' otherwise. */
+  /** 'nchw' from the loader; 'nhwc' only when makeBatch is asked for it (image folders). */
   layout: Layout;
   y: Int32Array;
   /** Dataset indices of the batch's samples. */
@@ -137,9 +137,9 @@ export function defaultConfig(partial: Partial<LoaderConfig> & { batchSize: numb
 }
 
 /**
- * Produces batch b of an epoch whose sample order is `order`. `layout` 'nhwc' applies to lazy image folders
- * only: their pixels are then the decoders' RGB rows copied as they are (no per-pixel JavaScript); in-memory data is
- * always 'nchw'.
+ * Produces batch b of an epoch whose sample order is `order`. Image folders' pixels come from the addon as planes
+ * (N×C×H×W, copied as they are: no per-pixel JavaScript, no permute in toTensors), or with `layout` 'nhwc' as RGB
+ * rows; in-memory data is always 'nchw'.
  */
 export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, order: Int32Array, b: number, layout: Layout = 'nchw'): Promise<Batch> {
   const start = b * cfg.batchSize;
@@ -166,13 +166,15 @@ export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, o
   }
   // Lazy ImageFolder: decode this batch's files now.
   const { trainPixels, evalPixels, hwcToChw, hwcToRgb } = await import('./imagefolder.js');
+  const planar = layout === 'nchw'; // the addon writes the planes itself
   const u8 = new Uint8Array(idx.length * per);
   const ok = await mapLimit(Array.from(idx), cfg.decodeConcurrency, async (k, i) => {
     try {
       const r = cfg.augment
-        ? await trainPixels(src.files[k]!, src.size, sampleRng(cfg.seed, epoch, k), { scale: src.scale, ratio: src.ratio })
-        : await evalPixels(src.files[k]!, src.size, src.resize);
-      (layout === 'nhwc' ? hwcToRgb : hwcToChw)(r.data, r.channels, r.h, r.w, u8, i * per);
+        ? await trainPixels(src.files[k]!, src.size, sampleRng(cfg.seed, epoch, k), { scale: src.scale, ratio: src.ratio, planar })
+        : await evalPixels(src.files[k]!, src.size, src.resize, planar);
+      if (r.planar) u8.set(r.data, i * per);
+      else (planar ? hwcToChw : hwcToRgb)(r.data, r.channels, r.h, r.w, u8, i * per);
       return true;
     } catch (e) {
       if (src.skipBad && e instanceof DataError) return false;

@@ -20,6 +20,8 @@ export interface JpegOptions {
   cropHeight?: number;
   /** Mirror the result left-right. */
   flip?: boolean;
+  /** A resized result as 3 planes C×H×W (default: interleaved rows H×W×3). */
+  planar?: boolean;
   /** Decode at 1/denom scale (1, 2, 4, 8); default: the smallest scale whose scaled box still covers outW×outH. */
   denom?: number;
   /** Images with more pixels are refused before decoding ("Input image exceeds pixel limit"); default sharp's, 0x3FFF². */
