@@ -1,8 +1,9 @@
-// JPEG decoding and the resize of training and eval crops for the input pipeline, on libjpeg-turbo: only what a crop needs is decoded — DCT scaling to the
-// smallest scale (1/8, 1/4, 1/2, 1) whose scaled box still covers the output on both sides, the box's columns
-// (jpeg_crop_scanline), no rows above it (jpeg_skip_scanlines), nothing after its last row — and the box is
-// resized to the output as PIL's `resize(BILINEAR)` does (its separable two-pass filter with antialiasing support
-// when reducing, fixed-point coefficients, rounding to bytes after each pass), then optionally mirrored.
+// JPEG decoding and the resize of training and eval crops for the input pipeline, on libjpeg-turbo: only what a
+// crop needs is decoded — DCT scaling to the smallest scale (1/8, 1/4, 1/2, 1) whose scaled box still covers the
+// output on both sides, the box's columns (jpeg_crop_scanline), no rows above it (jpeg_skip_scanlines), nothing
+// after its last row — and the box is resized to the output as PIL's `resize(BILINEAR)` does (its separable
+// two-pass filter with antialiasing support when reducing, fixed-point coefficients, rounding to bytes after each
+// pass), then optionally mirrored.
 //
 //   jpegDecode(bytes, opts) → { data: Buffer (H×W×3 RGB), w, h, denom } | null (CMYK/YCCK: left to the caller)
 //   jpegDecodeAsync(bytes, opts) → the same, as a promise, decoded on libuv's pool
@@ -13,8 +14,8 @@
 //
 // opts: box {left, top, width, height} in the stored image's pixels; outW, outH: the size the box is resized to
 // (0: no resize, the box's pixels at the scale as they are); crop {cropLeft, cropTop, cropWidth, cropHeight}: the
-// part of that result wanted (default all of it); flip; planar (resized results as 3×H×W); denom: force a scale 1/denom (default: chosen as above);
-// maxPixels: larger images are refused before decoding.
+// part of that result wanted (default all of it); flip; planar (resized results as 3×H×W); denom: force a scale
+// 1/denom (default: chosen as above); maxPixels: larger images are refused before decoding.
 //
 // Unlike the rest of the addon, these functions touch no libtorch state: they may be called from any JavaScript
 // thread (the loader's worker threads do). libjpeg's error_exit longjmps back to the function that called into
@@ -26,7 +27,6 @@
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
