@@ -87,6 +87,7 @@ void registerAutograd(Napi::Env env, Napi::Object exports);
 void registerRuntime(Napi::Env env, Napi::Object exports);
 void registerDist(Napi::Env env, Napi::Object exports);
 void registerReducer(Napi::Env env, Napi::Object exports);
+void registerInterrupt(Napi::Env env, Napi::Object exports);
 void registerJpeg(Napi::Env env, Napi::Object exports);
 
 }  // namespace freeadv

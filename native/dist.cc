@@ -1,4 +1,4 @@
-// Process groups (c10d): TCPStore rendezvous and ProcessGroupGloo (or ProcessGroupNCCL for CUDA tensors, in
+// Process groups (c10d): a TCP rendezvous (store.cc) or a FileStore, and ProcessGroupGloo (or ProcessGroupNCCL for CUDA tensors, in
 // builds against a CUDA libtorch with NCCL), one group per process. Collectives are
 // issued asynchronously (one c10d work per tensor, so several buckets are in flight at once) and then waited
 // for with the group's timeout; a dead or hung peer surfaces as a TorchError, never a hang or a crash.
@@ -14,14 +14,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#if FREEADV_TORCH_2_4
-#include <netdb.h>
-#include <sys/socket.h>
-#include <unistd.h>
-#include <cerrno>
-#include <cstring>
-#endif
 
 #include "common.h"
 
@@ -68,41 +60,11 @@ std::vector<at::Tensor> denseList(Napi::Env env, const Napi::Value& v, const cha
   return ts;
 }
 
-#if FREEADV_TORCH_2_4
-// A listening socket on host's address only (the interface of --master-addr), for rank 0's TCPStore server: on its
-// own the server binds every interface. libtorch >= 2.4 takes it as TCPStoreOptions::masterListenFd and owns it.
-static int listenOn(const std::string& host, int64_t port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (rc != 0) throw std::runtime_error("the master address " + host + " does not resolve: " + gai_strerror(rc));
-  int fd = -1;
-  std::string why;
-  for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) { why = std::strerror(errno); continue; }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
-      why = std::strerror(errno);
-      close(fd);
-      fd = -1;
-    }
-  }
-  freeaddrinfo(found);
-  if (fd < 0) throw std::runtime_error("rank 0 cannot listen on " + host + ":" + std::to_string(port) + " (the master address must be one of this machine's): " + why);
-  return fd;
-}
-#endif
-
-// distInit(host, port, rank, worldSize, timeoutMs, ifname, storeFile, cudaDevice) -- blocks until all ranks joined
-// or timeout. With storeFile (one machine) the rendezvous is a c10d::FileStore in that file and Gloo binds to
-// loopback: nothing listens on the network. Otherwise rank 0 serves a TCPStore at port for the whole job, bound
-// to host's address with libtorch >= 2.4 (libtorch 1.13's TCPStore server listens on every interface and has no
-// option to bind one); it is unauthenticated. cudaDevice >= 0 (builds with NCCL): the group is a ProcessGroupNCCL on that GPU, else Gloo.
+// distInit(host, port, rank, worldSize, timeoutMs, ifname, storeFile, cudaDevice, token) -- blocks until all ranks
+// joined or timeout. With storeFile (one machine) the rendezvous is a c10d::FileStore in that file and Gloo binds to
+// loopback: nothing listens on the network. Otherwise rank 0 serves freeadv's rendezvous store (store.cc) at
+// host:port, on that address only, for the whole job; ranks join it with the job's token. cudaDevice >= 0 (builds
+// with NCCL): the group is a ProcessGroupNCCL on that GPU, else Gloo.
 EXPORT(distInit) {
   Napi::Env env = info.Env();
   if (g_dist) throw torchError(env, "distInit: this process already belongs to a process group");
@@ -114,6 +76,7 @@ EXPORT(distInit) {
   std::string ifname = info.Length() > 5 && info[5].IsString() ? info[5].As<Napi::String>().Utf8Value() : "";
   std::string storeFile = info.Length() > 6 && info[6].IsString() ? info[6].As<Napi::String>().Utf8Value() : "";
   int64_t cudaDevice = info.Length() > 7 && info[7].IsNumber() ? toInt(env, info[7], "cudaDevice") : -1;
+  std::string token = info.Length() > 8 && info[8].IsString() ? info[8].As<Napi::String>().Utf8Value() : "";
 #if !FREEADV_NCCL
   if (cudaDevice >= 0) throw torchError(env, "distInit: this build of the native addon has no NCCL (it needs a CUDA libtorch with c10d's ProcessGroupNCCL)");
 #endif
@@ -127,16 +90,7 @@ EXPORT(distInit) {
     base = c10::make_intrusive<c10d::FileStore>(storeFile, static_cast<int>(size));
     base->setTimeout(timeout);
   } else {
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(port);
-    so.isServer = rank == 0;
-    so.numWorkers = static_cast<size_t>(size);
-    so.waitWorkers = true;
-    so.timeout = timeout;
-#if FREEADV_TORCH_2_4
-    if (rank == 0) so.masterListenFd = listenOn(host, port);
-#endif
-    base = c10::make_intrusive<c10d::TCPStore>(host, so);
+    base = tcpRendezvous(host, static_cast<int>(port), token, static_cast<int>(rank), static_cast<int>(size), timeout);
   }
   auto store = c10::make_intrusive<c10d::PrefixStore>("freeadv/default_pg", base);
 #if FREEADV_NCCL
@@ -237,6 +191,34 @@ EXPORT(distBarrier) {
   return env.Undefined();
 }
 
+// distStore(op, key|keys, ...) -- the group's rendezvous store, for tests and diagnosis: 'set' key value, 'get' key
+// -> string, 'add' key n -> number, 'compareSet' key expected desired -> string, 'check' keys -> boolean, 'wait'
+// keys timeoutMs, 'deleteKey' key -> boolean, 'numKeys' -> number. Values are strings (UTF-8).
+EXPORT(distStore) {
+  Napi::Env env = info.Env();
+  c10d::Store& st = *group(env).store;
+  std::string op = info[0].As<Napi::String>().Utf8Value();
+  auto str = [&](size_t i) { return info[i].As<Napi::String>().Utf8Value(); };
+  auto bytes = [&](size_t i) { auto s = str(i); return std::vector<uint8_t>(s.begin(), s.end()); };
+  auto keys = [&](size_t i) {
+    std::vector<std::string> ks;
+    auto a = info[i].As<Napi::Array>();
+    for (uint32_t k = 0; k < a.Length(); k++) ks.push_back(a.Get(k).As<Napi::String>().Utf8Value());
+    return ks;
+  };
+  auto text = [&](const std::vector<uint8_t>& v) { return Napi::String::New(env, std::string(v.begin(), v.end())); };
+  if (op == "set") st.set(str(1), bytes(2));
+  else if (op == "get") return text(st.get(str(1)));
+  else if (op == "add") return Napi::Number::New(env, static_cast<double>(st.add(str(1), toInt(env, info[2], "n"))));
+  else if (op == "compareSet") return text(st.compareSet(str(1), bytes(2), bytes(3)));
+  else if (op == "check") return Napi::Boolean::New(env, st.check(keys(1)));
+  else if (op == "wait") st.wait(keys(1), std::chrono::milliseconds(toInt(env, info[2], "timeoutMs")));
+  else if (op == "deleteKey") return Napi::Boolean::New(env, st.deleteKey(str(1)));
+  else if (op == "numKeys") return Napi::Number::New(env, static_cast<double>(st.getNumKeys()));
+  else typeError(env, "distStore: unknown op " + op);
+  return env.Undefined();
+}
+
 // Leaves the group (after a final barrier by the caller). The group object is released only on success paths.
 EXPORT(distDestroy) {
   if (g_dist) {
@@ -261,7 +243,7 @@ void registerDist(Napi::Env env, Napi::Object exports) {
   REG(distAvailable); REG(ncclAvailable);
 #if FREEADV_GLOO
   REG(distInit); REG(distInfo); REG(distAllReduce); REG(distBroadcast); REG(distAllGather); REG(distBarrier);
-  REG(distDestroy);
+  REG(distDestroy); REG(distStore);
 #endif
 }
 

@@ -1,5 +1,5 @@
-// Declarations shared by dist.cc (process groups and collectives) and reducer.cc (c10d's gradient Reducer): the
-// c10d headers this libtorch has, and the process group of this process. It defines no macros beyond compat.h's,
+// Declarations shared by dist.cc (process groups and collectives), store.cc (the TCP rendezvous) and reducer.cc
+// (c10d's gradient Reducer): the c10d headers this libtorch has, and the process group of this process. It defines no macros beyond compat.h's,
 // so that files include it before their other headers (and common.h last).
 #pragma once
 
@@ -12,7 +12,6 @@
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #endif
 
 // Set by scripts/libtorch.cjs for a CUDA libtorch whose headers have c10d's ProcessGroupNCCL and nccl.h (the
@@ -31,6 +30,7 @@
 #include <napi.h>
 
 #include <chrono>
+#include <string>
 
 namespace freeadv {
 
@@ -55,6 +55,11 @@ struct DistGroup {
 
 // The group; a TorchError if this process has none.
 DistGroup& group(Napi::Env env);
+
+// store.cc: the rendezvous of a job that meets over TCP. Rank 0 serves it on host:port (that address only) until
+// the store is released, and returns once every rank has joined; every rank connects with the job's token.
+c10::intrusive_ptr<c10d::Store> tcpRendezvous(const std::string& host, int port, const std::string& token, int rank,
+                                              int size, std::chrono::milliseconds timeout);
 #endif
 
 }  // namespace freeadv

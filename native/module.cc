@@ -14,13 +14,16 @@
 //   autograd.cc  autograd entry points, grad mode and inference mode
 //   runtime.cc   RNG, threads, CUDA queries, version
 //   jpeg.cc      JPEG decoding and resizing of crops for the input pipeline (libjpeg-turbo; no libtorch)
-//   dist.cc      process groups (c10d: TCPStore, ProcessGroupGloo) and collectives; dist.h
+//   dist.cc      process groups (c10d: ProcessGroupGloo, or NCCL) and collectives; dist.h
+//   store.cc     the TCP rendezvous: a c10d::Store served by rank 0 on --master-addr only
 //   reducer.cc   gradient averaging overlapped with backward (c10d's Reducer)
+//   interrupt.cc a flag set by SIGINT/SIGTERM as they arrive (a watcher thread), read between attack iterations
 //   module.cc    this file: the module's init, which adds every file's exports
 //
-// Threading contract: every function here must be called from the main JavaScript thread, except jpeg.cc's, which
-// touch no libtorch state and are called from the input pipeline's worker threads too: the module loads in any
-// thread (Init runs once per thread that loads it; the allocator is installed once per process).
+// Threading contract: every function here must be called from the main JavaScript thread (interrupt.cc's
+// watcher thread touches only its own libuv loop and an atomic), except jpeg.cc's, which touch no libtorch state
+// and are called from the input pipeline's worker threads too: the module loads in any thread (Init runs once per
+// thread that loads it; the allocator is installed once per process).
 
 #include "common.h"
 
@@ -35,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   freeadv::registerAllocator(env, exports);
   freeadv::registerDist(env, exports);
   freeadv::registerReducer(env, exports);
+  freeadv::registerInterrupt(env, exports);
   freeadv::registerJpeg(env, exports);
   return exports;
 }

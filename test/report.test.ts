@@ -1,18 +1,20 @@
 // `freeadv report`: the analyses against direct computations (loss-surface grid = direct loss evaluations,
-// saliency = the input gradient, also by finite differences), the targeted attacks, the cache, bad input, and
+// saliency = the input gradient, also by finite differences), the targeted attacks, the cache (and its lock, with
+// reports running at once in real processes), bad input, and
 // the page itself rendered in real headless Chromium (Debian's chromium through playwright-core): every chart
 // drawn, every image loaded, no console errors, no network; a screenshot is kept in test-artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, existsSync, readFileSync, writeFileSync, statSync, utimesSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, mkdirSync, existsSync, readFileSync, writeFileSync, statSync, utimesSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { tmpdir, hostname } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { ceLoss } from '../src/attacks/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
-import { lossSurface, surfaceDirections, surfaceRng, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, cacheKey, REPORT_OPTIONS } from '../src/report/index.js';
+import { lossSurface, surfaceDirections, surfaceRng, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, CACHE_LOCK, cacheKey, REPORT_OPTIONS } from '../src/report/index.js';
 import { kebab } from '../src/options/index.js';
 import { run } from '../src/cli/main.js';
 import type { Module } from '../src/nn/index.js';
@@ -311,4 +313,59 @@ test('a report of a natural and a free run renders in headless Chromium: all cha
   } finally {
     await browser.close();
   }
+});
+
+/** `freeadv report` in a process of its own. */
+function reportProcess(args: string[]): { exit: Promise<{ code: number | null; at: number; out: string; err: string }> } {
+  const c = spawn(process.execPath, [join(ROOT, 'bin', 'freeadv.js'), 'report', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '', err = '';
+  c.stdout.on('data', (d) => (out += d));
+  c.stderr.on('data', (d) => (err += d));
+  return { exit: new Promise((r) => c.on('exit', (code) => r({ code, at: Date.now(), out, err }))) };
+}
+
+test('reports at once on one run keep every cache entry: two processes; a report waits for a held cache lock; a dead holder\'s lock is taken over', async (t) => {
+  const dir = join(tmp, 'concurrent');
+  const r = await cli(['train', '--data-dir', data, '--method', 'natural', '--batch-size', '64', '--max-steps', '2', '--val-size', '0', '--eval-limit', '10', '--eval-attacks', 'pgd-2', '--threads', '2', '--out', dir]);
+  assert.equal(r.code, 0, r.err);
+  const quick = ['--images', '2', '--attack-steps', '2', '--surface-points', '3', '--target-steps', '2', '--threads', '1'];
+  const entries = () => Object.keys((JSON.parse(readFileSync(join(dir, CACHE_FILE), 'utf8')) as { entries: object }).entries).map((k) => JSON.parse(k) as { kind: string; seed: number });
+  const seeds = () => entries().filter((e) => e.kind === 'analyses').map((e) => e.seed).sort();
+
+  // two reports at once, with different seeds: two entries
+  const t0 = Date.now();
+  const [a, b] = await Promise.all([1, 2].map((seed) => reportProcess([dir, ...quick, '--seed', String(seed), '--out', join(tmp, `concurrent-${seed}.html`)]).exit));
+  for (const p of [a!, b!]) {
+    assert.equal(p.code, 0, p.err);
+    assert.match(p.out, /analyses computed/);
+    assert.doesNotMatch(p.err, /warning/);
+  }
+  t.diagnostic(`two reports at once: ${Date.now() - t0} ms`);
+  assert.deepEqual(seeds(), [1, 2]);
+  assert.ok(!existsSync(join(dir, CACHE_LOCK)), 'the lock is gone');
+
+  // another live process holds the cache lock: the report computes, then waits for it before adding its entry
+  const lock = join(dir, CACHE_LOCK);
+  writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), started: new Date().toISOString() }));
+  const c = reportProcess([dir, ...quick, '--seed', '3', '--out', join(tmp, 'concurrent-3.html')]);
+  let exited: number | undefined;
+  void c.exit.then((e) => (exited = e.at));
+  await new Promise((res) => setTimeout(res, 6000)); // a report of 2 images takes about 2 s
+  assert.equal(exited, undefined, 'the report waits while the lock is held');
+  assert.deepEqual(seeds(), [1, 2], 'and has not written the cache');
+  const released = Date.now();
+  rmSync(lock);
+  const e = await c.exit;
+  assert.equal(e.code, 0, e.err);
+  t.diagnostic(`held lock: the report finished ${e.at - released} ms after it was released`);
+  assert.deepEqual(seeds(), [1, 2, 3]);
+
+  // a lock left by a process that is gone is taken over, with a warning
+  const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+  writeFileSync(lock, JSON.stringify({ pid: dead, host: hostname(), started: '2020-01-01T00:00:00.000Z' }));
+  const d = await reportProcess([dir, ...quick, '--seed', '4', '--out', join(tmp, 'concurrent-4.html')]).exit;
+  assert.equal(d.code, 0, d.err);
+  assert.match(d.err, new RegExp(`warning: ${lock.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: took over the lock of process ${dead} \\(started 2020-01-01T00:00:00.000Z\\), which is no longer running`));
+  assert.deepEqual(seeds(), [1, 2, 3, 4]);
+  assert.ok(!existsSync(lock));
 });

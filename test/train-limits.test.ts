@@ -1,7 +1,8 @@
 // Limits, signals and early checks of `freeadv train`: --max-steps stops at exactly that SGD step (inside a free
 // minibatch's replays too) and a run stopped inside a minibatch resumes bit for bit; SIGTERM and SIGINT are
-// honoured within a minibatch's replays, during validation and during the final evaluation; a test split that the
-// final evaluation could not use is refused before the first step, naming its file.
+// honoured within a minibatch's replays, during validation and during the final evaluation (inside one long attack on
+// one batch too: the native interrupt flag); a test split that the final evaluation could not use is refused before
+// the first step, naming its file.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -136,6 +137,43 @@ test('SIGTERM during validation and during the final evaluation: exit 130, check
   assert.match(q.err(), /stopped by SIGTERM during the final evaluation, after all 1 SGD steps \(checkpoint written\)/);
   assert.ok(!existsSync(join(ev, 'summary.json')));
   assert.equal(checkpoint(ev).state.step, 1);
+});
+
+// One attack on one batch that runs for minutes: AutoAttack at ε = 0 (nothing can be fooled, so every stage runs
+// all its iterations on every correctly classified image) on 200 test images in one batch (about 2 minutes on 2
+// cores before the signal could stop it: BENCHMARKS.md, Reliability).
+const longAttack = ['--eps', '0', '--eval-attacks', 'autoattack', '--eval-limit', '200', '--eval-batch-size', '200'];
+
+test('SIGTERM inside one long attack on one batch of the final evaluation stops it within seconds: exit 130, checkpoint kept, no summary', async (t) => {
+  const out = join(tmp, 'sig-attack');
+  const p = start([...common(), '--method', 'natural', '--max-steps', '4', '--val-size', '0', ...longAttack, '--out', out]);
+  await waitFor(() => existsSync(join(out, 'latest.safetensors')), 60_000, 'the final checkpoint');
+  await new Promise((r) => setTimeout(r, 2000)); // the final evaluation has started: well inside AutoAttack on its batch
+  const sent = Date.now();
+  p.child.kill('SIGTERM');
+  const e = await p.exit;
+  t.diagnostic(`exited ${e.at - sent} ms after SIGTERM`);
+  assert.equal(e.code, 130, p.err());
+  assert.ok(e.at - sent < 3000, `exited ${e.at - sent} ms after SIGTERM`); // 0.2–0.3 s measured; 110 s before
+  assert.match(p.err(), /stopped by SIGTERM during the final evaluation, after all 4 SGD steps \(checkpoint written\)/);
+  assert.doesNotMatch(p.err(), /eval 1\/1/, 'the batch was not finished');
+  assert.ok(!existsSync(join(out, 'summary.json')));
+  assert.equal(checkpoint(out).state.step, 4);
+
+  // freeadv eval installs no handlers (it writes nothing): SIGTERM ends it as by default, within the attack too
+  const ev = spawn(process.execPath, [BIN, 'eval', '--run', out, '--checkpoint', 'latest', '--data-dir', data, '--eps', '0', '--attacks', 'autoattack', '--limit', '200', '--batch-size', '200', '--threads', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let evOut = '', evErr = '';
+  ev.stdout.on('data', (d) => (evOut += d));
+  ev.stderr.on('data', (d) => (evErr += d));
+  const evExit = new Promise<{ code: number | null; signal: string | null; at: number }>((r) => ev.on('exit', (code, signal) => r({ code, signal, at: Date.now() })));
+  await new Promise((r) => setTimeout(r, 3000)); // loading takes about 1 s: well inside AutoAttack on the batch
+  const sent2 = Date.now();
+  ev.kill('SIGTERM');
+  const e2 = await evExit;
+  t.diagnostic(`freeadv eval: ended ${e2.at - sent2} ms after SIGTERM`);
+  assert.equal(e2.signal, 'SIGTERM', `${e2.code}: ${evErr}`);
+  assert.ok(e2.at - sent2 < 2000, `ended ${e2.at - sent2} ms after SIGTERM`);
+  assert.equal(evOut, '', 'no result printed');
 });
 
 function idxImages(n: number, h: number, w: number): Buffer {

@@ -17,7 +17,7 @@
  */
 import { Tensor, keep, unkeep, noGrad, scope, where, full, zeros, randLike, randnLike, manualSeed } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, WorstCase, correct, lossInputGrad, checkSteps } from './attack.js';
+import { Attack, WorstCase, correct, interruptionPoint, lossInputGrad, checkSteps } from './attack.js';
 import { threatModel, type ThreatModel } from './threat.js';
 import { lossFn, type LossName, type Loss } from './losses.js';
 import type { AttackEntry } from './registry.js';
@@ -74,6 +74,7 @@ export function apgd(model: Module, x: Tensor, y: Tensor, loss: Loss, threat: Th
   let gap = 0;
   let sinceCheckpoint = 0;
   for (let k = 0; k < steps; k++) {
+    interruptionPoint();
     scope(() => {
       // the step, with momentum from the second iteration on
       const a = k === 0 ? 1 : momentum;

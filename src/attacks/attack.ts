@@ -1,7 +1,7 @@
 // The common shape of an attack (torchattacks-style): built from a model and its settings, called on a batch
 // (x, y) of images in [0, 1], it returns adversarial images inside the ε-ball and [0, 1]. The model is put in
 // eval mode for the attack (BatchNorm statistics must not move) and its previous mode is restored.
-import { Tensor, autograd, keep, noGrad, ops, scope, unkeep, withGradEnabled, zerosLike } from '../torch/index.js';
+import { Tensor, autograd, keep, noGrad, ops, pendingInterrupt, scope, unkeep, withGradEnabled, zerosLike } from '../torch/index.js';
 import { inEvalMode, type Module } from '../nn/index.js';
 import type { ThreatModel } from './threat.js';
 
@@ -22,6 +22,46 @@ export abstract class Attack {
   protected inputGrad(x: Tensor, y: Tensor, loss: (logits: Tensor, y: Tensor) => Tensor): { g: Tensor; logits: Tensor; loss: Tensor } {
     return lossInputGrad(this.model, x, y, loss);
   }
+}
+
+/**
+ * An attack stopped between two of its iterations by SIGINT/SIGTERM (the native interrupt flag), inside
+ * stoppable(). Named AbortError, as an aborted evaluation's error is: the caller stops as it does between batches.
+ */
+export class AttackInterrupted extends Error {
+  override name = 'AbortError';
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal} inside an attack`);
+  }
+}
+
+let stopping = false;
+
+/**
+ * Runs fn (attacks, synchronously) so that a SIGINT/SIGTERM arriving meanwhile stops it at the next iteration of
+ * its attack, throwing AttackInterrupted. Only where the caller can stop there and has armed the flag (its signal
+ * handlers installed, src/train/signals.ts); elsewhere (a training step's attack, ranks that must stop together)
+ * attacks run to the end.
+ */
+export function stoppable<T>(fn: () => T): T {
+  const was = stopping;
+  stopping = true;
+  try {
+    return fn();
+  } finally {
+    stopping = was;
+  }
+}
+
+/**
+ * Every attack's iteration loop calls this once per iteration (PGD step, APGD step, FAB step, Square query):
+ * inside stoppable(), throws AttackInterrupted once a signal has arrived. Costs a flag test, and inside
+ * stoppable() one read of an atomic through the addon (BENCHMARKS.md).
+ */
+export function interruptionPoint(): void {
+  if (!stopping) return;
+  const sig = pendingInterrupt();
+  if (sig) throw new AttackInterrupted(sig);
 }
 
 /**

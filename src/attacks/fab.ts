@@ -21,7 +21,7 @@
  */
 import { Tensor, cat, keep, unkeep, noGrad, manualSeed, ops, scope, where, full } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, correct, lossInputGrad, overTargets } from './attack.js';
+import { Attack, correct, interruptionPoint, lossInputGrad, overTargets } from './attack.js';
 import { threatModel, type ThreatModel } from './threat.js';
 import { sphereStart } from './apgd.js';
 import type { AttackEntry } from './registry.js';
@@ -142,6 +142,7 @@ export class FABT extends Attack {
     let closest = keep(x0.clone());
     let distance = keep(full([B], BIG, { device: x0.device }));
     for (let k = 0; k < this.steps; k++) {
+      interruptionPoint();
       const next = scope(() => {
         // the linearised boundary between y and t at x: ⟨∇f, z⟩ = ⟨∇f, x⟩ − f(x)
         const { g, loss: f } = lossInputGrad(this.model, x, y, margin);

@@ -1,4 +1,4 @@
-export { Attack, WorstCase, correct, lossInputGrad, perExample, targetClass, overTargets } from './attack.js';
+export { Attack, AttackInterrupted, WorstCase, correct, interruptionPoint, lossInputGrad, perExample, stoppable, targetClass, overTargets } from './attack.js';
 export { FGSM } from './fgsm.js';
 export { PGD, type PGDOptions } from './pgd.js';
 export { APGD, apgd, checkpointGaps, sphereStart, type APGDOptions } from './apgd.js';

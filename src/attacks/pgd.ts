@@ -8,7 +8,7 @@
  */
 import { Tensor, carry, noGrad, scope, where } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, correct, checkSteps, perExample } from './attack.js';
+import { Attack, correct, checkSteps, interruptionPoint, perExample } from './attack.js';
 import { threatModel, type ThreatModel } from './threat.js';
 import { lossFn, type LossName } from './losses.js';
 import type { AttackEntry } from './registry.js';
@@ -59,6 +59,7 @@ export class PGD extends Attack {
     for (let r = 0; r < this.restarts && !(this.earlyStop && s.done.all().item()); r++) {
       s.xa = this.randomStart ? this.threat.randomStart(x) : x.clone();
       for (let k = 0; k <= this.steps; k++) {
+        interruptionPoint();
         const stop = scope(() => {
           const last = k === this.steps;
           const { g, logits } = last ? { g: undefined, logits: noGrad(() => this.model.forward(s.xa)) } : this.inputGrad(s.xa, y, objective);

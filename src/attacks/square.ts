@@ -19,7 +19,7 @@
  */
 import { Tensor, arange, full, keep, manualSeed, noGrad, ops, rand, randint, scope, tensor, unkeep, where, zeros } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
-import { Attack, WorstCase, correct } from './attack.js';
+import { Attack, WorstCase, correct, interruptionPoint } from './attack.js';
 import { threatModel } from './threat.js';
 import { cwLoss } from './losses.js';
 import type { AttackEntry } from './registry.js';
@@ -118,6 +118,7 @@ export class Square extends Attack {
       best = b!; bestMargin = m!;
     };
     for (let i = 0; i < this.queries && at.size(0) > 0; i++) {
+      interruptionPoint();
       const p = squareFraction(i, this.pInit, this.queries, this.rescaleSchedule);
       const someFooled = scope(() => {
         const candidate = this.threat.norm === 'linf' ? this.proposeLinf(xa, besta, p) : this.proposeL2(xa, besta, p);

@@ -3,8 +3,11 @@
 // one node of a multi-machine job, like `torchrun --nnodes M --node-rank k --nproc-per-node N`.
 // The launcher forwards SIGINT/SIGTERM to its ranks; when a rank fails it stops the others and exits non-zero,
 // naming the rank. On one machine the ranks meet through a file in a private temporary folder (a c10d FileStore;
-// Gloo's sockets on loopback): nothing listens on the network. Several machines meet at rank 0's TCPStore.
+// Gloo's sockets on loopback): nothing listens on the network. Several machines (or an explicit --master-addr) meet
+// at rank 0's rendezvous server, bound to --master-addr, which admits only ranks that give the job's token
+// (FREEADV_RENDEZVOUS_TOKEN: made here for a one-machine job; several machines must be given the same one).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +25,7 @@ export const LAUNCH_OPTIONS = {
   nproc: { type: 'int', arg: 'N', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: 'start N training processes on this machine (threads per process: cores / N)' },
   nnodes: { type: 'int', arg: 'M', group: GROUP, cliOnly: true, min: 1, max: 1024, default: 1, help: "machines in the job; with --node-rank, --master-addr, --master-port" },
   nodeRank: { type: 'int', arg: 'K', group: GROUP, cliOnly: true, min: 0, max: 1023, default: 0, check: (v, c) => (v >= (c.nnodes as number) ? `must be below --nnodes ${String(c.nnodes)}, got ${v}` : undefined), help: "this machine's index in [0, M)" },
-  masterAddr: { type: 'string', arg: 'A', group: GROUP, cliOnly: true, optional: true, defaultText: 'none with one machine: a file rendezvous', help: "address of rank 0's machine (required with --nnodes > 1; its rendezvous port is unauthenticated: trusted networks only)" },
+  masterAddr: { type: 'string', arg: 'A', group: GROUP, cliOnly: true, optional: true, defaultText: 'none with one machine: a file rendezvous', help: "address of rank 0's machine, where its rendezvous listens, on that address only (required with --nnodes > 1; with several machines export the same FREEADV_RENDEZVOUS_TOKEN on each; trusted networks only)" },
   masterPort: { type: 'int', arg: 'P', group: GROUP, cliOnly: true, optional: true, min: 1, max: 65535, defaultText: '29500 with several machines', help: 'its TCP port' },
   distTimeout: { type: 'number', arg: 'S', group: GROUP, cliOnly: true, min: 0, above: true, max: 7 * 86400, default: 300, help: 'seconds before a dead or hung peer stops the job with an error' },
 } satisfies OptionTable;
@@ -58,7 +61,12 @@ export async function launch(args: string[], o: LaunchOptions, out: (s: string) 
   // one machine, no address given: a FileStore in a folder only this user can enter, removed at the end
   const oneMachine = o.masterAddr === undefined && o.masterPort === undefined && o.nnodes === 1;
   const storeDir = oneMachine ? mkdtempSync(join(tmpdir(), 'freeadv-rendezvous-')) : undefined;
-  const rendezvous = storeDir ? { FREEADV_STORE_FILE: join(storeDir, 'store') } : { MASTER_ADDR: o.masterAddr ?? '127.0.0.1', MASTER_PORT: String(o.masterPort ?? (await freePort())) };
+  // over TCP the ranks show the job's token to rank 0: this launcher's own, unless one is given for all machines
+  const token = process.env.FREEADV_RENDEZVOUS_TOKEN || (o.nnodes === 1 ? randomBytes(16).toString('hex') : '');
+  if (!storeDir && !token) err(`freeadv: warning: FREEADV_RENDEZVOUS_TOKEN is not set: any process that reaches ${o.masterAddr}:${o.masterPort ?? 29500} can join this job's rendezvous (export the same secret on every machine)`);
+  const rendezvous = storeDir
+    ? { FREEADV_STORE_FILE: join(storeDir, 'store') }
+    : { MASTER_ADDR: o.masterAddr ?? '127.0.0.1', MASTER_PORT: String(o.masterPort ?? (await freePort())), FREEADV_RENDEZVOUS_TOKEN: token };
   const world = o.nproc * o.nnodes;
   const children: ChildProcess[] = [];
   const codes: (number | undefined)[] = [];

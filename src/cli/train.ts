@@ -42,7 +42,8 @@ instead, FREEADV_BUCKET_MB sets the bucket size (25).
 A run folder holds config.json, metrics.jsonl, latest.safetensors, best.safetensors and summary.json.
 --out must be a new or empty folder; while a run writes it holds DIR/.lock, and another train on that folder
 is refused (the lock of a process that is no longer running is taken over).
-Ctrl-C finishes the current step, writes a checkpoint and prints how to resume.`;
+Ctrl-C finishes the current step (during validation or the final evaluation: the current attack iteration),
+writes a checkpoint and prints how to resume; pressed again, it exits at once without saving.`;
 }
 
 const LAUNCH_FLAGS = Object.keys(LAUNCH_OPTIONS).map(kebab);

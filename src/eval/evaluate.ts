@@ -5,7 +5,7 @@
 import { Tensor, noGrad, scope, autograd, randnLike } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { nextTurn } from '../data/index.js';
-import { correct, ceLoss, makeAttack, checkAttackName, AutoAttack, type AttackSettings } from '../attacks/index.js';
+import { correct, ceLoss, makeAttack, checkAttackName, stoppable, AttackInterrupted, AutoAttack, type AttackSettings } from '../attacks/index.js';
 
 export interface Batch {
   x: Tensor;
@@ -32,7 +32,11 @@ export interface EvalOptions extends AttackSettings {
   onBatch?: (done: number) => void;
   /** Skip the sanity checks. */
   noChecks?: boolean;
-  /** Stops the evaluation before any attack of a batch when aborted (throwing its reason). One process only: ranks would not agree. */
+  /**
+   * Stops the evaluation before any attack of a batch when aborted (throwing its reason), and inside an attack at
+   * its next iteration when a signal arrives (the caller's handlers have armed the native flag: src/train/signals.ts).
+   * One process only: ranks would not agree.
+   */
   signal?: AbortSignal;
 }
 
@@ -70,12 +74,22 @@ export async function evaluate(model: Module, batches: AsyncIterable<Batch> | It
             if (opts.signal.aborted) throw opts.signal.reason;
           }
           const name = opts.attacks[i]!;
-          const next = scope(() => {
-            const adv = atk.run(x, y);
-            const okA = noGrad(() => correct(model.forward(adv), y)).logicalAnd(ok);
-            robust[name] = robust[name]! + okA.sum().item();
-            return all.logicalAnd(okA);
-          });
+          let next: Tensor;
+          try {
+            next = scope(() => {
+              // with `signal`, a signal stops the attack at its next iteration (the native flag: attack.ts)
+              const adv = opts.signal ? stoppable(() => atk.run(x, y)) : atk.run(x, y);
+              const okA = noGrad(() => correct(model.forward(adv), y)).logicalAnd(ok);
+              robust[name] = robust[name]! + okA.sum().item();
+              return all.logicalAnd(okA);
+            });
+          } catch (e) {
+            if (!(e instanceof AttackInterrupted)) throw e;
+            // the signal's handler runs at the next poll of the event loop (one or two turns): the evaluation then
+            // stops as it does between batches
+            for (let turn = 0; turn < 50 && !opts.signal?.aborted; turn++) await nextTurn();
+            throw opts.signal?.aborted ? opts.signal.reason : e;
+          }
           if (all !== ok) all.dispose();
           all = next;
         }

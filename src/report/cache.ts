@@ -2,13 +2,20 @@
 // kind of result, its options, and the checkpoint's size and modification time), so that re-rendering a report
 // is instant and a new checkpoint is never paired with stale results. Entries are checked against their schema
 // when read (report.ts): one that does not fit is not used, with a warning naming the file and the field.
+// Reports may run at once on the same run: each new entry is added under a lock (report-cache.json.lock, the
+// run folder's lock machinery), so that none is lost; reading needs no lock (writes are atomic).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { writeJsonAtomic } from '../io/index.js';
 import { check, quote, SchemaError, type Schema } from '../options/index.js';
+import { LockFile } from '../train/index.js';
 
 export const CACHE_FILE = 'report-cache.json';
+export const CACHE_LOCK = 'report-cache.json.lock';
 const FORMAT = 1;
+/** How long a report waits for another one to add its entry (a few milliseconds) before it leaves its own out. */
+const LOCK_WAIT_MS = 30_000;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 interface CacheFile {
   format: number;
@@ -52,10 +59,43 @@ function checked<T>(dir: string, key: string, v: unknown, schema: Schema, warn: 
 }
 
 /**
- * Stores a value (atomically). Entries of other checkpoints of the same file are dropped. A folder that cannot
+ * Stores a value (atomically, under the cache's lock: reports at once on the same run all keep their entries).
+ * Entries of other checkpoints of the same file are dropped. A folder that cannot
  * be written is reported through `warn`, not thrown: the report itself does not need the cache.
  */
 export function cachePut(dir: string, key: string, value: unknown, warn: (s: string) => void): void {
+  withLock(dir, warn, () => put(dir, key, value, warn));
+}
+
+/** Runs fn holding the cache's lock, waiting for another report that holds it; gives up with a warning after LOCK_WAIT_MS. */
+function withLock(dir: string, warn: (s: string) => void, fn: () => void): void {
+  const p = join(dir, CACHE_LOCK);
+  const lock = new LockFile(p, p);
+  const t0 = Date.now();
+  for (;;) {
+    let busy;
+    try {
+      busy = lock.tryTake(warn);
+    } catch (e) {
+      warn(`could not write the report cache in ${dir}: ${(e as Error).message}`);
+      return;
+    }
+    if (!busy) break;
+    if (Date.now() - t0 > LOCK_WAIT_MS) {
+      const h = busy.holder;
+      warn(`the report cache in ${dir} stayed locked for ${LOCK_WAIT_MS / 1000} s (${h ? `by process ${h.pid} on ${h.host}, since ${h.started}` : `${p} is not a lock of freeadv`}); this result is not cached (remove ${p} if no report is running)`);
+      return;
+    }
+    Atomics.wait(sleeper, 0, 0, 20); // the holder only reads and rewrites the file
+  }
+  try {
+    fn();
+  } finally {
+    lock.release();
+  }
+}
+
+function put(dir: string, key: string, value: unknown, warn: (s: string) => void): void {
   const c = read(dir);
   const ck = (JSON.parse(key) as { checkpoint: { file: string } }).checkpoint;
   for (const k of Object.keys(c.entries)) {

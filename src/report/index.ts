@@ -4,6 +4,6 @@ export { inputGradient, saliency, surfaceDirections, surfaceAxis, surfaceRng, lo
 export { readRun, loadRunModel, runTestData, ReportError, type RunInfo, type MetricLine } from './run.js';
 export { renderHtml, methodLabel } from './html.js';
 export { pngDataUris, pngBuffers } from './png.js';
-export { CACHE_FILE, cacheKey, cacheGet, cachePut, cacheFind } from './cache.js';
+export { CACHE_FILE, CACHE_LOCK, cacheKey, cacheGet, cachePut, cacheFind } from './cache.js';
 export { REPORT_OPTIONS } from './options.js';
 export { html, raw, scriptJson, escapeHtml, Html, GENERATOR } from './markup.js';

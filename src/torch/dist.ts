@@ -1,4 +1,4 @@
-// Process groups over libtorch's c10d: TCPStore (or FileStore) rendezvous and ProcessGroupGloo (CPU tensors) or,
+// Process groups over libtorch's c10d: a TCP rendezvous (freeadv's store, native/store.cc) or a FileStore, and ProcessGroupGloo (CPU tensors) or,
 // on GPUs, ProcessGroupNCCL (CUDA tensors), the engine
 // PyTorch's torch.distributed uses. One group per process. Collectives block the calling (main) thread until
 // every rank has taken part or the group's timeout passes; a dead or hung peer becomes a DistError. Gradients
@@ -6,6 +6,8 @@
 //
 // The launch contract is torchrun's: MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK; or, for ranks on one
 // machine, FREEADV_STORE_FILE instead of MASTER_ADDR/MASTER_PORT: a file rendezvous, nothing listening on the network.
+// Over TCP, rank 0 serves the rendezvous on MASTER_ADDR only and admits the ranks that give the job's token,
+// FREEADV_RENDEZVOUS_TOKEN (the launcher makes one per job; unset: the empty token).
 import { native, type Handle } from './native.js';
 import { Tensor } from './tensor.js';
 import { TorchError } from './errors.js';
@@ -27,8 +29,10 @@ export interface Rank {
 export interface Rendezvous {
   masterAddr: string;
   masterPort: number;
-  /** A c10d FileStore instead of rank 0's TCPStore (ranks on one machine; the address and port are then unused). */
+  /** A c10d FileStore instead of rank 0's TCP rendezvous (ranks on one machine; the address and port are then unused). */
   storeFile?: string;
+  /** The job's secret for the TCP rendezvous (FREEADV_RENDEZVOUS_TOKEN): rank 0 admits only ranks that give it. */
+  token?: string;
   rank: number;
   worldSize: number;
   localRank: number;
@@ -112,7 +116,9 @@ export function rendezvousFromEnv(env: NodeJS.ProcessEnv = process.env): Rendezv
   const storeFile = env.FREEADV_STORE_FILE || undefined;
   const masterPort = int('MASTER_PORT', worldSize === 1 || storeFile ? 29500 : undefined);
   if (masterPort < 1 || masterPort > 65535) throw new RangeError(`environment variable MASTER_PORT must be in [1, 65535], got ${masterPort}`);
-  return { masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort, ...(storeFile && { storeFile }), rank, worldSize, localRank: int('LOCAL_RANK', rank) };
+  const token = env.FREEADV_RENDEZVOUS_TOKEN || undefined;
+  if (token && Buffer.byteLength(token) > 256) throw new RangeError('environment variable FREEADV_RENDEZVOUS_TOKEN must be at most 256 bytes');
+  return { masterAddr: env.MASTER_ADDR || '127.0.0.1', masterPort, ...(storeFile && { storeFile }), ...(token && { token }), rank, worldSize, localRank: int('LOCAL_RANK', rank) };
 }
 
 /** Joins the process group (blocks until all WORLD_SIZE ranks have joined, or throws DistError after the timeout). */
@@ -120,11 +126,26 @@ export function init(o: InitOptions): GroupInfo {
   const f = need('distInit');
   if (o.cudaDevice !== undefined && !native.ncclAvailable()) throw new DistError('this build of the native addon has no NCCL: build it against a CUDA PyTorch (bash scripts/build-pip-torch.sh)');
   wrapErr(`joining the process group ${o.storeFile ? `through ${o.storeFile}` : `at ${o.masterAddr}:${o.masterPort}`} as rank ${o.rank} of ${o.worldSize}`, () =>
-    f(o.masterAddr, o.masterPort, o.rank, o.worldSize, Math.max(1, Math.round(o.timeoutMs)), o.ifname ?? process.env.GLOO_SOCKET_IFNAME, o.storeFile, o.cudaDevice ?? -1),
+    f(o.masterAddr, o.masterPort, o.rank, o.worldSize, Math.max(1, Math.round(o.timeoutMs)), o.ifname ?? process.env.GLOO_SOCKET_IFNAME, o.storeFile, o.cudaDevice ?? -1, o.token ?? ''),
   );
   collectiveDevice = o.cudaDevice !== undefined ? `cuda:${o.cudaDevice}` : 'cpu';
   return info()!;
 }
+
+/**
+ * The group's rendezvous store (for tests and diagnosis): what c10d's Store does, with string values. `wait` throws
+ * a DistError naming the keys after timeoutMs.
+ */
+export const store = {
+  set: (key: string, value: string): void => void wrapErr('store set', () => need('distStore')('set', key, value)),
+  get: (key: string): string => wrapErr('store get', () => need('distStore')('get', key) as string),
+  add: (key: string, n: number): number => wrapErr('store add', () => need('distStore')('add', key, n) as number),
+  compareSet: (key: string, expected: string, desired: string): string => wrapErr('store compareSet', () => need('distStore')('compareSet', key, expected, desired) as string),
+  check: (keys: string[]): boolean => wrapErr('store check', () => need('distStore')('check', keys) as boolean),
+  wait: (keys: string[], timeoutMs: number): void => void wrapErr('store wait', () => need('distStore')('wait', keys, timeoutMs)),
+  deleteKey: (key: string): boolean => wrapErr('store deleteKey', () => need('distStore')('deleteKey', key) as boolean),
+  numKeys: (): number => wrapErr('store numKeys', () => need('distStore')('numKeys') as number),
+};
 
 /** The group this process belongs to, or undefined. */
 export function info(): GroupInfo | undefined {

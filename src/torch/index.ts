@@ -10,4 +10,5 @@ export * as ops from './ops.js';
 export { autocast, autocastState, isAutocastEnabled, autocastUnsupported, deviceType, type AutocastDType } from './autocast.js';
 export { def, defInplace } from './call.js';
 export * as dist from './dist.js';
+export { armInterrupts, pendingInterrupt } from './interrupt.js';
 export { jpegAvailable, jpegDecode, jpegDecodeAsync, resizeRgb, type JpegOptions, type JpegPixels } from './jpeg.js';

@@ -81,19 +81,24 @@ export interface Native {
   distAvailable(): boolean;
   /** Whether it also has c10d's ProcessGroupNCCL (built against a CUDA libtorch with NCCL). */
   ncclAvailable(): boolean;
-  /** storeFile: a FileStore rendezvous (one machine), else a TCPStore; cudaDevice >= 0: a ProcessGroupNCCL on that GPU (builds with NCCL), else ProcessGroupGloo. */
-  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string, storeFile?: string, cudaDevice?: number): void;
+  /** storeFile: a FileStore rendezvous (one machine), else rank 0 serves freeadv's TCP store on host (token: the job's); cudaDevice >= 0: a ProcessGroupNCCL on that GPU (builds with NCCL), else ProcessGroupGloo. */
+  distInit?(host: string, port: number, rank: number, worldSize: number, timeoutMs: number, ifname?: string, storeFile?: string, cudaDevice?: number, token?: string): void;
   distInfo?(): { rank: number; worldSize: number; backend: string; timeoutMs: number } | undefined;
   distAllReduce?(tensors: Handle[], op: number): void;
   distBroadcast?(tensors: Handle[], root: number): void;
   distAllGather?(tensor: Handle[]): Handle[];
   distBarrier?(): void;
   distDestroy?(): void;
+  distStore?(op: string, ...args: unknown[]): unknown;
   distReducerNew?(params: Handle[], bucketBytes: number, firstBucketBytes: number, findUnused: boolean): Handle;
   distReducerPrepare?(reducer: Handle, outputs: Handle[]): void;
   distReducerStatus?(reducer: Handle): { armed: boolean; failure: string | null; tailMs: number };
   distReducerBuckets?(reducer: Handle): number[][];
   distReducerFree?(reducer: Handle): void;
+  /** Arms (clearing the flag) or disarms the watcher of SIGINT/SIGTERM (interrupt.cc); absent in older builds. */
+  interruptArm?(on: boolean): void;
+  /** The number of the first SIGINT/SIGTERM since arming, or 0. */
+  interruptPending?(): number;
   /** native/jpeg.cc: callable from any thread; the decoder only where the addon was built with libjpeg's headers. */
   jpegDecode?(bytes: Uint8Array, opts: JpegOptions): JpegPixels;
   jpegDecodeAsync?(bytes: Uint8Array, opts: JpegOptions): Promise<JpegPixels>;

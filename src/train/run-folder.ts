@@ -112,7 +112,7 @@ export const LOCK_FILE = '.lock';
 /** The files a run writes, and the temporary files of interrupted atomic writes (src/io/atomic.ts). */
 const RUN_OUTPUTS = new Set([...Object.values(RUN_FILES), TENSORBOARD_FILE, LOCK_FILE]);
 const TMP_FILE = /^\..*\.tmp-\d+-[0-9a-f]+$/;
-interface LockHolder {
+export interface LockHolder {
   pid: number;
   host: string;
   started: string;
@@ -137,16 +137,80 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * A lock file: created exclusively (O_EXCL), holding its process's pid, host and start time. The lock of a process
+ * that is gone (same host, pid not running) is taken over with a warning. One home for the run folder's writer
+ * lock (RunFolder.lock) and the report cache's (src/report/cache.ts).
+ */
+export class LockFile {
+  private held: LockHolder | undefined;
+  /** label: what a warning names (the run folder, the lock file). */
+  constructor(readonly path: string, private readonly label: string) {}
+
+  /**
+   * Takes the lock if it is free, or held by a process of this host that is gone: then undefined. Else what holds
+   * it: its holder, or none when the file is not a lock (or is being written by a process taking it). Errors other
+   * than "exists" (a folder that cannot be written) are thrown.
+   */
+  tryTake(warn: (s: string) => void): { holder: LockHolder | undefined } | undefined {
+    if (this.held) return undefined;
+    const p = this.path;
+    const me: LockHolder = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const fd = openSync(p, 'wx');
+        try {
+          writeSync(fd, JSON.stringify(me));
+        } finally {
+          closeSync(fd);
+        }
+        this.held = me;
+        return undefined;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const h = readLock(p);
+      if (!h || h.host !== me.host || alive(h.pid) || attempt > 0) return { holder: h };
+      // stale: move it away, and put back what was moved if it was not that stale lock (another process took over first)
+      const away = `${p}.stale-${process.pid}`;
+      try {
+        renameSync(p, away);
+      } catch {
+        continue; // gone already: try again
+      }
+      const moved = readLock(away);
+      if (moved && (moved.pid !== h.pid || moved.started !== h.started)) {
+        try {
+          linkSync(away, p);
+        } catch {
+          // a third process holds it now; the next attempt says so
+        }
+      } else warn(`${this.label}: took over the lock of process ${h.pid} (started ${h.started}), which is no longer running`);
+      rmSync(away, { force: true });
+    }
+  }
+
+  /** Releases the lock, only if it is still this process's. */
+  release(): void {
+    if (!this.held) return;
+    const h = readLock(this.path);
+    if (h && h.pid === this.held.pid && h.started === this.held.started) rmSync(this.path, { force: true });
+    this.held = undefined;
+  }
+}
+
 /** A run folder of this process's job (rank 0 writes its files). */
 export class RunFolder {
   readonly dir: string;
-  private held: LockHolder | undefined;
+  private held = false;
+  private readonly lockFile: LockFile;
   private createdDir = false;
   /** checkNew found a run of the same configuration without a checkpoint: create() replaces its files. */
   private restart = false;
   private readonly onExit = () => this.unlock();
   constructor(dir: string, readonly writer = true) {
     this.dir = resolve(dir);
+    this.lockFile = new LockFile(join(this.dir, LOCK_FILE), this.dir);
   }
   path(file: keyof typeof RUN_FILES): string {
     return join(this.dir, RUN_FILES[file]);
@@ -218,59 +282,28 @@ export class RunFolder {
       }
     }
     const p = join(this.dir, LOCK_FILE);
-    const me: LockHolder = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const fd = openSync(p, 'wx');
-        try {
-          writeSync(fd, JSON.stringify(me));
-        } finally {
-          closeSync(fd);
-        }
-        this.held = me;
-        process.on('exit', this.onExit);
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-          this.removeIfCreated();
-          throw new ConfigError(option, `run folder ${this.dir} is not writable (${(e as Error).message})`);
-        }
-      }
-      const h = readLock(p);
-      const refuse = (why: string): never => {
-        this.removeIfCreated();
-        throw new ConfigError(option, why);
-      };
-      if (!h) refuse(`${this.dir} holds ${LOCK_FILE}, which is not a lock of freeadv train; remove it if no other program writes to the folder`);
-      if (h!.host !== me.host || alive(h!.pid) || attempt > 0) {
-        refuse(`${this.dir} is in use by another freeadv train (pid ${h!.pid} on ${h!.host}, since ${h!.started}); wait for it to end or give another --out${h!.host !== me.host ? ` (remove ${p} if that process is gone)` : ''}`);
-      }
-      // stale: move it away, and put back what was moved if it was not that stale lock (another process took over first)
-      const away = `${p}.stale-${process.pid}`;
-      try {
-        renameSync(p, away);
-      } catch {
-        continue; // gone already: try again
-      }
-      const moved = readLock(away);
-      if (moved && (moved.pid !== h!.pid || moved.started !== h!.started)) {
-        try {
-          linkSync(away, p);
-        } catch {
-          // a third process holds it now; the next attempt says so
-        }
-      } else warn(`${this.dir}: took over the lock of process ${h!.pid} (started ${h!.started}), which is no longer running`);
-      rmSync(away, { force: true });
+    let busy;
+    try {
+      busy = this.lockFile.tryTake(warn);
+    } catch (e) {
+      this.removeIfCreated();
+      throw new ConfigError(option, `run folder ${this.dir} is not writable (${(e as Error).message})`);
     }
+    if (busy) {
+      this.removeIfCreated();
+      const h = busy.holder;
+      if (!h) throw new ConfigError(option, `${this.dir} holds ${LOCK_FILE}, which is not a lock of freeadv train; remove it if no other program writes to the folder`);
+      throw new ConfigError(option, `${this.dir} is in use by another freeadv train (pid ${h.pid} on ${h.host}, since ${h.started}); wait for it to end or give another --out${h.host !== hostname() ? ` (remove ${p} if that process is gone)` : ''}`);
+    }
+    this.held = true;
+    process.on('exit', this.onExit);
   }
 
   /** Releases the lock (only if it is still this process's) and a folder created for it that stayed empty. */
   unlock(): void {
     if (!this.held) return;
-    const p = join(this.dir, LOCK_FILE);
-    const h = readLock(p);
-    if (h && h.pid === this.held.pid && h.started === this.held.started) rmSync(p, { force: true });
-    this.held = undefined;
+    this.lockFile.release();
+    this.held = false;
     process.off('exit', this.onExit);
     this.removeIfCreated();
   }
