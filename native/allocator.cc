@@ -186,11 +186,13 @@ EXPORT(resetPeakMemory) {
 }  // namespace
 
 void installAllocator() {
-  if (!g_alloc) {
+  // once per process, whichever thread loads the module first (loader worker threads load it too)
+  static std::once_flag once;
+  std::call_once(once, [] {
     g_alloc = new CachingCPUAllocator();  // never freed: tensors may outlive the module
     const char* off = std::getenv("FREEADV_CACHING_ALLOCATOR");
     if (!(off && std::string(off) == "0")) c10::SetCPUAllocator(g_alloc, /*priority=*/100);
-  }
+  });
 }
 
 void registerAllocator(Napi::Env env, Napi::Object exports) {

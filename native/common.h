@@ -2,7 +2,8 @@
 // mapping of C++ exceptions to JS errors that every export goes through (EXPORT), argument conversions used
 // across files, and each file's registration function.
 //
-// Threading contract: every function of the addon must be called from the main JavaScript thread.
+// Threading contract: every function of the addon must be called from the main JavaScript thread (jpeg.cc's
+// excepted: see module.cc).
 //
 // Include this header after the library headers a file needs: it defines macros (EXPORT, REG).
 #pragma once
@@ -87,5 +88,6 @@ void registerRuntime(Napi::Env env, Napi::Object exports);
 void registerDist(Napi::Env env, Napi::Object exports);
 void registerReducer(Napi::Env env, Napi::Object exports);
 void registerInterrupt(Napi::Env env, Napi::Object exports);
+void registerJpeg(Napi::Env env, Napi::Object exports);
 
 }  // namespace freeadv

@@ -13,6 +13,7 @@
 //   tensors.cc   tensor handles and their lifetime, data in and out, metadata
 //   autograd.cc  autograd entry points, grad mode and inference mode
 //   runtime.cc   RNG, threads, CUDA queries, version
+//   jpeg.cc      JPEG decoding and resizing of crops for the input pipeline (libjpeg-turbo; no libtorch)
 //   dist.cc      process groups (c10d: ProcessGroupGloo, or NCCL) and collectives; dist.h
 //   store.cc     the TCP rendezvous: a c10d::Store served by rank 0 on --master-addr only
 //   reducer.cc   gradient averaging overlapped with backward (c10d's Reducer)
@@ -20,7 +21,9 @@
 //   module.cc    this file: the module's init, which adds every file's exports
 //
 // Threading contract: every function here must be called from the main JavaScript thread (interrupt.cc's
-// watcher thread touches only its own libuv loop and an atomic).
+// watcher thread touches only its own libuv loop and an atomic), except jpeg.cc's, which touch no libtorch state
+// and are called from the input pipeline's worker threads too: the module loads in any thread (Init runs once per
+// thread that loads it; the allocator is installed once per process).
 
 #include "common.h"
 
@@ -36,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   freeadv::registerDist(env, exports);
   freeadv::registerReducer(env, exports);
   freeadv::registerInterrupt(env, exports);
+  freeadv::registerJpeg(env, exports);
   return exports;
 }
 

@@ -13,7 +13,8 @@
 # carry device-pack/ (dist/ plus the few runtime packages: sharp for JPEGs, node-addon-api for the build, …).
 # It needs Node.js >= 20, a C++ compiler and make, python3 with a CUDA build of torch (its libtorch is what the
 # addon is built against: include/, lib/, and the nvidia-* wheels' headers), and gloo's headers for process
-# groups (Debian: libgloo-dev; without them the addon is built without them and the NCCL test is skipped).
+# groups (Debian: libgloo-dev; without them the addon is built without them and the NCCL test is skipped), and
+# libjpeg's headers for the addon's JPEG decoder (Debian: libjpeg62-turbo-dev; without them sharp decodes JPEGs).
 # What is missing is named before any work (exit 2). Environment: BUDGET_S (480), OUT_JSON, PYTHON (python3),
 # ARCHIVE (the CIFAR-10 JPEG archive; default shared/data or ../shared/data), ADDON (an addon already built:
 # skips the build), DEVICE (cuda; SMOKE: cpu).

@@ -37,6 +37,12 @@ function gloo(t) {
     fs.existsSync(path.join(t.inc[0], 'torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupGloo.hpp'));
 }
 
+// native/jpeg.cc decodes JPEGs with libjpeg(-turbo) where its headers are found (Debian: libjpeg62-turbo-dev);
+// without them the addon is built without the decoder and sharp decodes JPEGs.
+function jpeg() {
+  return ['/usr/include', '/usr/local/include'].some((d) => fs.existsSync(path.join(d, 'jpeglib.h')));
+}
+
 // libtorch's version, from torch/version.h (TORCH_VERSION_MAJOR/MINOR); null where it cannot be read.
 function version(t) {
   // (2.14 moved the numbers from torch/version.h to torch/headeronly/version.h, which the former includes)
@@ -102,10 +108,10 @@ function flags(what) {
     case 'defines':
       return [
         `_GLIBCXX_USE_CXX11_ABI=${cxx11abi(t.lib)}`, `FREEADV_CUDA=${cuda ? 1 : 0}`, `FREEADV_GLOO=${gloo(t) ? 1 : 0}`,
-        `FREEADV_NCCL=${nccl && gloo(t) ? 1 : 0}`,
+        `FREEADV_NCCL=${nccl && gloo(t) ? 1 : 0}`, `FREEADV_JPEG=${jpeg() ? 1 : 0}`,
       ];
     case 'libs':
-      return [`-L${t.lib}`, '-ltorch', '-ltorch_cpu', '-lc10'];
+      return [`-L${t.lib}`, '-ltorch', '-ltorch_cpu', '-lc10', ...(jpeg() ? ['-ljpeg'] : [])];
     case 'ldflags':
       // --no-as-needed keeps libtorch_cuda linked although no symbol of it is referenced: its static
       // initialisers register the CUDA kernels and hooks.
@@ -116,7 +122,7 @@ function flags(what) {
     case 'cxxstd':
       return [cxxstd(t)];
     case 'info':
-      return [JSON.stringify({ ...t, cuda, nccl: nccl && gloo(t), gloo: gloo(t), cxx11abi: cxx11abi(t.lib), version: version(t), cxxstd: cxxstd(t) })];
+      return [JSON.stringify({ ...t, cuda, nccl: nccl && gloo(t), gloo: gloo(t), cxx11abi: cxx11abi(t.lib), jpeg: jpeg(), version: version(t), cxxstd: cxxstd(t) })];
     default:
       throw new Error(`unknown query ${what}`);
   }

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(libtorch-dev libgloo-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3)
+pkgs=(libtorch-dev libgloo-dev libjpeg62-turbo-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3)
 [ "${1:-}" = "--tests" ] && pkgs+=(python3-torch python3-onnx python3-protobuf chromium)
 missing=()
 for p in "${pkgs[@]}"; do

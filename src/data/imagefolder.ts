@@ -1,5 +1,6 @@
-// ImageFolder (torchvision layout: root/<class>/**/<image>; class names sorted → labels 0..K-1), decoded with
-// sharp to RGB uint8 in CHW order, with torchvision's transforms:
+// ImageFolder (torchvision layout: root/<class>/**/<image>; class names sorted → labels 0..K-1), decoded to RGB
+// uint8 — JPEGs by the addon's libjpeg-turbo decoder (native/jpeg.cc: only the crop, at the smallest DCT scale that
+// covers it, resized as PIL does), other formats (and CMYK JPEGs) with sharp — with torchvision's transforms:
 //   train: RandomResizedCrop(size, scale=(0.08, 1), ratio=(3/4, 4/3)) + RandomHorizontalFlip
 //   eval:  Resize(resize, short side) + CenterCrop(size)
 import { readdirSync, statSync, existsSync, openSync, fstatSync, readSync, closeSync, constants as fsConstants, type Stats } from 'node:fs';
@@ -8,6 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { isMainThread } from 'node:worker_threads';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
+import { jpegAvailable, jpegDecode, jpegDecodeAsync, resizeRgb, type JpegOptions } from '../torch/jpeg.js';
 import { DataError } from './errors.js';
 import { allocShared, mapLimit } from './util.js';
 import type { Rng } from './prng.js';
@@ -134,8 +136,14 @@ export function hwcToRgb(src: Uint8Array, channels: number, h: number, w: number
   }
 }
 
-/** Decoded pixels: interleaved HWC with 1-4 channels. */
-export interface RawPixels { data: Buffer; w: number; h: number; channels: number }
+/** Decoded pixels: interleaved HWC with 1-4 channels, or (planar) 3 planes C×H×W. */
+export interface RawPixels { data: Buffer; w: number; h: number; channels: number; planar?: boolean }
+
+/** Pixels as 3-channel CHW written into dst at offset (a copy when they are planar already). */
+function writeChw(r: RawPixels, dst: Uint8Array, offset: number): void {
+  if (r.planar) dst.set(r.data, offset);
+  else hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
+}
 
 async function rawRgb(img: sharp.Sharp, file: string): Promise<RawPixels> {
   try {
@@ -157,7 +165,7 @@ async function dims(img: sharp.Sharp, file: string): Promise<{ w: number; h: num
   }
 }
 
-function open(file: string): sharp.Sharp {
+function open(file: string | Buffer): sharp.Sharp {
   // 8-bit sRGB output; 16-bit PNGs are reduced to 8 bits.
   return sharp(file, { failOn: 'error' }).toColourspace('srgb');
 }
@@ -258,8 +266,61 @@ export async function readImageHeader(file: string): Promise<ImageHeader | undef
   }
 }
 
-function readHeader(file: string): Promise<ImageHeader | undefined> {
-  return isMainThread ? readImageHeader(file) : Promise.resolve().then(() => readImageHeaderSync(file));
+/**
+ * An image file's header and, for a JPEG, all its bytes (the addon decodes from them): read synchronously in the
+ * loader's worker threads, whose only job this is, on libuv's pool on the main thread. undefined when the file
+ * cannot be opened or its header is not one parseImageHeader knows (sharp then opens the file and refuses it with
+ * today's message or reads it); special files are refused without blocking on them.
+ */
+interface ImageFile { head: ImageHeader; bytes?: Buffer }
+
+/** The addon decodes JPEGs (built with libjpeg's headers); else sharp does. */
+const withJpeg = jpegAvailable();
+
+function readImageSync(file: string): ImageFile | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notRegular(st, file);
+    const all = Buffer.allocUnsafe(st.size);
+    let n = 0;
+    for (let got = -1; n < all.length && got !== 0; n += got) got = readSync(fd, all, n, all.length - n, n);
+    const bytes = all.subarray(0, n);
+    const head = parseImageHeader(bytes);
+    if (head === undefined || head === 'more') return undefined;
+    return head.format === 'jpeg' && withJpeg ? { head, bytes } : { head };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function readImage(file: string): Promise<ImageFile | undefined> {
+  if (!isMainThread) return readImageSync(file);
+  const head = await readImageHeader(file);
+  if (head?.format !== 'jpeg' || !withJpeg) return head && { head };
+  try {
+    return { head, bytes: await fsp.readFile(file) };
+  } catch {
+    return undefined; // gone since: sharp says so
+  }
+}
+
+/**
+ * A JPEG decoded by the addon (see JpegOptions), on this thread in a worker thread, on libuv's pool on the main
+ * thread; undefined for a CMYK/YCCK JPEG, which sharp decodes. libjpeg's errors name the file.
+ */
+async function decodeJpeg(file: string, bytes: Buffer, opts: JpegOptions): Promise<RawPixels | undefined> {
+  try {
+    const r = isMainThread ? await jpegDecodeAsync(bytes, opts) : jpegDecode(bytes, opts);
+    return r ? { data: r.data, w: r.w, h: r.h, channels: 3, planar: opts.planar === true } : undefined;
+  } catch (e) {
+    throw new DataError(`cannot decode image (${(e as Error).message})`, file, { cause: e });
+  }
 }
 
 /** Decodes a whole image to 3-channel CHW uint8. */
@@ -270,11 +331,14 @@ export async function decodeImage(file: string): Promise<{ data: Uint8Array; h: 
   return { data, h: r.h, w: r.w };
 }
 
-/** Eval transform: Resize(resize, short side) + CenterCrop(size), as HWC pixels (1-4 channels). */
-export async function evalPixels(file: string, size: number, resize: number): Promise<RawPixels> {
-  const head = await readHeader(file);
-  const img = open(file);
-  const { w, h } = head ?? (await dims(img, file));
+/**
+ * Eval transform: Resize(resize, short side) + CenterCrop(size) as RGB pixels (H×W×3, or planar 3×H×W), resized as
+ * PIL does (see trainPixels).
+ */
+export async function evalPixels(file: string, size: number, resize: number, planar = false): Promise<RawPixels> {
+  const f = await readImage(file);
+  const img = f?.bytes ? undefined : open(file);
+  const { w, h } = f?.head ?? (await dims(img!, file));
   // torchvision Resize(int): the short side becomes `resize`, the long side int(resize * long / short).
   let ow = w, oh = h;
   if (!(Math.min(w, h) === resize)) {
@@ -285,22 +349,24 @@ export async function evalPixels(file: string, size: number, resize: number): Pr
       oh = resize;
       ow = Math.floor((resize * w) / h);
     }
-    img.resize(ow, oh, { fit: 'fill', kernel: 'linear' }); // a JPEG shrunk 3x or more is decoded at 1/2, 1/4 or 1/8 scale (sharp's shrink-on-load)
   }
   if (ow < size || oh < size) {
     throw new DataError(`image of ${w}x${h} resized to ${ow}x${oh} is smaller than the ${size}x${size} centre crop`, file);
   }
   const top = Math.round((oh - size) / 2), left = Math.round((ow - size) / 2);
-  if (ow !== size || oh !== size) img.extract({ left, top, width: size, height: size });
-  const r = await rawRgb(img, file);
+  let r: RawPixels | undefined;
+  // at full scale (no DCT scaling): evaluations are torchvision's on PIL images to the bit, comparable with PyTorch's
+  const want = { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size, planar };
+  if (f?.bytes) r = await decodeJpeg(file, f.bytes, { ...want, denom: 1 });
+  // other formats: decoded by sharp, resized as a JPEG is
+  r ??= resized(await rawRgb(img ?? open(f!.bytes!), file), want);
   if (r.w !== size || r.h !== size) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${size}x${size}`, file);
   return r;
 }
 
 /** Eval transform: Resize(resize, short side) + CenterCrop(size), written as 3×size×size CHW into dst at offset. */
 export async function decodeEval(file: string, size: number, resize: number, dst: Uint8Array, offset = 0): Promise<void> {
-  const r = await evalPixels(file, size, resize);
-  hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
+  writeChw(await evalPixels(file, size, resize, true), dst, offset);
 }
 
 export interface CropBox { top: number; left: number; height: number; width: number }
@@ -338,65 +404,48 @@ export interface TrainTransformOptions {
   ratio?: [number, number];
   /** Horizontal flip probability (default 0.5). */
   flip?: number;
-  /**
-   * A box no larger than the output on a side keeps that side's size (it is cut out, reduced to the output on its
-   * other side when that one is larger, and flipped): the caller upsamples it (toTensors does, with libtorch's
-   * bilinear interpolation, cheaper than libvips' affine transform). Default false: every result is size×size.
-   */
-  deferUpsample?: boolean;
+  /** The result as 3 planes C×H×W (default: interleaved H×W×3). */
+  planar?: boolean;
+}
+
+/** Decoded pixels (1-4 channels) resized by the addon as a JPEG's crop is (PIL's bilinear resize), as RGB. */
+function resized(r: RawPixels, opts: JpegOptions & { outW: number; outH: number }): RawPixels {
+  let rgb: Uint8Array = r.data;
+  if (r.channels !== 3) hwcToRgb(r.data, r.channels, r.h, r.w, (rgb = new Uint8Array(3 * r.w * r.h)));
+  const o = resizeRgb(rgb, r.w, r.h, opts);
+  return { data: o.data, w: o.w, h: o.h, channels: 3, planar: opts.planar === true };
 }
 
 /**
- * The JPEG shrink-on-load factor sharp uses when a JPEG is resized by `factor` (≥ 1) without an extract
- * before the resize: 2, 4 or 8 when the factor reaches 2, 4, 8, halved when the factor's integer part equals
- * it (libjpeg rounding), so 2 from factor 3, 4 from 5, 8 from 9; else 1.
- */
-export function jpegShrinkOnLoad(factor: number): number {
-  let s = factor >= 8 ? 8 : factor >= 4 ? 4 : factor >= 2 ? 2 : 1;
-  if (s > 1 && Math.trunc(factor) === s) s /= 2;
-  return s;
-}
-
-/**
- * Train transform: RandomResizedCrop(size) + horizontal flip as HWC pixels (1-4 channels). The crop box and the
- * flip are drawn from `rng` exactly as torchvision draws them, from the image's stored size — read from the
- * file's header (JPEG, PNG) without a separate metadata call, else asked of sharp. Decoding stops at the box's
- * last row. A JPEG whose box is at least 3 times the output on both sides is decoded at 1/2, 1/4 or 1/8 scale
- * (libjpeg's DCT scaling, sharp's shrink-on-load): sharp does that only for a resize of the whole image, so the
- * whole image is resized to the scale that maps the box onto size×size and the box's window is cut out after the
- * resize (within half an output pixel of the box; the pixels differ slightly from a full-scale decode).
- * Other images: extract the box, resize it (with deferUpsample, a side no larger than the output is left to the
- * caller to upsample), flip.
+ * Train transform: RandomResizedCrop(size) + horizontal flip as RGB pixels. The crop box and the flip are drawn
+ * from `rng` exactly as torchvision draws them, from the image's stored size — read from the file's header (JPEG,
+ * PNG) without a separate metadata call, else asked of sharp. The box is resized to size×size as PIL's
+ * resize(BILINEAR) does (the addon's resampler, native/jpeg.cc), then flipped. A JPEG is decoded by the addon at the
+ * smallest DCT scale (1/8, 1/4, 1/2, 1) whose scaled box still covers the output, only the box's columns and rows
+ * (at scale 1 the result is torchvision's crop + resize on PIL images, to the bit); other images (and CMYK JPEGs)
+ * by sharp, the box extracted (decoding stops at its last row).
  */
 export async function trainPixels(file: string, size: number, rng: Rng, opts: TrainTransformOptions = {}): Promise<RawPixels> {
-  const head = await readHeader(file);
-  const img = open(file);
-  const { w, h } = head ?? (await dims(img, file));
+  const f = await readImage(file);
+  const img = f?.bytes ? undefined : open(file);
+  const { w, h } = f?.head ?? (await dims(img!, file));
   const box = randomResizedCropParams(w, h, rng, opts.scale, opts.ratio);
   const flip = rng.next() < (opts.flip ?? 0.5);
-  const ow = Math.max(size, Math.round((w * size) / box.width)), oh = Math.max(size, Math.round((h * size) / box.height));
-  // with deferUpsample, a box no larger than the output on a side is left at that side's size (and reduced to the
-  // output on the other side, if larger): the caller upsamples
-  const later = opts.deferUpsample === true && (box.width <= size || box.height <= size);
-  const [ew, eh] = later ? [Math.min(box.width, size), Math.min(box.height, size)] : [size, size];
-  if (!later && head?.format === 'jpeg' && jpegShrinkOnLoad(Math.min(w / ow, h / oh)) > 1) {
-    const left = Math.min(ow - size, Math.round((box.left * size) / box.width)), top = Math.min(oh - size, Math.round((box.top * size) / box.height));
-    // sharp flips before it extracts after a resize: cut the mirrored window out of the flipped image
-    img.resize(ow, oh, { fit: 'fill', kernel: 'linear' }).extract({ left: flip ? ow - size - left : left, top, width: size, height: size });
-  } else {
-    if (box.left !== 0 || box.top !== 0 || box.width !== w || box.height !== h) img.extract(box);
-    if (box.width !== ew || box.height !== eh) img.resize(ew, eh, { fit: 'fill', kernel: 'linear' });
+  const want = { outW: size, outH: size, flip, planar: opts.planar === true };
+  if (f?.bytes) {
+    const r = await decodeJpeg(file, f.bytes, { ...box, ...want });
+    if (r) return r;
   }
-  if (flip) img.flop();
-  const r = await rawRgb(img, file);
-  if (r.w !== ew || r.h !== eh) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${ew}x${eh}`, file);
-  return r;
+  const s = img ?? open(f!.bytes!);
+  if (box.left !== 0 || box.top !== 0 || box.width !== w || box.height !== h) s.extract(box);
+  const r = await rawRgb(s, file);
+  if (r.w !== box.width || r.h !== box.height) throw new DataError(`decoded to ${r.w}x${r.h}, expected the ${box.width}x${box.height} box`, file);
+  return resized(r, want);
 }
 
 /** Train transform: RandomResizedCrop(size) + horizontal flip, written as 3×size×size CHW into dst at offset. */
 export async function decodeTrain(file: string, size: number, rng: Rng, dst: Uint8Array, offset = 0, opts: TrainTransformOptions = {}): Promise<void> {
-  const r = await trainPixels(file, size, rng, opts);
-  hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
+  writeChw(await trainPixels(file, size, rng, { ...opts, planar: true }), dst, offset);
 }
 
 /** A lazily decoded ImageFolder: plain data (structured-cloneable), images are decoded per batch by the loader. */

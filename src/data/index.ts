@@ -18,7 +18,7 @@ export { loadCifar10Bin, loadCifar100Bin, readCifarBin } from './cifar.js';
 export { loadCifar10Jpeg, fingerprintFiles, userCacheDir, readCacheHeader, type CifarJpgOptions, type CifarJpgDataset } from './cifar-jpg.js';
 export {
   scanImageFolder, openImageFolder, decodeImage, decodeEval, decodeTrain, decodeAllEval, randomResizedCropParams, hwcToChw, hwcToRgb,
-  trainPixels, evalPixels, parseImageHeader, readImageHeader, readImageHeaderSync, jpegShrinkOnLoad,
+  trainPixels, evalPixels, parseImageHeader, readImageHeader, readImageHeaderSync,
   IMAGE_EXTENSIONS, type LazyImageDataset, type ImageFolderOptions, type ImageFolderScan, type CropBox, type Skipped, type RawPixels, type ImageHeader,
 } from './imagefolder.js';
 export { Loader, activeWorkers, type LoaderOptions, type LoaderStats, type LoaderDataset, type EpochOptions } from './loader.js';

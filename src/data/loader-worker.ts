@@ -3,13 +3,13 @@
 // copying overlap with training on the main thread and with the other workers' batches. An error is posted
 // with the batch it belongs to; the main thread raises it when the consumer reaches that batch.
 import { parentPort, workerData } from 'node:worker_threads';
-import { epochOrder, makeBatch, type Layout, type LoaderConfig, type Source } from './producer.js';
+import { epochOrder, makeBatch, type LoaderConfig, type Source } from './producer.js';
 
-interface Init { source: Source; cfg: LoaderConfig; epoch: number; layout: Layout }
+interface Init { source: Source; cfg: LoaderConfig; epoch: number }
 
 const port = parentPort;
 if (!port) throw new Error('loader-worker must run in a worker thread');
-const { source, cfg, epoch, layout } = workerData as Init;
+const { source, cfg, epoch } = workerData as Init;
 const order = epochOrder(source.n, cfg, epoch);
 
 const queue: number[] = [];
@@ -21,9 +21,9 @@ async function drain(): Promise<void> {
     const b = queue.shift()!;
     const t0 = performance.now();
     try {
-      const batch = await makeBatch(source, cfg, epoch, order, b, layout);
+      const batch = await makeBatch(source, cfg, epoch, order, b);
       const producedMs = performance.now() - t0;
-      const buffers = [batch.x.buffer, batch.y.buffer, batch.indices.buffer, ...(batch.crops ? [batch.crops.x.buffer, batch.crops.rhw.buffer] : [])] as ArrayBuffer[];
+      const buffers = [batch.x.buffer, batch.y.buffer, batch.indices.buffer] as ArrayBuffer[];
       port!.postMessage({ type: 'batch', batch, producedMs }, buffers);
     } catch (e) {
       const err = e as Error & { file?: string };

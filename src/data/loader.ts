@@ -243,19 +243,21 @@ export class Loader {
     };
     const start = async () => {
       if (count === 0) return;
-      // sharp must be loaded by the main thread before a worker uses it.
+      // sharp and the addon (JPEGs: native/jpeg.cc) are loaded by the main thread before a worker uses them.
       if (lazy) {
         await import('sharp');
-        // sharp's work runs on libuv's thread pool, shared by the whole process and sized once, at start-up.
+        await import('../torch/jpeg.js');
+        // JPEGs decode on the workers' own threads; sharp, for the other formats, on libuv's thread pool, shared by
+        // the whole process and sized once, at start-up.
         const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-        if (count * this.config.decodeConcurrency > pool && !warnedPool) {
+        const files = (this.source as LazyImageDataset).files;
+        if (count * this.config.decodeConcurrency > pool && !warnedPool && files.some((f) => !/\.jpe?g$/i.test(f))) {
           warnedPool = true;
-          process.emitWarning(`${count} loader workers decode up to ${count * this.config.decodeConcurrency} images at once, but libuv's thread pool, where sharp decodes, has ${pool} threads: start node with UV_THREADPOOL_SIZE=${count * this.config.decodeConcurrency + 2} (the freeadv command does it for --workers)`, 'FreeadvWarning');
+          process.emitWarning(`${count} loader workers decode up to ${count * this.config.decodeConcurrency} images at once, but libuv's thread pool, where sharp decodes images other than JPEGs, has ${pool} threads: start node with UV_THREADPOOL_SIZE=${count * this.config.decodeConcurrency + 2} (the freeadv command does it for --workers)`, 'FreeadvWarning');
         }
       }
-      const layout = lazy ? 'nhwc' : 'nchw';
       for (let i = 0; i < count; i++) {
-        const w = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData: { source: this.source, cfg: this.config, epoch, layout } });
+        const w = new Worker(new URL('./loader-worker.js', import.meta.url), { workerData: { source: this.source, cfg: this.config, epoch } });
         workers.push(w);
         assigned.push(0);
         live.add(w);

@@ -55,7 +55,7 @@ export interface Shard {
   limit?: number;
 }
 
-/** The order of a batch's bytes: N×C×H×W, or N×H×W×C (sharp's interleaved pixels, image folders in worker threads). */
+/** The order of a batch's bytes: N×C×H×W (the loader's), or N×H×W×C (image folders' decoded rows, when asked for). */
 export type Layout = 'nchw' | 'nhwc';
 
 export interface Batch {
@@ -66,7 +66,7 @@ export interface Batch {
   x: Uint8Array;
   /** [N, C, H, W], whatever the layout. */
   shape: [number, number, number, number];
-  /** 'nhwc' only for image folders decoded in the loader's worker threads; 'nchw' otherwise. */
+  /** 'nchw' from the loader; 'nhwc' only when makeBatch is asked for it (image folders). */
   layout: Layout;
   y: Int32Array;
   /** Dataset indices of the batch's samples. */
@@ -76,18 +76,6 @@ export interface Batch {
   epoch: number;
   /** Samples of this batch left out because they could not be decoded (lazy data with skipBad). */
   skipped: number;
-  /**
-   * Training crops of image folders no larger than the output on a side, left for toTensors to upsample
-   * (bilinear, in libtorch, on the batch's device): their RGB bytes (H×W×3) one after the other, and for each
-   * its row in the batch, height and width. Their rows of `x` are zero until then.
-   */
-  crops?: Crops;
-}
-
-export interface Crops {
-  x: Uint8Array;
-  /** row, h, w of each crop. */
-  rhw: Int32Array;
 }
 
 export function numBatches(n: number, batchSize: number, lastBatch: LastBatch): number {
@@ -149,9 +137,9 @@ export function defaultConfig(partial: Partial<LoaderConfig> & { batchSize: numb
 }
 
 /**
- * Produces batch b of an epoch whose sample order is `order`. `layout` 'nhwc' applies to lazy image folders
- * only: their pixels are then sharp's output copied as they are (no per-pixel JavaScript); in-memory data is
- * always 'nchw'.
+ * Produces batch b of an epoch whose sample order is `order`. Image folders' pixels come from the addon as planes
+ * (N×C×H×W, copied as they are: no per-pixel JavaScript, no permute in toTensors), or with `layout` 'nhwc' as RGB
+ * rows; in-memory data is always 'nchw'.
  */
 export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, order: Int32Array, b: number, layout: Layout = 'nchw'): Promise<Batch> {
   const start = b * cfg.batchSize;
@@ -178,19 +166,15 @@ export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, o
   }
   // Lazy ImageFolder: decode this batch's files now.
   const { trainPixels, evalPixels, hwcToChw, hwcToRgb } = await import('./imagefolder.js');
+  const planar = layout === 'nchw'; // the addon writes the planes itself
   const u8 = new Uint8Array(idx.length * per);
-  // crops left to toTensors to upsample (training only): their pixels and row, h, w, by position in the batch
-  const small: ({ data: Uint8Array; h: number; w: number } | undefined)[] = [];
   const ok = await mapLimit(Array.from(idx), cfg.decodeConcurrency, async (k, i) => {
     try {
       const r = cfg.augment
-        ? await trainPixels(src.files[k]!, src.size, sampleRng(cfg.seed, epoch, k), { scale: src.scale, ratio: src.ratio, deferUpsample: true })
-        : await evalPixels(src.files[k]!, src.size, src.resize);
-      if (r.w !== src.size || r.h !== src.size) {
-        const data = new Uint8Array(3 * r.h * r.w);
-        hwcToRgb(r.data, r.channels, r.h, r.w, data);
-        small[i] = { data, h: r.h, w: r.w };
-      } else (layout === 'nhwc' ? hwcToRgb : hwcToChw)(r.data, r.channels, r.h, r.w, u8, i * per);
+        ? await trainPixels(src.files[k]!, src.size, sampleRng(cfg.seed, epoch, k), { scale: src.scale, ratio: src.ratio, planar })
+        : await evalPixels(src.files[k]!, src.size, src.resize, planar);
+      if (r.planar) u8.set(r.data, i * per);
+      else (planar ? hwcToChw : hwcToRgb)(r.data, r.channels, r.h, r.w, u8, i * per);
       return true;
     } catch (e) {
       if (src.skipBad && e instanceof DataError) return false;
@@ -201,30 +185,13 @@ export async function makeBatch(src: Source, cfg: LoaderConfig, epoch: number, o
   const x = kept === idx.length ? u8 : new Uint8Array(kept * per);
   const y = new Int32Array(kept);
   const indices = new Int32Array(kept);
-  const cropRows: number[] = [];
-  let cropBytes = 0;
   let j = 0;
   ok.forEach((good, i) => {
     if (!good) return;
     if (x !== u8) x.set(u8.subarray(i * per, (i + 1) * per), j * per);
     y[j] = src.labels[idx[i]!]!;
     indices[j] = idx[i]!;
-    const sm = small[i];
-    if (sm) {
-      cropRows.push(j, sm.h, sm.w);
-      cropBytes += sm.data.length;
-    }
     j++;
   });
-  let crops: Crops | undefined;
-  if (cropRows.length) {
-    crops = { x: new Uint8Array(cropBytes), rhw: Int32Array.from(cropRows) };
-    let off = 0;
-    for (const sm of small) {
-      if (!sm) continue;
-      crops.x.set(sm.data, off);
-      off += sm.data.length;
-    }
-  }
-  return { x, shape: [kept, c, h, w], layout, y, indices, batch: b, epoch, skipped: idx.length - kept, ...(crops && { crops }) };
+  return { x, shape: [kept, c, h, w], layout, y, indices, batch: b, epoch, skipped: idx.length - kept };
 }

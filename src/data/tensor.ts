@@ -1,8 +1,8 @@
 // Adapter from loader batches (plain typed arrays) to tensors of the tensor layer.
 // (Written against the tensor layer's free function fromTypedArray(data, shape, dtype, device?); the
 // brief's `Tensor.fromTypedArray(data, shape, dtype)` has the same signature.)
-import { fromTypedArray, scope, ops, type Tensor, type DType } from '../torch/index.js';
-import type { Batch, Crops, Layout } from './producer.js';
+import { fromTypedArray, type Tensor, type DType } from '../torch/index.js';
+import type { Batch, Layout } from './producer.js';
 import { Loader, type LoaderDataset } from './loader.js';
 
 /** What toTensors needs of a batch: bytes (or, from older callers, floats in [0, 1]) in `layout` order. */
@@ -13,8 +13,6 @@ export interface BatchPixels {
   y: Int32Array;
   /** Default 'nchw'. */
   layout?: Layout;
-  /** Training crops to upsample into their rows (Batch.crops); those of rows beyond N are ignored. */
-  crops?: Crops;
 }
 
 /**
@@ -40,7 +38,6 @@ export function toTensors(batch: BatchPixels, device?: string, dtype: DType = 'f
       if (batch.layout === 'nhwc') u8 = step(step(u8.permute(0, 3, 1, 2)).contiguous());
       x = step(step(u8.to('float32')).div(255));
     }
-    if (batch.crops) upsampleCrops(x, batch.crops, device);
     if (dtype !== 'float32') x = step(x.to(dtype));
   } catch (e) {
     for (const t of owned) t.dispose();
@@ -49,26 +46,6 @@ export function toTensors(batch: BatchPixels, device?: string, dtype: DType = 'f
   for (const t of owned) if (t !== x) t.dispose();
   const y = fromTypedArray(BigInt64Array.from(batch.y, (v) => BigInt(v)), [n], 'int64', device);
   return { x, y };
-}
-
-/**
- * Writes each crop into its row of x (N×C×H×W floats in [0, 1]), upsampled to H×W as PIL's and torchvision's
- * bilinear resize does (align_corners false, edges clamped; a side already at the output's size is copied as it
- * is), rounded to bytes like an 8-bit image, / 255.
- */
-function upsampleCrops(x: Tensor, crops: Crops, device?: string): void {
-  const [n, , H, W] = x.shape as [number, number, number, number];
-  let off = 0;
-  for (let k = 0; k + 2 < crops.rhw.length; k += 3) {
-    const row = crops.rhw[k]!, h = crops.rhw[k + 1]!, w = crops.rhw[k + 2]!;
-    const bytes = crops.x.subarray(off, off + 3 * h * w);
-    off += 3 * h * w;
-    if (row >= n) continue;
-    scope(() => {
-      const c = fromTypedArray(bytes, [1, h, w, 3], 'uint8', device).permute(0, 3, 1, 2).to('float32');
-      x.narrow(0, row, 1).copy_(ops.round(ops.interpolateBilinear(c, [H, W], false)).clamp(0, 255).div(255));
-    });
-  }
 }
 
 /**
@@ -83,7 +60,7 @@ export async function* tensorBatches(loader: Loader, limit: number, device?: str
       const take = Math.min(b.shape[0], limit - seen);
       if (take <= 0) break;
       const per = b.shape[1] * b.shape[2] * b.shape[3];
-      const t = toTensors({ x: b.x.subarray(0, take * per), shape: [take, b.shape[1], b.shape[2], b.shape[3]], y: b.y.subarray(0, take), layout: b.layout, ...(b.crops && { crops: b.crops }) }, device, dtype);
+      const t = toTensors({ x: b.x.subarray(0, take * per), shape: [take, b.shape[1], b.shape[2], b.shape[3]], y: b.y.subarray(0, take), layout: b.layout }, device, dtype);
       seen += take;
       try {
         yield t;

@@ -1,4 +1,4 @@
-// freeadv's tensor API over libtorch. All calls must come from the main JavaScript thread.
+// freeadv's tensor API over libtorch. All calls must come from the main JavaScript thread (jpeg.ts's excepted).
 export { Tensor, sharesStorage, type Scalar } from './tensor.js';
 export { scope, openScope, keep, unkeep, carry, Scope, scopeDepth, type Carried } from './scope.js';
 export { TorchError, TensorDisposedError } from './errors.js';
@@ -11,3 +11,4 @@ export { autocast, autocastState, isAutocastEnabled, autocastUnsupported, device
 export { def, defInplace } from './call.js';
 export * as dist from './dist.js';
 export { armInterrupts, pendingInterrupt } from './interrupt.js';
+export { jpegAvailable, jpegDecode, jpegDecodeAsync, resizeRgb, type JpegOptions, type JpegPixels } from './jpeg.js';

@@ -21,6 +21,8 @@ export interface MemoryStats {
   cap: number;
 }
 
+import type { JpegOptions, JpegPixels } from './jpeg.js';
+
 export interface Native {
   resolve(name: string, overload: string): [id: number, argNames: string[], nreturns: number];
   call(id: number, ...args: unknown[]): unknown;
@@ -97,6 +99,10 @@ export interface Native {
   interruptArm?(on: boolean): void;
   /** The number of the first SIGINT/SIGTERM since arming, or 0. */
   interruptPending?(): number;
+  /** native/jpeg.cc: callable from any thread; the decoder only where the addon was built with libjpeg's headers. */
+  jpegDecode?(bytes: Uint8Array, opts: JpegOptions): JpegPixels;
+  jpegDecodeAsync?(bytes: Uint8Array, opts: JpegOptions): Promise<JpegPixels>;
+  resizeRgb(pixels: Uint8Array, w: number, h: number, opts: JpegOptions): { data: Buffer; w: number; h: number };
 }
 
 function findAddon(): string {
