@@ -122,14 +122,20 @@ struct Reader {
   }
 };
 
-// A listening socket on host's address only (the interface of --master-addr), not every interface.
-int listenOn(const std::string& host, int port) {
+// host's TCP addresses at port (getaddrinfo's return code; *found to be freed with freeaddrinfo).
+int lookup(const std::string& host, int port, addrinfo** found) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV;
+  *found = nullptr;
+  return getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, found);
+}
+
+// A listening socket on host's address only (the interface of --master-addr), not every interface.
+int listenOn(const std::string& host, int port) {
   addrinfo* found = nullptr;
-  int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+  int rc = lookup(host, port, &found);
   if (rc != 0) fail("the master address " + host + " does not resolve: " + gai_strerror(rc));
   int fd = -1;
   std::string why;
@@ -568,12 +574,8 @@ class RendezvousStore : public c10d::Store {
     }
   }
   bool attempt(Clock::time_point deadline, std::string& why) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
     addrinfo* found = nullptr;
-    int rc = getaddrinfo(host_.c_str(), std::to_string(port_).c_str(), &hints, &found);
+    int rc = lookup(host_, port_, &found);
     if (rc == EAI_NONAME) fail("the master address " + host_ + " does not resolve: " + gai_strerror(rc));
     if (rc != 0) { why = std::string("the address does not resolve: ") + gai_strerror(rc); return false; }
     for (addrinfo* a = found; a && fd_ < 0; a = a->ai_next) {

@@ -215,12 +215,10 @@ function notRegular(st: Stats, file: string): DataError {
 }
 
 /**
- * Reads an image file's header without blocking on special files (opened non-blocking; a FIFO, device or socket
- * is refused). undefined when the file cannot be opened or its header is not one parseImageHeader knows: the
- * caller then lets sharp open the file, which refuses it with today's message or reads the header itself.
- * Synchronous: for loader worker threads, whose only job this is (libuv's pool stays free for the decodes).
+ * Opens a file for reading without blocking on special files: a FIFO, device or socket is refused (closed, then
+ * thrown); undefined when it cannot be opened. The caller closes the descriptor.
  */
-export function readImageHeaderSync(file: string): ImageHeader | undefined {
+function openRegularSync(file: string): { fd: number; st: Stats } | undefined {
   let fd: number;
   try {
     fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
@@ -230,6 +228,24 @@ export function readImageHeaderSync(file: string): ImageHeader | undefined {
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) throw notRegular(st, file);
+    return { fd, st };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/**
+ * Reads an image file's header without blocking on special files (opened non-blocking; a FIFO, device or socket
+ * is refused). undefined when the file cannot be opened or its header is not one parseImageHeader knows: the
+ * caller then lets sharp open the file, which refuses it with today's message or reads the header itself.
+ * Synchronous: for loader worker threads, whose only job this is (libuv's pool stays free for the decodes).
+ */
+export function readImageHeaderSync(file: string): ImageHeader | undefined {
+  const f = openRegularSync(file);
+  if (!f) return undefined;
+  const { fd, st } = f;
+  try {
     let buf = Buffer.allocUnsafe(Math.min(st.size, HEAD_BYTES));
     buf = buf.subarray(0, readSync(fd, buf, 0, buf.length, 0));
     let head = parseImageHeader(buf);
@@ -278,15 +294,10 @@ interface ImageFile { head: ImageHeader; bytes?: Buffer }
 const withJpeg = jpegAvailable();
 
 function readImageSync(file: string): ImageFile | undefined {
-  let fd: number;
+  const f = openRegularSync(file);
+  if (!f) return undefined;
+  const { fd, st } = f;
   try {
-    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw notRegular(st, file);
     const all = Buffer.allocUnsafe(st.size);
     let n = 0;
     for (let got = -1; n < all.length && got !== 0; n += got) got = readSync(fd, all, n, all.length - n, n);
