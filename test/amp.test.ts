@@ -159,7 +159,10 @@ test('free training under --amp bf16 equals PyTorch 1.13 CPU autocast on the sam
   freeStepAgainstPyTorch(true);
 });
 
-test('the same without oneDNN, the path of CPUs without AVX-512 (ATen’s own bfloat16 convolutions and matrix products)', { skip: SKIP_NO_TORCH }, () => {
+// ATen's own bfloat16 path differs from 1.13's in later libtorch: against the 2.14 build (FREEADV_ADDON) δ differs from PyTorch
+// 1.13's at 21% of the entries (main's code too), so this comparison needs the reference's libtorch
+const SKIP_ATEN_BF16 = !T.version().torch.startsWith('1.13') && `ATen's bfloat16 kernels of libtorch ${T.version().torch} are not those of the reference PyTorch 1.13`;
+test('the same without oneDNN, the path of CPUs without AVX-512 (ATen’s own bfloat16 convolutions and matrix products)', { skip: SKIP_NO_TORCH || SKIP_ATEN_BF16 }, () => {
   freeStepAgainstPyTorch(false);
 });
 
