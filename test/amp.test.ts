@@ -1,7 +1,9 @@
 // Mixed precision (src/torch/autocast.ts, src/optim/grad-scaler.ts, --amp): autocast really computes in
 // bfloat16 inside and float32 outside, for operators reached through the op table; a free-training step under
 // bf16 autocast equals PyTorch's (torch.autocast on CPU) on the same weights and inputs; the gradient scaler's
-// rule, and free training skipping δ with a skipped step; the options' refusals.
+// rule, and free training skipping δ with a skipped step; float16 on CPU where libtorch autocasts it (2.x: the
+// 2.14 build through FREEADV_ADDON) against float32, the scaler on real float16 overflow, the input gradient's
+// underflow without scaling; the options' refusals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as T from '../src/torch/index.js';
@@ -386,6 +388,32 @@ test('free training under --amp fp16 (autocast and the scaler at 2^16) equals th
     assert.ok(num <= 0.1 * den, `${k}: update differs by ${num} (largest update ${den})`);
   }
   assert.ok(h.zeros.every((z, i) => Math.abs(z - a.zeros[i]!) <= 0.01 * h.n), `exact-zero input-gradient entries ${h.zeros} vs float32 ${a.zeros}`);
+});
+
+test('float16 input gradient underflow: without loss scaling entries that float32 has non-zero flush to 0 (δ would not move there); the scaler’s 2^16 keeps them', { skip: SKIP_FP16 }, () => {
+  T.scope(() => {
+    T.manualSeed(5);
+    const B = 128; // the main job's batch: the mean loss makes each image's gradient B times smaller
+    const model = createModel('small-cnn', { numClasses: 10, inChannels: 1, size: 28, mean: [0.286], std: [0.353] }).train();
+    const x = T.rand([B, 1, 28, 28]);
+    const y = T.randint(0, 10, [B]);
+    const grad = (dtype: 'float16' | false, scale: number) => {
+      const xAdv = x.clone().requiresGrad_();
+      const loss = T.autocast(dtype, () => T.ops.crossEntropy(model.forward(xAdv), y));
+      loss.float().mul(scale).backward();
+      return flat(xAdv.grad!).map((v) => v / scale);
+    };
+    const g32 = grad(false, 1);
+    const onlyFp16Zeros = (g: number[]) => g.filter((v, i) => v === 0 && g32[i] !== 0).length;
+    const g16 = grad('float16', 1);
+    const [unscaled, scaled] = [onlyFp16Zeros(g16), onlyFp16Zeros(grad('float16', 2 ** 16))];
+    assert.ok(unscaled >= 0.001 * g32.length, `float16 at S = 1 flushed ${unscaled} of ${g32.length} entries to 0`);
+    assert.ok(scaled * 10 <= unscaled, `at S = 2^16: ${scaled} such entries (S = 1: ${unscaled})`);
+    // those entries are small: below float16's normal range (2^-14), where it underflows
+    const top = maxAbs(g32);
+    const lost = g16.flatMap((v, i) => (v === 0 && g32[i] !== 0 ? [Math.abs(g32[i]!)] : []));
+    assert.ok(lost.every((v) => v < 2 ** -14), `largest flushed entry ${Math.max(...lost)} (largest entry ${top})`);
+  });
 });
 
 test('channels-last: a free step with NHWC weights and inputs equals the NCHW one (1e-5)', () => {
