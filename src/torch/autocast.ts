@@ -26,13 +26,32 @@ export function autocastState(device = 'cpu'): { enabled: boolean; dtype: DType 
 export const isAutocastEnabled = (device = 'cpu'): boolean => autocastState(device).enabled;
 
 /**
- * libtorch's CPU autocast before 2.x casts to bfloat16 only (1.13 refuses float16 with "AutocastCPU only support
- * Bfloat16"). Returns why `dtype` cannot be used on `device` with this libtorch, or undefined when it can.
+ * Whether this libtorch's CPU autocast takes float16, asked of libtorch itself: in older ones (1.13 to at least 2.0)
+ * set_autocast_cpu_dtype refuses anything but bfloat16 ("Currently, AutocastCPU only support Bfloat16 as the
+ * autocast_cpu_dtype"); later ones (2.14 here) compute in float16 on CPU too. The probe
+ * sets the CPU dtype to float16 without touching whether autocast is on, then puts the dtype back. Returns
+ * libtorch's refusal, or undefined. Asked once per process.
  */
+let cpuFloat16: { refusal?: string } | undefined;
+function cpuFloat16Refusal(): string | undefined {
+  if (!cpuFloat16) {
+    const [on, code] = native.getAutocast('cpu');
+    try {
+      native.setAutocast('cpu', on, dtypeCode('float16'));
+      native.setAutocast('cpu', on, code);
+      cpuFloat16 = {};
+    } catch (e) {
+      cpuFloat16 = { refusal: e instanceof Error ? e.message : String(e) };
+    }
+  }
+  return cpuFloat16.refusal;
+}
+
+/** Returns why `dtype` cannot be used on `device` with this libtorch, or undefined when it can. */
 export function autocastUnsupported(dtype: AutocastDType, device = 'cpu'): string | undefined {
-  const major = Number(native.version().torch.split('.')[0]);
-  if (dtype === 'float16' && deviceType(device) === 'cpu' && major < 2)
-    return `float16 autocast on CPU needs libtorch 2.x; this one is ${native.version().torch}, whose CPU autocast computes in bfloat16 only`;
+  const refusal = dtype === 'float16' && deviceType(device) === 'cpu' ? cpuFloat16Refusal() : undefined;
+  if (refusal)
+    return `float16 autocast on CPU needs a libtorch whose CPU autocast takes float16 (recent 2.x releases; 2.14 does); this one is ${native.version().torch}, which refuses it ("${refusal.split('\n')[0]}") and computes in bfloat16 only`;
   return undefined;
 }
 
