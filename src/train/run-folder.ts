@@ -387,8 +387,10 @@ export function readRunConfig(dir: string, option = 'run'): TrainConfig {
     throw new ConfigError(option, `${p}: not valid JSON (${(e as Error).message})`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(option, `${p}: expected an object of options`);
-  // a config.json written before --channels-last had a computed default ran NCHW: it keeps doing so
-  return resolveConfig({ channelsLast: false, ...(json as Record<string, unknown>) }, p);
+  // a config.json written before --channels-last had a computed default ran NCHW: it keeps doing so (added last,
+  // so that the keys keep the order they were written in)
+  const c = json as Record<string, unknown>;
+  return resolveConfig(Object.hasOwn(c, 'channelsLast') ? c : { ...c, channelsLast: false }, p);
 }
 
 /** The checkpoint to use: best.safetensors (falling back to latest) or latest; undefined when there is none. */
