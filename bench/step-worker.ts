@@ -81,8 +81,8 @@ for (let i = 0; i < n; i++) {
   }
 }
 const dt = (performance.now() - t0) / n / kinds.length / 1000;
-// STEP_TIMES=1: every step's time on stderr (stalls show up there, not in the medians)
-if (process.env.STEP_TIMES) console.error(JSON.stringify(Object.fromEntries(kinds.map((k) => [k, times[k]!.map((t) => Math.round(t))]))));
+// STEP_TIMES=1: every step's wall and CPU time on stderr (stalls show up there, not in the medians)
+if (process.env.STEP_TIMES) console.error(JSON.stringify({ ...Object.fromEntries(kinds.map((k) => [k, times[k]!.map((t) => Math.round(t))])), cpu: Object.fromEntries(kinds.map((k) => [k, cpuTimes[k]!.map((t) => Math.round(t))])) }));
 const median = (xs: number[]) => [...xs].sort((u, v) => u - v)[xs.length >> 1]!;
 console.log(
   JSON.stringify({

@@ -4,7 +4,9 @@
 time (ms_median), as bench/step-worker.ts does."""
 import argparse
 import json
+import os
 import resource
+import sys
 import time
 
 import torch
@@ -74,6 +76,9 @@ def main():
             times[k].append(time.perf_counter() - s0)
             cpu[k].append(time.process_time() - c0)
     dt = (time.perf_counter() - t0) / a.steps / len(kinds)
+    if os.environ.get("STEP_TIMES"):  # every step's wall and CPU time on stderr, as step-worker.ts
+        print(json.dumps({**{k: [round(t * 1000) for t in v] for k, v in times.items()},
+                          "cpu": {k: [round(t * 1000) for t in v] for k, v in cpu.items()}}), file=sys.stderr)
     print(json.dumps({
         "model": a.model, "kind": a.kind, "device": a.device, "batch": a.batch, "threads": a.threads,
         "input_shape": list(shape), "channels_last": a.channels_last, "amp": a.amp, "steps": a.steps,
