@@ -64,6 +64,8 @@ interface StepResult {
   images_per_second: number;
   ms_per_step: number;
   ms_median: Record<string, number>;
+  /** Median CPU time of a step (user + system, all threads): the work, whatever share of the cores the process got. */
+  cpu_ms_median: Record<string, number>;
   peak_rss_mb: number;
 }
 
@@ -98,6 +100,9 @@ function stepPair(model: string, batch: number, steps: number, kind = 'free', ex
     ratio: r3(a / b),
     ratio_min: r3(Math.min(...ratios)),
     ratio_max: r3(Math.max(...ratios)),
+    // PyTorch's CPU time per step over freeadv's, median of the rounds: on a shared machine, where wall-clock rounds
+    // swing with the load, this says which implementation does less work (above 1: freeadv)
+    cpu_ratio: r3(median(ours.map((o, r) => theirs[r]!.cpu_ms_median[kind]! / o.cpu_ms_median[kind]!))),
     freeadv_peak_rss_mb: median(ours.map((o) => o.peak_rss_mb)),
     pytorch_peak_rss_mb: median(theirs.map((o) => o.peak_rss_mb)),
   };

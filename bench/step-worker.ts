@@ -23,6 +23,7 @@ const { values: a } = parseArgs({
     steps: { type: 'string', default: '20' },
     seed: { type: 'string', default: '0' },
     device: { type: 'string', default: 'cpu' },
+    'input-shape': { type: 'string' },
   },
 });
 const dev = a.device!;
@@ -32,7 +33,8 @@ const eps = Number(a.eps);
 T.setNumThreads(Number(a.threads));
 T.manualSeed(Number(a.seed));
 const grey = ['small-cnn', 'madry-cnn'].includes(a.model!);
-const [c, s] = grey ? [1, 28] : [3, 32];
+// --input-shape C,S,S (as the twin's): resnet50 at a small image size, for instance
+const [c, s] = a['input-shape'] ? a['input-shape'].split(',').map(Number).slice(0, 2) as [number, number] : grey ? [1, 28] : [3, 32];
 const model = createModel(a.model!, { numClasses: 10, inChannels: c, size: s, mean: Array(c).fill(0.5), std: Array(c).fill(0.25) }).to(dev).train();
 const cl = a['channels-last']!;
 // --amp bf16: forward and loss under bfloat16 autocast, backward outside (as freeadv train --amp bf16 does)
@@ -65,23 +67,29 @@ for (let i = 0; i < Number(a.warmup); i++) for (const k of kinds) step(k);
 const live0 = T.liveTensors();
 const n = Number(a.steps);
 const times: Record<string, number[]> = Object.fromEntries(kinds.map((k) => [k, []]));
+// CPU time of the process per step (user + system, all threads): on a shared machine it counts the work done,
+// not the time spent waiting for a core
+const cpuTimes: Record<string, number[]> = Object.fromEntries(kinds.map((k) => [k, []]));
+const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 const t0 = performance.now();
 for (let i = 0; i < n; i++) {
   for (const k of kinds) {
-    const s0 = performance.now();
+    const s0 = performance.now(), c0 = cpuMs();
     step(k);
     times[k]!.push(performance.now() - s0);
+    cpuTimes[k]!.push(cpuMs() - c0);
   }
 }
 const dt = (performance.now() - t0) / n / kinds.length / 1000;
-// STEP_TIMES=1: every step's time on stderr (stalls show up there, not in the medians)
-if (process.env.STEP_TIMES) console.error(JSON.stringify(Object.fromEntries(kinds.map((k) => [k, times[k]!.map((t) => Math.round(t))]))));
+// STEP_TIMES=1: every step's wall and CPU time on stderr (stalls show up there, not in the medians)
+if (process.env.STEP_TIMES) console.error(JSON.stringify({ ...Object.fromEntries(kinds.map((k) => [k, times[k]!.map((t) => Math.round(t))])), cpu: Object.fromEntries(kinds.map((k) => [k, cpuTimes[k]!.map((t) => Math.round(t))])) }));
 const median = (xs: number[]) => [...xs].sort((u, v) => u - v)[xs.length >> 1]!;
 console.log(
   JSON.stringify({
     model: a.model, kind: a.kind, device: dev, batch: B, threads: T.getNumThreads(), input_shape: [c, s, s], channels_last: cl, amp: a.amp, steps: n,
     images_per_second: Math.round((B / dt) * 10) / 10, ms_per_step: Math.round(dt * 1e6) / 1e3,
     ms_median: Object.fromEntries(kinds.map((k) => [k, Math.round(median(times[k]!) * 1e3) / 1e3])),
+    cpu_ms_median: Object.fromEntries(kinds.map((k) => [k, Math.round(median(cpuTimes[k]!) * 1e3) / 1e3])),
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 102.4) / 10,
     live_tensors_delta: T.liveTensors() - live0,
   }),

@@ -162,10 +162,17 @@ class WideResNet(nn.Module):  # depth 34, width 10: the paper's "WRN 32-10"
         return self.fc(F.adaptive_avg_pool2d(F.relu(self.bn1(h)), 1).flatten(1))
 
 
+def resnet50(num_classes=10):
+    import torchvision  # Debian's python3-torchvision; only this model needs it
+    return torchvision.models.resnet50(num_classes=num_classes)
+
+
 MODELS = {"small-cnn": SmallCNN, "madry-cnn": MadryCNN,
-          "preact-resnet18": PreActResNet18, "resnet-cifar-small": ResNetCifarSmall, "wrn-34-10": WideResNet}
+          "preact-resnet18": PreActResNet18, "resnet-cifar-small": ResNetCifarSmall, "wrn-34-10": WideResNet,
+          "wrn-28-10": lambda num_classes=10: WideResNet(num_classes, depth=28), "resnet50": resnet50}
 INPUT_SHAPE = {"small-cnn": (1, 28, 28), "madry-cnn": (1, 28, 28),
-               "preact-resnet18": (3, 32, 32), "resnet-cifar-small": (3, 32, 32), "wrn-34-10": (3, 32, 32)}
+               "preact-resnet18": (3, 32, 32), "resnet-cifar-small": (3, 32, 32), "wrn-34-10": (3, 32, 32),
+               "wrn-28-10": (3, 32, 32), "resnet50": (3, 224, 224)}
 
 
 def build(name, num_classes=10):

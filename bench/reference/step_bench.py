@@ -4,7 +4,9 @@
 time (ms_median), as bench/step-worker.ts does."""
 import argparse
 import json
+import os
 import resource
+import sys
 import time
 
 import torch
@@ -65,18 +67,24 @@ def main():
         for k in kinds:
             step(k)
     times = {k: [] for k in kinds}
+    cpu = {k: [] for k in kinds}  # CPU time of the process per step (all threads), as step-worker.ts
     t0 = time.perf_counter()
     for _ in range(a.steps):
         for k in kinds:
-            s0 = time.perf_counter()
+            s0, c0 = time.perf_counter(), time.process_time()
             step(k)
             times[k].append(time.perf_counter() - s0)
+            cpu[k].append(time.process_time() - c0)
     dt = (time.perf_counter() - t0) / a.steps / len(kinds)
+    if os.environ.get("STEP_TIMES"):  # every step's wall and CPU time on stderr, as step-worker.ts
+        print(json.dumps({**{k: [round(t * 1000) for t in v] for k, v in times.items()},
+                          "cpu": {k: [round(t * 1000) for t in v] for k, v in cpu.items()}}), file=sys.stderr)
     print(json.dumps({
         "model": a.model, "kind": a.kind, "device": a.device, "batch": a.batch, "threads": a.threads,
         "input_shape": list(shape), "channels_last": a.channels_last, "amp": a.amp, "steps": a.steps,
         "images_per_second": round(a.batch / dt, 1), "ms_per_step": round(dt * 1000, 3),
         "ms_median": {k: round(sorted(v)[len(v) // 2] * 1000, 3) for k, v in times.items()},
+        "cpu_ms_median": {k: round(sorted(v)[len(v) // 2] * 1000, 3) for k, v in cpu.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch": torch.__version__,
     }))

@@ -1,6 +1,6 @@
 export { train, precheck, type TrainOptions } from './loop.js';
 export { TrainingError, InterruptedError } from './errors.js';
-export { TRAIN_OPTIONS, AMP_NAMES, ampType, resolveConfig, type TrainConfig } from './options.js';
+export { TRAIN_OPTIONS, AMP_NAMES, ampType, resolveConfig, CHANNELS_LAST_WINS, channelsLastWins, type TrainConfig } from './options.js';
 export { RunFolder, LockFile, RUN_FILES, readRunConfig, readSummary, readMetricLines, runCheckpoint, type Summary, type MetricLine } from './run-folder.js';
 export { methods } from './methods.js';
 export { forwardLoss, trainBatch, type Method, type TrainContext } from './method.js';

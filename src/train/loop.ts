@@ -161,7 +161,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
 
   const validation = new Validation(trainData, split.val, { eps: cfg.eps, batchSize: cfg.evalBatchSize, seed: cfg.seed, device: cfg.device, dtype: cfg.dtype, ...(group && { rank: group }) });
   const interrupts = new Interrupts(warn, opts.handleSignals !== false);
-  log(`freeadv train: ${method.label(cfg)} on ${cfg.dataset} (${split.train.length} images${split.val.length ? `; ${split.val.length} more held out for validation` : ''}), model ${cfg.model}, ε=${formatEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads${group ? ` × ${ranks} processes (batch ${cfg.batchSize / ranks} each)` : ''}, run folder ${run.dir}`);
+  log(`freeadv train: ${method.label(cfg)} on ${cfg.dataset} (${split.train.length} images${split.val.length ? `; ${split.val.length} more held out for validation` : ''}), model ${cfg.model}${cfg.channelsLast ? ' (channels-last)' : ''}, ε=${formatEps(cfg.eps)}, ${passes} pass(es) × ${batchesPerPass} batches, ${totalSteps} SGD steps, ${getNumThreads()} threads${group ? ` × ${ranks} processes (batch ${cfg.batchSize / ranks} each)` : ''}, run folder ${run.dir}`);
   const progress = new Progress({ total: totalSteps, label: 'train', stream: opts.progress ?? process.stderr, extra: () => `lr ${opt.lr.toExponential(2)}` });
   progress.tick(0, position.step);
   const done = () => position.step >= totalSteps;
@@ -303,6 +303,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
     backward_passes: position.step * method.backwardPerStep(cfg),
     train_seconds: position.trainSeconds,
     images_per_second: position.images / Math.max(1e-9, position.trainSeconds),
+    memory_format: cfg.channelsLast ? 'channels_last' : 'contiguous',
     ...(cfg.amp !== 'none' && { amp: cfg.amp, evaluation_precision: ev?.amp ?? cfg.dtype }),
     ...(zeros.total.n > 0 && { input_grad_zero_share: zeros.total.zero / zeros.total.n }),
     ...(scaler && { grad_scaler: { ...scaler.stateDict(), skipped_steps_this_session: scaler.skipped } }),

@@ -34,6 +34,21 @@ function checkAmp(v: string, c: Record<string, unknown>): string | undefined {
   return why && `${why}; use --amp bf16${t === 'float16' ? ' or a CUDA device' : ''}`;
 }
 
+/**
+ * Where a free step with channels-last (NHWC) weights and inputs measured faster than with NCHW ones, by device
+ * type (BENCHMARKS.md, "Channels-last by default"): float32 without autocast only. CUDA is unmeasured (no GPU on
+ * the machine that measured), so it is off there until someone measures it.
+ */
+export const CHANNELS_LAST_WINS: { cpu: readonly string[]; cuda: readonly string[] } = {
+  cpu: ['resnet-cifar-small', 'preact-resnet18'],
+  cuda: [],
+};
+/** --channels-last's default for a model on a device (cpu, cuda, cuda:N) in a dtype under --amp. */
+export function channelsLastWins(model: string, device: string, dtype: string, amp: string): boolean {
+  const wins = device.startsWith('cuda') ? CHANNELS_LAST_WINS.cuda : CHANNELS_LAST_WINS.cpu;
+  return dtype === 'float32' && amp === 'none' && wins.includes(model);
+}
+
 export const TRAIN_OPTIONS = {
   dataset: { type: 'string', arg: 'NAME', group: DATA, choices: DATASET_NAMES, default: 'fashion-mnist', help: "the data set (fashion-mnist: Debian's dataset-fashion-mnist)" },
   dataDir: { type: 'string', arg: 'DIR', group: DATA, optional: true, help: 'data folder (IDX files; CIFAR binaries or train/<class>/*.jpg; image folders)' },
@@ -66,7 +81,7 @@ export const TRAIN_OPTIONS = {
   device: { type: 'string', arg: 'D', group: RUN, pattern: /^(cpu|cuda(:\d+)?)$/, patternText: 'must be cpu, cuda or cuda:N', check: (v) => cuda.problem(v), default: 'cpu', help: 'cpu, cuda or cuda:N (needs the addon built against a CUDA PyTorch: README, "GPUs")' },
   dtype: { type: 'string', arg: 'T', group: RUN, choices: ['float32', 'float64'] as const, default: 'float32', help: 'floating-point type of weights and computation; float64 for numerical checks (slow)' },
   amp: { type: 'string', arg: 'T', group: RUN, choices: AMP_NAMES, default: 'none', check: checkAmp, help: 'mixed precision for training: bf16 or fp16 autocast of the forward pass and loss (fp16 with a gradient scaler; on CPU this libtorch may offer bf16 only); validation and the final evaluation stay float32 unless --attack-amp' },
-  channelsLast: { type: 'bool', group: RUN, negatable: true, default: false, help: 'channels-last (NHWC) weights and inputs: oneDNN convolutions without layout conversions' },
+  channelsLast: { type: 'bool', group: RUN, negatable: true, default: (c) => channelsLastWins(String(c.model), String(c.device), String(c.dtype), String(c.amp)), defaultText: `auto: on where it measured faster, i.e. ${CHANNELS_LAST_WINS.cpu.join(' and ')} on CPU in float32 without --amp; off elsewhere, and on CUDA until measured there`, help: 'channels-last (NHWC) weights, inputs and δ: oneDNN convolutions without layout conversions; --no-channels-last forces NCHW' },
   logEvery: { type: 'int', arg: 'N', group: RUN, min: 1, max: Number.MAX_SAFE_INTEGER, default: 50, help: 'SGD steps per line of metrics.jsonl' },
   checkpointEvery: { type: 'int', arg: 'N', group: RUN, min: 0, max: Number.MAX_SAFE_INTEGER, default: 0, defaultText: 'at the end of every pass only', help: 'also checkpoint every N SGD steps' },
 

@@ -31,6 +31,8 @@ export interface Summary {
   /** --amp of the run (absent: float32), and the precision the final evaluation ran in (float32 unless --attack-amp). */
   amp?: string;
   evaluation_precision?: string;
+  /** The memory format of the weights and inputs in training (--channels-last; absent in older summaries). */
+  memory_format?: 'channels_last' | 'contiguous';
   /** Free training: the share of exact-zero entries of the input gradient over this session's steps. */
   input_grad_zero_share?: number;
   /** --amp fp16: the gradient scaler's state at the end, and the steps it skipped in this session. */
@@ -85,7 +87,7 @@ export const SUMMARY_SCHEMA = S.obj(
   {
     method: S.str(100), label: S.str(200), model: S.str(100), dataset: S.str(100),
     replays: S.int(0), eps: S.num(0), epochs: S.num(0), passes: S.int(0), sgd_steps: S.int(0), backward_passes: S.int(0),
-    train_seconds: S.num(0), images_per_second: S.num(0),
+    train_seconds: S.num(0), images_per_second: S.num(0), memory_format: S.choice('channels_last', 'contiguous'),
     clean_accuracy: S.numOrNull(0, 1), // null: not evaluated (JSON has no NaN)
     robust_accuracy: S.rec(ACC),
     attack_stages: S.rec(S.rec(ACC)),
@@ -96,7 +98,7 @@ export const SUMMARY_SCHEMA = S.obj(
     run_dir: S.str(),
     distributed: S.obj({ world_size: S.int(1), grad_sync: S.choice('overlap', 'after-backward'), buckets: S.int(0), allreduce_bytes_per_step: S.num(0), allreduce_ms_per_step: S.num(0) }),
   },
-  ['attack_stages', 'val_examples', 'validation', 'warnings', 'stopped_early', 'distributed'],
+  ['memory_format', 'attack_stages', 'val_examples', 'validation', 'warnings', 'stopped_early', 'distributed'],
 );
 /** A line of metrics.jsonl. */
 export const METRIC_LINE_SCHEMA = S.obj(
@@ -385,7 +387,10 @@ export function readRunConfig(dir: string, option = 'run'): TrainConfig {
     throw new ConfigError(option, `${p}: not valid JSON (${(e as Error).message})`);
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(option, `${p}: expected an object of options`);
-  return resolveConfig(json as Record<string, unknown>, p);
+  // a config.json written before --channels-last had a computed default ran NCHW: it keeps doing so (added last,
+  // so that the keys keep the order they were written in)
+  const c = json as Record<string, unknown>;
+  return resolveConfig(Object.hasOwn(c, 'channelsLast') ? c : { ...c, channelsLast: false }, p);
 }
 
 /** The checkpoint to use: best.safetensors (falling back to latest) or latest; undefined when there is none. */
