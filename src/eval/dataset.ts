@@ -54,21 +54,22 @@ export async function evaluateDataset(model: Module, data: Dataset, o: DatasetEv
   const progress = new Progress({ total: Math.ceil(limit / o.batchSize), label: 'eval', stream: stream as never });
   // Ranks agree on stopping (one all-reduce per batch) over the batches every rank has: the last rank's count.
   const common = group ? Math.ceil(Math.max(0, Math.ceil((all - group.worldSize + 1) / group.worldSize)) / o.batchSize) : Infinity;
-  const stop = (i: number) => (group ? i < common && dist.allReduceNumbers([o.signal!.aborted ? 1 : 0], 'max')[0]! > 0 : o.signal!.aborted);
+  const anyRankAborted = () => dist.allReduceNumbers([o.signal!.aborted ? 1 : 0], 'max')[0]! > 0;
+  const stop = (i: number) => (group ? i < common && anyRankAborted() : o.signal!.aborted);
+  const stopped = () => (o.signal!.aborted ? o.signal!.reason : new DOMException("stopped: another rank's signal", 'AbortError'));
   async function* batches(): AsyncGenerator<Batch> {
     let i = 0;
     for await (const t of tensorBatches(loader, limit, o.device, o.dtype)) {
       if (o.signal) {
         await nextTurn();
-        if (stop(i++)) throw o.signal.aborted ? o.signal.reason : new DOMException("stopped: another rank's signal", 'AbortError');
+        if (stop(i++)) throw stopped();
       }
       yield t;
       progress.tick(t.y.size(0));
     }
     // ranks agree once more after their last batch: a rank whose signal stopped an attack of a batch no other
     // rank has (or of the last common one) stops them all here
-    if (o.signal && group && dist.allReduceNumbers([o.signal.aborted ? 1 : 0], 'max')[0]! > 0)
-      throw o.signal.aborted ? o.signal.reason : new DOMException("stopped: another rank's signal", 'AbortError');
+    if (o.signal && group && anyRankAborted()) throw stopped();
   }
   try {
     // a signal stops an attack at its next iteration; ranks then stop together at their next agreement
