@@ -51,7 +51,9 @@ function nodeGyp() {
 
 // Use the headers of the running Node (no download: our machines have no internet).
 const nodedir = join(dirname(process.execPath), '..');
-const args = [nodeGyp(), 'rebuild', '--release', `--jobs=${Math.max(1, Math.min(4, (await import('node:os')).cpus().length))}`];
+// One compiler per core, up to one per source file (each holds libtorch's headers: about 1 GB).
+const jobs = Math.max(1, Math.min((await import('node:os')).availableParallelism(), readdirSync(join(root, 'native')).filter((f) => f.endsWith('.cc')).length));
+const args = [nodeGyp(), 'rebuild', '--release', `--jobs=${jobs}`];
 if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
 console.log('freeadv: building the native addon (about a minute)...');
 execFileSync(process.execPath, args, { cwd: root, stdio: 'inherit' });

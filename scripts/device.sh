@@ -7,38 +7,59 @@
 #
 #   bash scripts/device.sh                       # on the GPU machine; writes $OUT_JSON (default device-result.json)
 #   SMOKE=1 bash scripts/device.sh               # the same flow on a CPU machine, tiny (minutes): run it first
-#   bash scripts/device.sh --pack                # here: dist/ and the runtime node_modules into device-pack/
+#   bash scripts/device.sh --pack                # here: everything the GPU machine may lack, into device-pack/
 #
-# The GPU machine gets a copy of the working tree and at most 64 MiB of ignored paths: run `--pack` first and
-# carry device-pack/ (dist/ plus the few runtime packages: sharp for JPEGs, node-addon-api for the build, …).
-# It needs Node.js >= 20, a C++ compiler and make, python3 with a CUDA build of torch (its libtorch is what the
-# addon is built against: include/, lib/, and the nvidia-* wheels' headers), and gloo's headers for process
-# groups (Debian: libgloo-dev; without them the addon is built without them and the NCCL test is skipped), and
-# libjpeg's headers for the addon's JPEG decoder (Debian: libjpeg62-turbo-dev; without them sharp decodes JPEGs).
+# A GPU machine may have PyTorch and a compiler but no Node.js, no npm packages and no network. `--pack` (on a
+# machine with them) puts into device-pack/ what the run needs beside the checkout, about 55 MB: app.tar.xz (dist/
+# and the runtime packages: sharp for JPEGs, node-addon-api for the build, …), node.tar.xz (this Node.js: its
+# binary, its headers and npm's node-gyp, for a machine without Node.js >= 20 or without them) and the CIFAR-10
+# JPEG archive. Copy device-pack/ into the checkout on the GPU machine; the run unpacks what it needs into its
+# work folder. It needs a C++ compiler and make, python3 with a CUDA build of torch (its libtorch is what the addon
+# is built against: include/, lib/, and the nvidia-* wheels' headers), xz, and libjpeg's headers for the addon's
+# JPEG decoder (Debian: libjpeg62-turbo-dev; without them sharp decodes JPEGs).
 # What is missing is named before any work (exit 2). Environment: BUDGET_S (480), OUT_JSON, PYTHON (python3),
-# ARCHIVE (the CIFAR-10 JPEG archive; default shared/data or ../shared/data), ADDON (an addon already built:
-# skips the build), DEVICE (cuda; SMOKE: cpu).
+# ARCHIVE (the CIFAR-10 JPEG archive; default device-pack/, shared/data or ../shared/data), ADDON (an addon already
+# built: skips the build), BUILD=1 (SMOKE: build the addon as on a GPU machine, against python's torch where it has
+# headers, else the system libtorch), DEVICE (cuda; SMOKE: cpu), WORK (the work folder; default a new one in /tmp).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 say() { echo "device: $*" >&2; }
 die() { say "$*"; exit 2; }
 
+PACK=$ROOT/device-pack
+# the runtime packages of the commands the run uses (train, eval, info, the tests' report): no dev dependencies
+RUNTIME_PACKAGES="node-addon-api sharp @img detect-libc semver yaml protobufjs long chart.js chartjs-chart-matrix @kurkle"
 if [ "${1:-}" = --pack ]; then
   command -v npx >/dev/null || die "--pack needs npx (Node.js) here"
+  command -v xz >/dev/null || die "--pack needs xz"
   npx tsc -p tsconfig.json || die "TypeScript build failed"
-  rm -rf device-pack && mkdir -p device-pack/node_modules
-  cp -r dist device-pack/dist
-  for p in node-addon-api sharp @img detect-libc semver yaml protobufjs long chart.js chartjs-chart-matrix @kurkle; do
-    [ -e "node_modules/$p" ] && cp -rL "node_modules/$p" "device-pack/node_modules/$p"
+  src=""
+  for c in "${ARCHIVE:-}" shared/data/cifar10-jpg.tar.gz ../shared/data/cifar10-jpg.tar.gz; do
+    [ -z "$src" ] && [ -n "$c" ] && [ -f "$c" ] && src=$c
   done
-  du -sh device-pack >&2
-  say "packed device-pack/ (carry it: run(carry=[\"device-pack\"]))"
+  [ -n "$src" ] || die "--pack: the CIFAR-10 JPEG archive not found (ARCHIVE=…/cifar10-jpg.tar.gz)"
+  rm -rf "$PACK" && mkdir -p "$PACK"
+  pkgs=()
+  for p in $RUNTIME_PACKAGES; do [ -e "node_modules/$p" ] && pkgs+=("node_modules/$p"); done
+  # -h: node_modules entries may be links
+  tar -chf - dist "${pkgs[@]}" | xz -T0 -6 > "$PACK/app.tar.xz" || die "packing dist/ and node_modules failed"
+  # Node.js's install prefix: bin/node, include/node (node-gyp's headers; OpenSSL's are not needed), npm's node-gyp
+  prefix=$(node -p 'require("path").resolve(process.execPath, "..", "..")')
+  parts=(bin/node include/node)
+  [ -d "$prefix/lib/node_modules/npm/node_modules/node-gyp" ] && parts+=(lib/node_modules/npm)
+  [ -f "$prefix/include/node/node_api.h" ] || die "--pack: this Node.js has no headers at $prefix/include/node"
+  tar -chf - --exclude=include/node/openssl -C "$prefix" "${parts[@]}" | xz -T0 -6 > "$PACK/node.tar.xz" \
+    || die "packing Node.js failed"
+  cp "$src" "$PACK/cifar10-jpg.tar.gz"
+  ls -l "$PACK" >&2
+  du -sh "$PACK" >&2
+  say "packed device-pack/ (Node.js $(node --version)): copy it into the checkout on the GPU machine"
   exit 0
 fi
 
 SMOKE=${SMOKE:-}
-BUDGET_S=${BUDGET_S:-$([ -n "$SMOKE" ] && echo 900 || echo 480)}
+BUDGET_S=${BUDGET_S:-$([ -n "$SMOKE" ] && echo 1800 || echo 480)}
 DEVICE=${DEVICE:-$([ -n "$SMOKE" ] && echo cpu || echo cuda)}
 PY=${PYTHON:-python3}
 OUT_JSON=${OUT_JSON:-$ROOT/device-result.json}
@@ -48,29 +69,61 @@ T0=$(date +%s)
 elapsed() { echo $(($(date +%s) - T0)); }
 left() { echo $((BUDGET_S - $(elapsed))); }
 
+# ---- the addon: the one given (ADDON), the checkout's (SMOKE), or built here against python's torch ----
+NEED_BUILD=""
+if [ -z "${ADDON:-}" ] && { [ "$DEVICE" != cpu ] || [ -n "${BUILD:-}" ] || [ ! -f build/Release/freeadv.node ]; }; then NEED_BUILD=1; fi
+
+# ---- Node.js: this machine's where it is >= 20 (with its headers and node-gyp where the addon is built), else
+# device-pack's; dist/ and node_modules: the checkout's, else device-pack's, unpacked into the checkout (the code
+# finds package.json and assets/ beside dist/) ----
+node_usable() {
+  command -v node >/dev/null && node -e '
+    const { existsSync } = require("fs"), { join, dirname } = require("path");
+    const prefix = join(dirname(process.execPath), "..");
+    const gyp = [join(prefix, "lib", "node_modules", "npm"), "/usr/lib/node_modules/npm", "/usr/local/lib/node_modules/npm"]
+      .some((p) => existsSync(join(p, "node_modules", "node-gyp")));
+    const ok = +process.versions.node.split(".")[0] >= 20 && (!process.argv[1] || (gyp && existsSync(join(prefix, "include", "node", "node_api.h"))));
+    process.exit(ok ? 0 : 1);' "$NEED_BUILD" 2>/dev/null
+}
+unpack() { xz -dc "$1" | tar -xf - -C "$2"; }
+if ! node_usable && [ -f "$PACK/node.tar.xz" ] && command -v xz >/dev/null; then
+  mkdir -p "$WORK/node" && unpack "$PACK/node.tar.xz" "$WORK/node" && export PATH="$WORK/node/bin:$PATH" \
+    && say "Node.js $(node --version) from device-pack/"
+fi
+if { [ ! -d node_modules ] || [ ! -d dist ]; } && [ -f "$PACK/app.tar.xz" ] && command -v xz >/dev/null; then
+  [ -d node_modules ] && mv node_modules "$WORK/node_modules.checkout" # one set of packages: device-pack's
+  unpack "$PACK/app.tar.xz" "$ROOT" && say "dist/ and node_modules from device-pack/"
+fi
+
 # ---- what the machine has (checked before any work) ----
 missing=()
-command -v node >/dev/null || missing+=("Node.js >= 20 (node)")
-command -v node >/dev/null && ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' && missing+=("Node.js >= 20 (found $(node --version))")
-[ -d node_modules ] || [ -d device-pack/node_modules ] || missing+=("node_modules (run 'bash scripts/device.sh --pack' on a machine with them and carry device-pack/)")
-[ -d dist ] || [ -d device-pack/dist ] || command -v npx >/dev/null || missing+=("dist/ (the TypeScript build; carry device-pack/)")
+{ [ -f "$PACK/node.tar.xz" ] || [ -f "$PACK/app.tar.xz" ]; } && ! command -v xz >/dev/null && missing+=("xz (to unpack device-pack/)")
+if ! node_usable; then
+  if [ -n "$NEED_BUILD" ]; then
+    missing+=("Node.js >= 20 with its headers (include/node) and npm's node-gyp, to build the addon (device-pack/node.tar.xz has them: run 'bash scripts/device.sh --pack' on a machine with Node.js and copy device-pack/ here)")
+  else
+    missing+=("Node.js >= 20 (device-pack/node.tar.xz has it: 'bash scripts/device.sh --pack')")
+  fi
+fi
+[ -d node_modules ] || missing+=("node_modules (device-pack/app.tar.xz has the runtime packages: 'bash scripts/device.sh --pack')")
+[ -d dist ] || missing+=("dist/, the TypeScript build (device-pack/app.tar.xz has it: 'bash scripts/device.sh --pack')")
 ARCHIVE=${ARCHIVE:-}
-for c in shared/data/cifar10-jpg.tar.gz ../shared/data/cifar10-jpg.tar.gz; do
+for c in "$PACK/cifar10-jpg.tar.gz" shared/data/cifar10-jpg.tar.gz ../shared/data/cifar10-jpg.tar.gz; do
   [ -z "$ARCHIVE" ] && [ -f "$c" ] && ARCHIVE=$c
 done
-[ -n "$ARCHIVE" ] && [ -f "$ARCHIVE" ] || missing+=("the CIFAR-10 JPEG archive (ARCHIVE=…/cifar10-jpg.tar.gz)")
+[ -n "$ARCHIVE" ] && [ -f "$ARCHIVE" ] || missing+=("the CIFAR-10 JPEG archive (ARCHIVE=…/cifar10-jpg.tar.gz; 'bash scripts/device.sh --pack' copies it into device-pack/)")
 TORCH_DIR=""
 if command -v "$PY" >/dev/null && TORCH_DIR=$("$PY" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null); then
   :
 else
   missing+=("python3 with torch (PYTHON=…; the PyTorch twin of the bench, and the CUDA libtorch to build against)")
 fi
-if [ -z "${ADDON:-}" ] && [ "$DEVICE" != cpu ]; then
+LIBTORCH_ENV=()
+[ -n "$TORCH_DIR" ] && [ -f "$TORCH_DIR/include/ATen/ATen.h" ] && LIBTORCH_ENV=(LIBTORCH="$TORCH_DIR")
+if [ -n "$NEED_BUILD" ]; then
   command -v g++ >/dev/null || command -v c++ >/dev/null || missing+=("a C++ compiler (g++)")
   command -v make >/dev/null || missing+=("make")
-  # node-gyp compiles against the running Node's headers; without them it would try to download them
-  command -v node >/dev/null && [ ! -f "$(dirname "$(command -v node)")/../include/node/node_api.h" ] && missing+=("Node.js's headers (include/node/node_api.h beside node; a Node.js install from a tarball or a distribution package has them)")
-  command -v node >/dev/null && ! node -e 'for (const p of [require("path").join(require("path").dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp"), "/usr/lib/node_modules/npm/node_modules/node-gyp", "/usr/local/lib/node_modules/npm/node_modules/node-gyp"]) if (require("fs").existsSync(p)) process.exit(0); process.exit(1)' && missing+=("node-gyp (comes with npm)")
+  [ "$DEVICE" != cpu ] && [ -n "$TORCH_DIR" ] && [ ${#LIBTORCH_ENV[@]} -eq 0 ] && missing+=("the C++ headers of the torch at $TORCH_DIR (include/ATen/ATen.h)")
 fi
 if [ "$DEVICE" != cpu ] && [ -n "$TORCH_DIR" ]; then
   "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null || missing+=("a GPU that torch sees (torch.cuda.is_available() is false)")
@@ -79,9 +132,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do say "missing: $m"; done
   exit 2
 fi
-[ -d node_modules ] || ln -s device-pack/node_modules node_modules
-[ -d dist ] || { [ -d device-pack/dist ] && ln -s device-pack/dist dist; } || npx tsc -p tsconfig.json
-say "torch $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)') at $TORCH_DIR; device $DEVICE; budget ${BUDGET_S}s; work $WORK"
+say "torch $("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda)') at $TORCH_DIR; node $(node --version); device $DEVICE; budget ${BUDGET_S}s; work $WORK"
 
 # stage NAME LIMIT_S CMD…: runs CMD with a time limit, its output in $WORK/NAME.log; records rc and seconds.
 STAGES=$WORK/stages.jsonl
@@ -98,13 +149,13 @@ stage() {
   return $rc
 }
 
-# ---- 1. build against this machine's CUDA torch ----
+# ---- 1. the addon ----
 if [ -n "${ADDON:-}" ]; then
   export FREEADV_ADDON=$ADDON
-elif [ "$DEVICE" = cpu ]; then
+elif [ -z "$NEED_BUILD" ]; then
   export FREEADV_ADDON=$ROOT/build/Release/freeadv.node # SMOKE: the addon of scripts/setup.sh
 else
-  stage build 240 env LIBTORCH="$TORCH_DIR" node scripts/build-native.js --out "$WORK/addon" || true
+  stage build "$([ -n "$SMOKE" ] && echo 900 || echo 240)" env "${LIBTORCH_ENV[@]}" node scripts/build-native.js --out "$WORK/addon" || true
   export FREEADV_ADDON=$WORK/addon/build/Release/freeadv.node
 fi
 stage info 60 node bin/freeadv.js info || true
@@ -172,7 +223,7 @@ node -e '
   const lines = (f) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8").trim().split("\n").filter(Boolean) : []);
   const json = (s) => { try { return JSON.parse(s); } catch { return undefined; } };
   const stages = lines(stagesF).map(json).filter(Boolean);
-  for (const s of stages) s.tail = lines(s.log).slice(-8);
+  for (const s of stages) s.tail = lines(s.log).slice(s.rc ? -40 : -8); // a failed stage: enough to act on
   const bench = lines(benchF).map(json).filter(Boolean).map(({ freeadv: f, pytorch: p }) => ({
     model: f.model, batch: f.batch, device: f.device, amp: f.amp ?? null,
     freeadv_free_images_per_second: Math.round(f.batch * 1000 / f.ms_median.free),
