@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian 12: system packages, npm dependencies, the native addon, the TypeScript build.
 #   scripts/setup.sh          what training needs
-#   scripts/setup.sh --tests  also what the tests need (PyTorch and torchvision for Python, for the cross-checks; Chromium, in which
-#                             the report and demo tests render their pages through playwright-core — no browser download)
+#   scripts/setup.sh --tests  also what the tests need (PyTorch, torchvision and PIL for Python, for the cross-checks;
+#                             Chromium, in which the report and demo tests render their pages through playwright-core —
+#                             no browser download; strace, which counts the image loader's opens)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(libtorch-dev libgloo-dev libjpeg62-turbo-dev libopenblas0-pthread dataset-fashion-mnist g++ make python3)
-[ "${1:-}" = "--tests" ] && pkgs+=(python3-torch python3-torchvision python3-onnx python3-protobuf chromium)
+[ "${1:-}" = "--tests" ] && pkgs+=(python3-torch python3-torchvision python3-pil python3-onnx python3-protobuf chromium strace)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -430,6 +430,52 @@ with open(sys.argv[4], 'wb') as f:
 });
 
 const ARCHIVE = '/work/shared/data/cifar10-jpg.tar.gz';
+test('each image file is opened once per decode, on the main thread and in worker threads (JPEG, PNG, WebP, TIFF; counted by strace)', async () => {
+  // strace is required: the test fails (it does not skip) without it
+  const strace = ['/usr/bin/strace', '/bin/strace'].find((p) => existsSync(p));
+  assert.ok(strace, 'strace not found: install it (bash scripts/setup.sh --tests, or apt-get install -y strace)');
+  const root = join(tmp, 'opens');
+  const files: string[] = [];
+  for (const [cls, name, img] of [
+    ['a', 'one.jpg', (s: sharp.Sharp) => s.jpeg()],
+    ['a', 'two.png', (s: sharp.Sharp) => s.png()],
+    ['b', 'three.webp', (s: sharp.Sharp) => s.webp({ lossless: true })],
+    ['b', 'four.tiff', (s: sharp.Sharp) => s.tiff()],
+  ] as const) {
+    mkdirSync(join(root, 'train', cls), { recursive: true });
+    const file = join(root, 'train', cls, name);
+    await img(sharp(Buffer.alloc(40 * 30 * 3, files.length * 50 + 20), { raw: { width: 40, height: 30, channels: 3 } })).toFile(file);
+    files.push(file);
+  }
+  // one process: each epoch of the loader (eval and training transforms, on this thread and in a worker thread)
+  // after a marker (the open of a file that does not exist), so that the opens of each are told apart
+  const data = new URL('../src/data/index.js', import.meta.url).href;
+  const script = `
+    import { openSync } from 'node:fs';
+    const { loadDataset, Loader } = await import(${JSON.stringify(data)});
+    const lazy = await loadDataset({ name: 'imagefolder', dataDir: ${JSON.stringify(root)}, split: 'train', size: 16, resize: 20 });
+    for (const [name, o] of [['main-eval', { worker: false }], ['main-train', { worker: false, augment: true }], ['worker-eval', { workers: 1 }], ['worker-train', { workers: 1, augment: true }]]) {
+      try { openSync('/nonexistent-freeadv-mark-' + name); } catch {}
+      for await (const b of new Loader(lazy, { batchSize: 4, shuffle: false, ...o }).epoch(0)) if (b.shape[0] !== 4) throw new Error('a batch of ' + b.shape[0]);
+    }
+    try { openSync('/nonexistent-freeadv-mark-end'); } catch {}`;
+  const log = join(tmp, 'opens.strace'), child = join(tmp, 'opens.mjs');
+  writeFileSync(child, script);
+  execFileSync(strace, ['-f', '-qq', '-e', 'trace=open,openat,openat2', '-o', log, process.execPath, child], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const opens: Record<string, Record<string, number>> = {};
+  let phase = 'before';
+  for (const line of readFileSync(log, 'utf8').split('\n')) {
+    const mark = /nonexistent-freeadv-mark-([a-z-]+)/.exec(line);
+    if (mark) phase = mark[1]!;
+    for (const f of files) if (line.includes(`"${f}"`)) ((opens[phase] ??= {})[basename(f)] = (opens[phase]?.[basename(f)] ?? 0) + 1);
+  }
+  const once = Object.fromEntries(files.map((f) => [basename(f), 1]));
+  assert.deepEqual(
+    { 'main-eval': opens['main-eval'], 'main-train': opens['main-train'], 'worker-eval': opens['worker-eval'], 'worker-train': opens['worker-train'] },
+    { 'main-eval': once, 'main-train': once, 'worker-eval': once, 'worker-train': once },
+  );
+});
+
 describe('CIFAR-10 as JPEG ImageFolder', { skip: existsSync(ARCHIVE) ? false : `${ARCHIVE} not present` }, () => {
   let dir: string;
   before(() => {

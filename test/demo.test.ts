@@ -17,7 +17,7 @@ import { run } from '../src/cli/main.js';
 import { loadWeights } from '../src/io/index.js';
 import { modelFor } from '../src/models/index.js';
 import { runCheckpoint } from '../src/train/index.js';
-import { describeDataset, serveDemo, softmaxRows, quantizeInBall, ORT_FILES, type DemoManifest } from '../src/export/index.js';
+import { describeDataset, serveDemo, softmaxRows, ORT_FILES, type DemoManifest } from '../src/export/index.js';
 import { loadDataset, FASHION_MNIST_CLASSES, type InMemoryDataset } from '../src/data/index.js';
 import { smallFashionMnist } from './helpers/data.js';
 
@@ -281,10 +281,3 @@ test('freeadv demo --serve serves the folder on localhost until SIGTERM, and onl
   assert.equal(code, 0, stderr);
 });
 
-test('adversarial pixels are rounded into the ε-ball of the clean 8-bit image', () => {
-  const clean = Uint8Array.from([0, 100, 255, 128, 128]);
-  // ε = 0.1 is 25.5 levels: at most 25 levels away after rounding (0.3 is 76.5, clipped to 128 − 25)
-  const adv = Float32Array.from([0.1, (100 - 25.5) / 255, 1, (128 + 25.4) / 255, 0.3]);
-  assert.deepEqual([...quantizeInBall(clean, adv, 0.1)], [25, 75, 255, 153, 103]);
-  assert.deepEqual([...quantizeInBall(clean, Float32Array.from(clean, (v) => v / 255), 8 / 255)], [...clean]);
-});

@@ -10,11 +10,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir, hostname } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import sharp from 'sharp';
 import * as T from '../src/torch/index.js';
 import { createModel } from '../src/models/index.js';
 import { ceLoss } from '../src/attacks/index.js';
 import { loadDataset, type InMemoryDataset } from '../src/data/index.js';
-import { lossSurface, surfaceDirections, surfaceRng, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, CACHE_LOCK, cacheKey, REPORT_OPTIONS } from '../src/report/index.js';
+import { lossSurface, surfaceDirections, surfaceRng, saliency, inputGradient, targetedAttack, lossAt, predict, CACHE_FILE, CACHE_LOCK, cacheKey, REPORT_OPTIONS, quantizeInBall, pngLevels, pngBuffers, readRun, runTestData, loadRunModel } from '../src/report/index.js';
 import { kebab } from '../src/options/index.js';
 import { run } from '../src/cli/main.js';
 import type { Module } from '../src/nn/index.js';
@@ -170,6 +171,123 @@ test('large-ε targeted attacks stay in their ball and move the prediction to th
     const norms = Array.from(l2.adv.sub(x).flatten(1).norm(2, 1).toTypedArray() as Float32Array);
     for (const n of norms) assert.ok(n <= 2.8 + 1e-4, `L2 norm ${n}`);
   });
+});
+
+/** The pixels of an 8-bit grey PNG (the bytes, or a data URI), decoded by sharp. */
+async function pngPixels(png: Buffer | string): Promise<Uint8Array> {
+  const buf = typeof png === 'string' ? Buffer.from(png.slice(png.indexOf(',') + 1), 'base64') : png;
+  // IHDR: bit depth 8, colour type 0 (grey)
+  assert.deepEqual([buf[24], buf[25]], [8, 0], 'an 8-bit grey PNG');
+  const { data, info } = await sharp(buf).raw().toBuffer({ resolveWithObject: true });
+  const px = new Uint8Array(info.width * info.height);
+  for (let i = 0; i < px.length; i++) {
+    px[i] = data[i * info.channels]!;
+    for (let c = 1; c < info.channels; c++) assert.equal(data[i * info.channels + c], px[i], 'grey pixels decode to equal channels');
+  }
+  return px;
+}
+
+test('adversarial pixels are rounded into the ε-ball of the clean 8-bit image, and the PNG holds those levels', async () => {
+  T.scope(() => {
+    const clean = T.fromTypedArray(Float32Array.from([0, 100, 255, 128, 128]), [5]);
+    // ε = 0.1 is 25.5 levels: at most 25 levels away after rounding (0.3 is 76.5, clipped to 128 − 25)
+    const adv = T.fromTypedArray(Float32Array.from([0.1, (100 - 25.5) / 255, 1, (128 + 25.4) / 255, 0.3]), [5]);
+    assert.deepEqual([...(quantizeInBall(clean, adv, 0.1).toTypedArray() as Float32Array)], [25, 75, 255, 153, 103]);
+    assert.deepEqual([...(quantizeInBall(clean, clean.div(255), 8 / 255).toTypedArray() as Float32Array)], [0, 100, 255, 128, 128]);
+    // 8/255 is 8 levels, though 255 · (8/255) is not exactly 8 in floating point
+    assert.deepEqual([...(quantizeInBall(clean, clean.add(8.4).div(255), 8 / 255).toTypedArray() as Float32Array)], [8, 108, 255, 136, 136]);
+  });
+  // pngLevels are the bytes of the PNG, decoded by sharp (ties of x.5 levels included: 127.5 → 128, 0.5 → 0)
+  const v = Float32Array.from({ length: 2 * 28 * 28 }, (_, i) => [0.5 / 255, 127.5 / 255, 1.2, -0.1, (i % 997) / 996][i % 5]!);
+  const b = T.fromTypedArray(v, [2, 1, 28, 28]);
+  try {
+    const levels = T.scope(() => pngLevels(b).toTypedArray() as Float32Array);
+    const pngs = await pngBuffers(b);
+    for (let k = 0; k < 2; k++) assert.deepEqual([...(await pngPixels(pngs[k]!))], [...levels.subarray(k * 784, (k + 1) * 784)]);
+  } finally {
+    b.dispose();
+  }
+});
+
+test("the gallery shows the model's prediction on exactly the pixels of its PNGs, inside the ε-ball in 8-bit units; freeadv predict on the saved PNG agrees", async (t) => {
+  const dir = join(tmp, 'gallery-run');
+  const eps = 0.1; // 25.5 levels: rounding alone can take a pixel 26 levels away
+  const r = await cli(['train', '--data-dir', data, '--method', 'natural', '--epochs', '10', '--batch-size', '32', '--val-size', '0', '--eps', String(eps), '--eval-limit', '10', '--eval-attacks', 'pgd-2', '--threads', '2', '--seed', '3', '--out', dir]);
+  assert.equal(r.code, 0, r.err);
+  const page = join(tmp, 'out', 'gallery.html');
+  const k = 16;
+  const rep = await cli(['report', dir, '--out', page, '--images', String(k), '--surface-points', '3', '--target-steps', '2', '--threads', '2']);
+  assert.equal(rep.code, 0, rep.err);
+  const html = readFileSync(page, 'utf8');
+  const names = (JSON.parse(readFileSync(join(dir, CACHE_FILE), 'utf8')) as { entries: Record<string, { classNames?: string[] }> }).entries;
+  const classNames = Object.values(names).find((e) => e.classNames)!.classNames!;
+  // the cells of the gallery: image, then its caption ("label A<br>pred B ✓" or "pred B ✗")
+  const cells = new Map<string, { src: string; pred?: number }>();
+  for (const m of html.matchAll(/<img class="px" src="([^"]+)" alt="(clean|adversarial|perturbation) (\d+)"[^>]*><div class="cap">(.*?)<\/div>/g)) {
+    const pred = /pred (.+?) <span/.exec(m[4]!)?.[1];
+    cells.set(`${m[2]} ${m[3]}`, { src: m[1]!, ...(pred !== undefined && { pred: classNames.indexOf(pred) }) });
+  }
+  assert.equal(cells.size, 3 * k);
+  const e = Math.floor(255 * eps); // 25
+  assert.match(html, new RegExp(`amplified: −${e}/255 black, 0 grey, \\+${e}/255 white`));
+
+  const info = readRun(dir, 'latest');
+  const test = await runTestData(info);
+  const model = loadRunModel(info, test);
+  const pngDir = join(tmp, 'gallery-png');
+  mkdirSync(pngDir, { recursive: true });
+  const files: string[] = [], shownAdv: number[] = [];
+  let cleanWrong = 0, advWrong = 0;
+  try {
+    for (let i = 0; i < k; i++) {
+      const clean = await pngPixels(cells.get(`clean ${i}`)!.src);
+      const adv = await pngPixels(cells.get(`adversarial ${i}`)!.src);
+      const pert = await pngPixels(cells.get(`perturbation ${i}`)!.src);
+      // the clean PNG is the test image itself; the adversarial one is within ⌊255ε⌋ levels of it
+      assert.deepEqual([...clean], [...(test as InMemoryDataset).images.subarray(i * 784, (i + 1) * 784)], `clean image ${i}`);
+      let dmax = 0;
+      for (let p = 0; p < 784; p++) {
+        const d = adv[p]! - clean[p]!;
+        dmax = Math.max(dmax, Math.abs(d));
+        // the perturbation shown is the difference of the two images shown, ±e levels to black and white (within
+        // the PNG's rounding)
+        assert.ok(Math.abs(pert[p]! - (127.5 + (127.5 * d) / e)) <= 0.501, `perturbation of image ${i}, pixel ${p}: ${pert[p]} for a difference of ${d} levels`);
+      }
+      assert.ok(dmax <= e, `adversarial image ${i}: ||adv − clean||∞ = ${dmax} levels > ${e} (ε = ${eps})`);
+      // the model on exactly those pixels gives the labels shown
+      const [pc, pa] = T.scope(() =>
+        [clean, adv].map((px) => {
+          model.eval();
+          return Number(T.noGrad(() => model.forward(T.fromTypedArray(Float32Array.from(px, (v) => v / 255), [1, 1, 28, 28])).argmax(1)).item());
+        }),
+      );
+      assert.equal(pc, cells.get(`clean ${i}`)!.pred, `clean image ${i}: the page shows ${classNames[cells.get(`clean ${i}`)!.pred!]}, the model says ${classNames[pc!]}`);
+      assert.equal(pa, cells.get(`adversarial ${i}`)!.pred, `adversarial image ${i}: the page shows ${classNames[cells.get(`adversarial ${i}`)!.pred!]}, the model on its PNG says ${classNames[pa!]}`);
+      const label = (test as InMemoryDataset).labels[i]!;
+      if (pc !== label) {
+        cleanWrong++;
+        // none needed: an image the model gets wrong is shown unperturbed
+        assert.deepEqual([...adv], [...clean], `image ${i} is misclassified clean: its adversarial image is itself`);
+      }
+      if (pa !== label) advWrong++;
+      const f = join(pngDir, `adv-${String(i).padStart(2, '0')}.png`);
+      writeFileSync(f, Buffer.from(cells.get(`adversarial ${i}`)!.src.split(',')[1]!, 'base64'));
+      files.push(f);
+      shownAdv.push(pa!);
+    }
+  } finally {
+    model.dispose();
+  }
+  // a natural model: most of its predictions are changed by the attack
+  // the attack works (the labels shown are not all the clean ones): a natural model, most adversarial images misclassified
+  const acc = `${k - cleanWrong} of ${k} clean and ${k - advWrong} adversarial images classified correctly`;
+  t.diagnostic(acc);
+  assert.ok(advWrong >= k / 2 && advWrong > cleanWrong, acc);
+  // freeadv predict, in a process of its own, on the PNG files saved from the page
+  const p = spawnSync(process.execPath, [join(ROOT, 'bin', 'freeadv.js'), 'predict', ...files, '--run', dir, '--checkpoint', 'latest', '--top', '1', '--json', '--threads', '1'], { encoding: 'utf8' });
+  assert.equal(p.status, 0, p.stderr);
+  const preds = (JSON.parse(p.stdout) as { predictions: { file: string; top: { index: number }[] }[] }).predictions;
+  assert.deepEqual(preds.map((q) => q.top[0]!.index), shownAdv);
 });
 
 test('freeadv report refuses bad input with exit code 2, naming the folder or option', async () => {

@@ -145,13 +145,18 @@ function writeChw(r: RawPixels, dst: Uint8Array, offset: number): void {
   else hwcToChw(r.data, r.channels, r.h, r.w, dst, offset);
 }
 
+/** sharp's error as the file's: sharp decodes the bytes read from the file, and calls them its "Input buffer". */
+function sharpError(e: unknown, file: string): DataError {
+  return new DataError(`cannot decode image (${(e as Error).message.replace(/^Input buffer\b/, 'Input file')})`, file, { cause: e });
+}
+
 async function rawRgb(img: sharp.Sharp, file: string): Promise<RawPixels> {
   try {
     const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
     if (info.channels < 1 || info.channels > 4) throw new Error(`unsupported channel count ${info.channels}`);
     return { data, w: info.width, h: info.height, channels: info.channels };
   } catch (e) {
-    throw new DataError(`cannot decode image (${(e as Error).message})`, file, { cause: e });
+    throw sharpError(e, file);
   }
 }
 
@@ -161,7 +166,7 @@ async function dims(img: sharp.Sharp, file: string): Promise<{ w: number; h: num
     if (!m.width || !m.height) throw new Error('no image dimensions');
     return { w: m.width, h: m.height };
   } catch (e) {
-    throw new DataError(`cannot decode image (${(e as Error).message})`, file, { cause: e });
+    throw sharpError(e, file);
   }
 }
 
@@ -235,6 +240,24 @@ function openRegularSync(file: string): { fd: number; st: Stats } | undefined {
   }
 }
 
+/** openRegularSync on libuv's pool (for the main thread, which must not block on a slow file system). */
+async function openRegular(file: string): Promise<{ fh: FileHandle; st: Stats } | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw notRegular(st, file);
+    return { fh, st };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
 /**
  * Reads an image file's header without blocking on special files (opened non-blocking; a FIFO, device or socket
  * is refused). undefined when the file cannot be opened or its header is not one parseImageHeader knows: the
@@ -261,15 +284,10 @@ export function readImageHeaderSync(file: string): ImageHeader | undefined {
 
 /** readImageHeaderSync on libuv's pool (for the main thread, which must not block on a slow file system). */
 export async function readImageHeader(file: string): Promise<ImageHeader | undefined> {
-  let fh: FileHandle;
+  const f = await openRegular(file);
+  if (!f) return undefined;
+  const { fh, st } = f;
   try {
-    fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-  } catch {
-    return undefined;
-  }
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw notRegular(st, file);
     const first = await fh.read({ buffer: Buffer.allocUnsafe(Math.min(st.size, HEAD_BYTES)), position: 0 });
     let head = parseImageHeader(first.buffer.subarray(0, first.bytesRead));
     if (head === 'more' && st.size > first.bytesRead) {
@@ -283,15 +301,21 @@ export async function readImageHeader(file: string): Promise<ImageHeader | undef
 }
 
 /**
- * An image file's header and, for a JPEG, all its bytes (the addon decodes from them): read synchronously in the
- * loader's worker threads, whose only job this is, on libuv's pool on the main thread. undefined when the file
- * cannot be opened or its header is not one parseImageHeader knows (sharp then opens the file and refuses it with
- * today's message or reads it); special files are refused without blocking on them.
+ * An image file's bytes, read once (the addon or sharp decodes from them, so that the header and the pixels come
+ * from one read of one handle), and its header when parseImageHeader knows it (JPEG, PNG; else sharp reads it from
+ * the bytes). Read synchronously in the loader's worker threads, whose only job this is, on libuv's pool on the
+ * main thread. undefined when the file cannot be opened (sharp then opens it and refuses it with today's
+ * message); special files are refused without blocking on them.
  */
-interface ImageFile { head: ImageHeader; bytes?: Buffer }
+interface ImageFile { bytes: Buffer; head?: ImageHeader }
 
 /** The addon decodes JPEGs (built with libjpeg's headers); else sharp does. */
 const withJpeg = jpegAvailable();
+
+function imageFile(bytes: Buffer): ImageFile {
+  const head = parseImageHeader(bytes);
+  return head === undefined || head === 'more' ? { bytes } : { bytes, head };
+}
 
 function readImageSync(file: string): ImageFile | undefined {
   const f = openRegularSync(file);
@@ -301,10 +325,7 @@ function readImageSync(file: string): ImageFile | undefined {
     const all = Buffer.allocUnsafe(st.size);
     let n = 0;
     for (let got = -1; n < all.length && got !== 0; n += got) got = readSync(fd, all, n, all.length - n, n);
-    const bytes = all.subarray(0, n);
-    const head = parseImageHeader(bytes);
-    if (head === undefined || head === 'more') return undefined;
-    return head.format === 'jpeg' && withJpeg ? { head, bytes } : { head };
+    return imageFile(all.subarray(0, n));
   } finally {
     closeSync(fd);
   }
@@ -312,14 +333,19 @@ function readImageSync(file: string): ImageFile | undefined {
 
 async function readImage(file: string): Promise<ImageFile | undefined> {
   if (!isMainThread) return readImageSync(file);
-  const head = await readImageHeader(file);
-  if (head?.format !== 'jpeg' || !withJpeg) return head && { head };
+  const f = await openRegular(file);
+  if (!f) return undefined;
   try {
-    return { head, bytes: await fsp.readFile(file) };
+    return imageFile(await f.fh.readFile());
   } catch {
-    return undefined; // gone since: sharp says so
+    return undefined; // unreadable: sharp says why
+  } finally {
+    await f.fh.close();
   }
 }
+
+/** The bytes of a JPEG the addon decodes; undefined for other images, which sharp decodes. */
+const addonJpeg = (f: ImageFile | undefined) => (f?.head?.format === 'jpeg' && withJpeg ? f.bytes : undefined);
 
 /**
  * A JPEG decoded by the addon (see JpegOptions), on this thread in a worker thread, on libuv's pool on the main
@@ -348,7 +374,8 @@ export async function decodeImage(file: string): Promise<{ data: Uint8Array; h: 
  */
 export async function evalPixels(file: string, size: number, resize: number, planar = false): Promise<RawPixels> {
   const f = await readImage(file);
-  const img = f?.bytes ? undefined : open(file);
+  const jpeg = addonJpeg(f);
+  const img = jpeg ? undefined : open(f?.bytes ?? file);
   const { w, h } = f?.head ?? (await dims(img!, file));
   // torchvision Resize(int): the short side becomes `resize`, the long side int(resize * long / short).
   let ow = w, oh = h;
@@ -368,9 +395,9 @@ export async function evalPixels(file: string, size: number, resize: number, pla
   let r: RawPixels | undefined;
   // at full scale (no DCT scaling): evaluations are torchvision's on PIL images to the bit, comparable with PyTorch's
   const want = { outW: ow, outH: oh, cropLeft: left, cropTop: top, cropWidth: size, cropHeight: size, planar };
-  if (f?.bytes) r = await decodeJpeg(file, f.bytes, { ...want, denom: 1 });
+  if (jpeg) r = await decodeJpeg(file, jpeg, { ...want, denom: 1 });
   // other formats: decoded by sharp, resized as a JPEG is
-  r ??= resized(await rawRgb(img ?? open(f!.bytes!), file), want);
+  r ??= resized(await rawRgb(img ?? open(jpeg!), file), want);
   if (r.w !== size || r.h !== size) throw new DataError(`decoded to ${r.w}x${r.h}, expected ${size}x${size}`, file);
   return r;
 }
@@ -438,16 +465,17 @@ function resized(r: RawPixels, opts: JpegOptions & { outW: number; outH: number 
  */
 export async function trainPixels(file: string, size: number, rng: Rng, opts: TrainTransformOptions = {}): Promise<RawPixels> {
   const f = await readImage(file);
-  const img = f?.bytes ? undefined : open(file);
+  const jpeg = addonJpeg(f);
+  const img = jpeg ? undefined : open(f?.bytes ?? file);
   const { w, h } = f?.head ?? (await dims(img!, file));
   const box = randomResizedCropParams(w, h, rng, opts.scale, opts.ratio);
   const flip = rng.next() < (opts.flip ?? 0.5);
   const want = { outW: size, outH: size, flip, planar: opts.planar === true };
-  if (f?.bytes) {
-    const r = await decodeJpeg(file, f.bytes, { ...box, ...want });
+  if (jpeg) {
+    const r = await decodeJpeg(file, jpeg, { ...box, ...want });
     if (r) return r;
   }
-  const s = img ?? open(f!.bytes!);
+  const s = img ?? open(jpeg!);
   if (box.left !== 0 || box.top !== 0 || box.width !== w || box.height !== h) s.extract(box);
   const r = await rawRgb(s, file);
   if (r.w !== box.width || r.h !== box.height) throw new DataError(`decoded to ${r.w}x${r.h}, expected the ${box.width}x${box.height} box`, file);

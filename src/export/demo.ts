@@ -10,11 +10,11 @@ import { createServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { basename, dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fromTypedArray, manualSeed, noGrad, ops, scope, setNumThreads, type Tensor } from '../torch/index.js';
+import { fromTypedArray, manualSeed, noGrad, scope, setNumThreads, type Tensor } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
 import { ConfigError, formatEps } from '../options/index.js';
 import { checkAttackName, makeAttack } from '../attacks/index.js';
-import { readRun, runTestData, pngBuffers, ReportError, type RunInfo } from '../report/index.js';
+import { readRun, runTestData, pngBuffers, pngLevels, quantizeInBall, ReportError, type RunInfo } from '../report/index.js';
 import { firstImageBatches } from '../data/tensor.js';
 import { openModel, headlineRobust, type ModelInfo } from './source.js';
 import { exportModelOnnx } from './onnx.js';
@@ -143,17 +143,6 @@ export function checkDemoOut(out: string): void {
   }
 }
 
-/**
- * Adversarial pixels as 8-bit values inside the ε-ball of the clean 8-bit pixels: rounded to the nearest level,
- * then clipped to [x − e, x + e] ∩ [0, 255] with e = ⌊255ε⌋ levels, so that the stored example is still a valid one.
- */
-export function quantizeInBall(clean: Uint8Array, adv: Float32Array, eps: number): Uint8Array {
-  const e = Math.floor(255 * eps + 1e-6);
-  const q = new Uint8Array(clean.length);
-  for (let i = 0; i < q.length; i++) q[i] = Math.min(Math.max(Math.round(adv[i]! * 255), clean[i]! - e, 0), clean[i]! + e, 255);
-  return q;
-}
-
 /** Logits of the model (eval mode) on 8-bit images n×C×H×W, as rows of numbers. */
 function logitsOf(model: Module, bytes: Uint8Array, shape: number[]): number[][] {
   const k = scope(() => noGrad(() => model.forward(fromTypedArray(Float32Array.from(bytes, (v) => v / 255), shape)).toTypedArray() as Float32Array));
@@ -219,7 +208,7 @@ export async function buildDemo(robustDir: string, naturalDir: string | undefine
     const shape = [...x.shape];
     const n = shape[0]!;
     const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
-    const clean = scope(() => Uint8Array.from(ops.round(x.mul(255)).toTypedArray() as Float32Array));
+    const clean = scope(() => Uint8Array.from(pngLevels(x).toTypedArray() as Float32Array));
     const sets: { kind: DemoImage['kind']; against?: DemoModel['id']; px: Uint8Array }[] = [{ kind: 'clean', px: clean }];
     try {
       for (const [i, { model }] of opened.entries()) {
@@ -227,8 +216,8 @@ export async function buildDemo(robustDir: string, naturalDir: string | undefine
         manualSeed(o.seed);
         // every step taken: an example that only just crosses the decision boundary would often cross back when
         // its pixels are rounded to 8 bits for the PNG
-        const adv = scope(() => makeAttack(o.attack, model, { eps, earlyStop: false }).run(x, y).toTypedArray() as Float32Array);
-        sets.push({ kind: 'adversarial', against: ids[i]!, px: quantizeInBall(clean, adv, eps) });
+        const adv = scope(() => Uint8Array.from(quantizeInBall(pngLevels(x), makeAttack(o.attack, model, { eps, earlyStop: false }).run(x, y), eps).toTypedArray() as Float32Array));
+        sets.push({ kind: 'adversarial', against: ids[i]!, px: adv });
       }
     } finally {
       x.dispose();

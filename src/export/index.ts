@@ -10,6 +10,6 @@ export {
   type InputTransform, type Prediction, type ImagePrediction, type Classifier, type OnnxInfo,
 } from './predict.js';
 export {
-  buildDemo, serveDemo, checkDemoOut, quantizeInBall, onnxruntimeWeb, DEMO_DEFAULTS, DEMO_MANIFEST, DEMO_FORMAT, DEMO_PAGE_FILES, ORT_FILES,
+  buildDemo, serveDemo, checkDemoOut, onnxruntimeWeb, DEMO_DEFAULTS, DEMO_MANIFEST, DEMO_FORMAT, DEMO_PAGE_FILES, ORT_FILES,
   type DemoOptions, type DemoResult, type DemoManifest, type DemoModel, type DemoImage,
 } from './demo.js';

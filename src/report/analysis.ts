@@ -2,10 +2,11 @@
 // images along the adversarial and a random direction, input-gradient saliency, adversarial examples, and
 // large-ε targeted attacks. Everything runs with the model in eval mode (BatchNorm statistics stay put) and
 // frees every tensor it does not return.
-import { Tensor, scope, noGrad, withGradEnabled, fromTypedArray, cat } from '../torch/index.js';
+import { Tensor, scope, noGrad, withGradEnabled, fromTypedArray, cat, where } from '../torch/index.js';
 import { inEvalMode, type Module } from '../nn/index.js';
-import { PGD, ceLoss, lossInputGrad } from '../attacks/index.js';
+import { PGD, ceLoss, lossInputGrad, perExample } from '../attacks/index.js';
 import { Rng, hashSeed } from '../data/index.js';
+import { pngLevels, epsLevels, quantizeInBall } from './png.js';
 
 /** ∇ₓ of the cross-entropy loss, per example (the gradient of the sum, so examples do not mix). Same shape as x. */
 export function inputGradient(model: Module, x: Tensor, y: Tensor): Tensor {
@@ -120,19 +121,38 @@ export function lossSurface(model: Module, x: Tensor, y: Tensor, o: SurfaceOptio
 }
 
 export interface AdversarialGallery {
+  /** The clean images as their PNG holds them: 8-bit (pngLevels / 255). */
+  clean: Tensor;
+  /** The adversarial examples as their PNG holds them: 8-bit, within ⌊255ε⌋ levels of `clean` (quantizeInBall). */
   adv: Tensor;
-  /** (adv − x) / (2ε) + 0.5: the perturbation, amplified to fill [0, 1]. */
+  /**
+   * (adv − clean) / (2e/255) + 0.5 with e = ⌊255ε⌋ (at least 1): the 8-bit perturbation between the two images
+   * shown, amplified to fill [0, 1] (−e levels black, 0 grey, +e white).
+   */
   perturbation: Tensor;
+  /** Predictions on exactly the pixels of `clean` and `adv`: what a reader of the PNGs gets from the model. */
   cleanPred: number[];
   advPred: number[];
 }
 
-/** PGD-k (L∞, ε) adversarial examples, their perturbations and the predictions before and after. */
+/**
+ * PGD-k (L∞, ε) adversarial examples of the 8-bit clean images, as 8-bit images inside the ε-ball (what their PNG
+ * holds), their perturbations and the model's predictions on those pixels. PGD takes all its steps (no early
+ * stop): the first point that fools the model is often so near the decision boundary that rounding to 8 bits
+ * would undo it. An image the model already misclassifies is its own adversarial example (zero perturbation).
+ */
 export function adversarialGallery(model: Module, x: Tensor, y: Tensor, o: { eps: number; steps: number }): AdversarialGallery {
   return scope(() => {
-    const adv = new PGD(model, { eps: o.eps, steps: o.steps }).run(x, y);
-    const perturbation = noGrad(() => adv.sub(x).div(2 * Math.max(o.eps, 1e-12)).add(0.5).clamp(0, 1));
-    return { adv, perturbation, cleanPred: predict(model, x), advPred: predict(model, adv) };
+    const clean8 = pngLevels(x);
+    const clean = clean8.div(255);
+    const cleanPred = predict(model, clean);
+    const attacked = quantizeInBall(clean8, new PGD(model, { eps: o.eps, steps: o.steps, earlyStop: false }).run(clean, y), o.eps);
+    // an image the model already gets wrong needs no perturbation: it is shown as it is (as an early-stopping PGD returns it)
+    const wrong = fromTypedArray(BigInt64Array.from(cleanPred, BigInt), [cleanPred.length], 'int64', x.device).ne(y);
+    const adv8 = where(perExample(wrong, clean8), clean8, attacked);
+    const adv = adv8.div(255);
+    const perturbation = adv8.sub(clean8).div(2 * Math.max(epsLevels(o.eps), 1)).add(0.5);
+    return { clean, adv, perturbation, cleanPred, advPred: predict(model, adv) };
   });
 }
 

@@ -8,6 +8,7 @@ import { formatEps } from '../options/index.js';
 import { methods } from '../train/index.js';
 import type { ReportRun } from './report.js';
 import { html, raw, scriptJson, GENERATOR, type Html } from './markup.js';
+import { epsLevels } from './png.js';
 
 const require = createRequire(import.meta.url);
 
@@ -83,11 +84,12 @@ function gallery(runs: ReportRun[]): Html[] {
   return runs.map((r, i) => {
     const a = r.analyses;
     const name = (k: number) => a.classNames[k] ?? String(k);
+    const e = Math.max(epsLevels(a.eps), 1); // the 8-bit radius of the ball (analysis.ts adversarialGallery)
     return html`${runHeading(r, i)}${imageGrid(
       [
         { head: html`clean`, cells: a.images.clean.map((src, k) => ({ src, alt: `clean ${k}`, caption: html`label ${name(a.labels[k]!)}<br>pred ${name(a.cleanPred[k]!)} ${mark(a.cleanPred[k] === a.labels[k])}` })) },
         { head: html`adversarial<br><small>${a.attack}, L∞ ε = ${formatEps(a.eps)}</small>`, cells: a.images.adversarial.map((src, k) => ({ src, alt: `adversarial ${k}`, caption: html`pred ${name(a.advPred[k]!)} ${mark(a.advPred[k] === a.labels[k])}` })) },
-        { head: html`perturbation<br><small>amplified: −ε black, 0 grey, +ε white</small>`, cells: a.images.perturbation.map((src, k) => ({ src, alt: `perturbation ${k}`, caption: a.cleanPred[k] === a.labels[k] ? NBSP : html`none needed:<br>already wrong` })) },
+        { head: html`perturbation<br><small>adversarial − clean, amplified: −${e}/255 black, 0 grey, +${e}/255 white</small>`, cells: a.images.perturbation.map((src, k) => ({ src, alt: `perturbation ${k}`, caption: a.cleanPred[k] === a.labels[k] ? NBSP : html`none needed:<br>already wrong` })) },
       ],
       a.labels.length,
     )}`;

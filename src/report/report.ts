@@ -188,13 +188,13 @@ export async function computeAnalyses(model: Module, data: Dataset, eps: number,
     });
     try {
       surface.loss.push(...lossSurface(model, x, y, { eps, range: o.surfaceRange, points: o.surfacePoints, rng, batchSize: batch }).loss);
-      uris.clean.push(...(await pngDataUris(x)));
+      uris.clean.push(...(await pngDataUris(t.gallery.clean)));
       uris.adversarial.push(...(await pngDataUris(t.gallery.adv)));
       uris.perturbation.push(...(await pngDataUris(t.gallery.perturbation)));
       uris.saliency.push(...(await pngDataUris(t.grads.display)));
       uris.targeted.push(...(await pngDataUris(t.targeted.adv)));
     } finally {
-      for (const v of [t.gallery.adv, t.gallery.perturbation, t.grads.grad, t.grads.display, t.targeted.adv] as Tensor[]) v.dispose();
+      for (const v of [t.gallery.clean, t.gallery.adv, t.gallery.perturbation, t.grads.grad, t.grads.display, t.targeted.adv] as Tensor[]) v.dispose();
     }
     labels.push(...ls);
     targets.push(...ts);
@@ -274,9 +274,10 @@ export async function buildReport(dirs: string[], opts: Partial<ReportOptions> =
   for (const info of infos) {
     const eps = info.config.eps;
     const ro: ReportOptions = { ...o, evalBatchSize: o.evalBatchSize ?? info.config.evalBatchSize };
-    // the batch is in the keys: the gallery's PGD draws its random starts batch by batch
+    // the batch is in the keys: the gallery's PGD draws its random starts batch by batch; `gallery` marks
+    // galleries of 8-bit images with predictions on them (entries of earlier freeadv predicted on unrounded images)
     const aKey = cacheKey('analyses', info.checkpoint, {
-      eps, images: o.images, evalBatchSize: ro.evalBatchSize, attackSteps: o.attackSteps, surfacePoints: o.surfacePoints, surfaceRange: o.surfaceRange,
+      gallery: '8-bit', eps, images: o.images, evalBatchSize: ro.evalBatchSize, attackSteps: o.attackSteps, surfacePoints: o.surfacePoints, surfaceRange: o.surfaceRange,
       targetEps: o.targetEps ?? null, targetNorm: o.targetNorm, targetSteps: o.targetSteps, targetClass: o.targetClass ?? null, seed: o.seed,
     });
     const cKey = cacheKey('robustness-curve', info.checkpoint, { eps, curveEps: o.curveEps, curveSteps: o.curveSteps, limit: o.limit, seed: o.seed, evalBatchSize: ro.evalBatchSize });
