@@ -1,7 +1,8 @@
 // Devices: `--device cuda` where this process cannot use a GPU is refused before any work, in train, eval and
 // report alike; and, with FREEADV_TEST_DEVICE=cuda on a GPU machine (the addon built against a CUDA PyTorch,
-// FREEADV_ADDON=…), batches reach the GPU as exact floats, training, resume, evaluation and the report run there,
-// and a one-process NCCL group carries the Reducer's gradient averaging. scripts/device.sh runs this file so.
+// FREEADV_ADDON=…), batches reach the GPU as exact floats, validation leaves the GPU's random stream as it was,
+// training (its checkpoint keeping the GPU's generator), resume, evaluation and the report run there, and a
+// one-process NCCL group carries the Reducer's gradient averaging. scripts/device.sh runs this file so.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,6 +13,10 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { run } from '../src/cli/main.js';
 import { toTensors } from '../src/data/tensor.js';
+import { loadDataset } from '../src/data/index.js';
+import { modelFor } from '../src/models/index.js';
+import { Validation } from '../src/train/validation.js';
+import { loadCheckpoint, disposeCheckpoint } from '../src/io/index.js';
 import { smallFashionMnist } from './helpers/data.js';
 import { TEST_DEVICE, deviceSkip, gpuOnlySkip } from './helpers/device.js';
 
@@ -92,6 +97,24 @@ test(`bytes reach ${TEST_DEVICE} as exact floats v/255, both layouts, with int64
   });
 });
 
+test(`validation leaves training's random streams as they were: the CPU's and the training device's generator (${TEST_DEVICE})`, { skip: deviceSkip, timeout: 120_000 }, async () => {
+  const train = await loadDataset({ name: 'fashion-mnist', split: 'train' });
+  const model = modelFor('small-cnn', train, { device: TEST_DEVICE });
+  try {
+    const indices = Int32Array.from({ length: 64 }, (_, i) => i);
+    const validation = new Validation(train, indices, { eps: 0.1, batchSize: 32, seed: 9, device: TEST_DEVICE, dtype: 'float32' });
+    const draws = () => T.scope(() => [T.rand([4]).toArray(), T.rand([4], { device: TEST_DEVICE }).toArray()]);
+    T.manualSeed(3);
+    const want = draws();
+    T.manualSeed(3);
+    const r = await validation.run(model); // seeds its own stream (PGD-10's random starts) on both generators
+    assert.ok(r && r.robust_accuracy <= r.clean_accuracy);
+    assert.deepEqual(draws(), want);
+  } finally {
+    model.dispose();
+  }
+});
+
 let data = '';
 before(async () => {
   if (!gpuOnlySkip) data = await smallFashionMnist(512, 200);
@@ -102,6 +125,13 @@ test('on the GPU: free training, resuming it (its checkpoint restored on the GPU
   const dir = join(tmp, 'gpu-free');
   let r = await cli(['train', ...common, '--method', 'free', '--replays', '2', '--epochs', '4', '--max-steps', '6', '--out', dir, '--eval-attacks', 'pgd-5']);
   assert.equal(r.code, 0, r.err);
+  // the checkpoint keeps the GPU's generator beside the CPU's (FGSM's and PGD's random starts draw from it)
+  const ck = loadCheckpoint(join(dir, 'latest.safetensors'));
+  try {
+    assert.ok(ck.tensors['rng.cpu'] && ck.tensors['rng.cuda'], `checkpoint tensors: ${Object.keys(ck.tensors)}`);
+  } finally {
+    disposeCheckpoint(ck);
+  }
   const resumed = await cli(['train', '--resume', dir]);
   assert.equal(resumed.code, 0, resumed.err);
   const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));

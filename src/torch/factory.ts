@@ -112,13 +112,21 @@ export const where = (cond: Tensor, a: Tensor, b: Tensor) => ops.where(cond, a, 
 export function manualSeed(seed: number): void {
   native.manualSeed(seed);
 }
-/** The CPU generator's state (a uint8 tensor), for checkpoints. */
-export function getRngState(): Tensor {
-  return new Tensor(native.getRngState());
-}
-export function setRngState(state: Tensor): void {
+/**
+ * A generator's state (a uint8 tensor on the CPU), for checkpoints: the CPU's, or with `device` 'cuda:N' that GPU's
+ * (libtorch has one generator per device, and random draws of GPU tensors come from the GPU's).
+ */
+export function getRngState(device = 'cpu'): Tensor {
   try {
-    native.setRngState(state.handle);
+    return new Tensor(device === 'cpu' ? native.getRngState() : native.getRngState(device));
+  } catch (e) {
+    rethrow(e, 'getRngState');
+  }
+}
+export function setRngState(state: Tensor, device = 'cpu'): void {
+  try {
+    if (device === 'cpu') native.setRngState(state.handle);
+    else native.setRngState(state.handle, device);
   } catch (e) {
     rethrow(e, 'setRngState');
   }
