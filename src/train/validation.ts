@@ -64,7 +64,8 @@ export class Validation {
     if (!this.size) return undefined;
     // training's random streams as they were: the CPU's, and on a GPU that GPU's generator, which draws the GPU
     // tensors' random numbers (evaluateDataset seeds both)
-    const gpu = this.o.device.startsWith('cuda') ? this.o.device : undefined;
+    const at = model.parameters()[0]?.device; // 'cuda:N' (the device option may say 'cuda')
+    const gpu = at?.startsWith('cuda') ? at : undefined;
     const rng = getRngState();
     const gpuRng = gpu ? getRngState(gpu) : undefined;
     try {
