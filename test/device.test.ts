@@ -13,11 +13,11 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { run } from '../src/cli/main.js';
 import { toTensors } from '../src/data/tensor.js';
-import { loadDataset } from '../src/data/index.js';
+import type { InMemoryDataset } from '../src/data/index.js';
 import { modelFor } from '../src/models/index.js';
 import { Validation } from '../src/train/validation.js';
 import { loadCheckpoint, disposeCheckpoint } from '../src/io/index.js';
-import { smallFashionMnist } from './helpers/data.js';
+import { smallFashionMnist, pattern } from './helpers/data.js';
 import { TEST_DEVICE, deviceSkip, gpuOnlySkip } from './helpers/device.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -98,7 +98,8 @@ test(`bytes reach ${TEST_DEVICE} as exact floats v/255, both layouts, with int64
 });
 
 test(`validation leaves training's random streams as they were: the CPU's and the training device's generator (${TEST_DEVICE})`, { skip: deviceSkip, timeout: 120_000 }, async () => {
-  const train = await loadDataset({ name: 'fashion-mnist', split: 'train' });
+  // 64 made-up 28×28 images (no data set needed)
+  const train: InMemoryDataset = { kind: 'memory', name: 'fashion-mnist', split: 'train', format: 'idx', dataDir: '', numClasses: 10, mean: [0.5], std: [0.25], images: pattern(64 * 784, 1), labels: Int32Array.from({ length: 64 }, (_, i) => i % 10), n: 64, c: 1, h: 28, w: 28 };
   const model = modelFor('small-cnn', train, { device: TEST_DEVICE });
   try {
     const indices = Int32Array.from({ length: 64 }, (_, i) => i);
