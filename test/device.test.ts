@@ -1,8 +1,9 @@
 // Devices: `--device cuda` where this process cannot use a GPU is refused before any work, in train, eval and
 // report alike; and, with FREEADV_TEST_DEVICE=cuda on a GPU machine (the addon built against a CUDA PyTorch,
 // FREEADV_ADDON=…), batches reach the GPU as exact floats, validation leaves the GPU's random stream as it was,
-// training (its checkpoint keeping the GPU's generator), resume, evaluation and the report run there, and a
-// one-process NCCL group carries the Reducer's gradient averaging. scripts/device.sh runs this file so.
+// training (its checkpoint keeping the GPU's generator), resume, evaluation (under fp16 autocast too) and the report
+// run there, and a one-process NCCL group carries the Reducer's gradient averaging. scripts/device.sh runs this
+// file so.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -146,6 +147,12 @@ test('on the GPU: free training, resuming it (its checkpoint restored on the GPU
   const [g, c] = [evals[TEST_DEVICE]!, evals.cpu!];
   assert.ok(Math.abs(g.clean_accuracy - c.clean_accuracy) <= 0.01, `clean ${g.clean_accuracy} vs CPU ${c.clean_accuracy}`);
   for (const a of ['pgd-10', 'apgd-ce']) assert.ok(Math.abs(g.robust_accuracy[a]! - c.robust_accuracy[a]!) <= 0.03, `${a}: ${g.robust_accuracy[a]} vs CPU ${c.robust_accuracy[a]}`);
+  // under fp16 autocast the margin losses (CW, Square's) see float16 logits
+  r = await cli(['eval', '--run', dir, '--checkpoint', 'latest', '--attacks', 'cw-5,square-50', '--attack-amp', 'fp16', '--limit', '50', '--device', TEST_DEVICE, '--json']);
+  assert.equal(r.code, 0, r.err);
+  const amp = JSON.parse(r.out.trim().split('\n').pop()!);
+  assert.equal(amp.amp, 'float16');
+  for (const a of ['cw-5', 'square-50']) assert.ok(amp.robust_accuracy[a] <= amp.clean_accuracy, `${a} under fp16: ${amp.robust_accuracy[a]}`);
   r = await cli(['report', dir, '--device', TEST_DEVICE, '--out', join(tmp, 'gpu.html'), '--images', '2', '--no-cache']);
   assert.equal(r.code, 0, r.err);
   assert.ok(existsSync(join(tmp, 'gpu.html')));
