@@ -17,6 +17,7 @@ import { toTensors } from '../src/data/tensor.js';
 import type { InMemoryDataset } from '../src/data/index.js';
 import { modelFor } from '../src/models/index.js';
 import { Validation } from '../src/train/validation.js';
+import { train, resolveConfig } from '../src/train/index.js';
 import { loadCheckpoint, disposeCheckpoint } from '../src/io/index.js';
 import { smallFashionMnist, pattern } from './helpers/data.js';
 import { TEST_DEVICE, deviceSkip, gpuOnlySkip } from './helpers/device.js';
@@ -115,6 +116,18 @@ test(`validation leaves training's random streams as they were: the CPU's and th
   } finally {
     model.dispose();
   }
+});
+
+test(`a rank's own device is not the run's: config.json keeps the job's --device cuda while the process trains on its GPU (here ${TEST_DEVICE}), so that --resume can start every rank again`, { skip: deviceSkip, timeout: 120_000 }, async () => {
+  const data = await smallFashionMnist(128, 20);
+  const out = join(tmp, 'rank-device');
+  // what a rank of `train --device cuda --nproc N` has: the job's configuration, and its own cuda:LOCAL_RANK
+  const job = { ...resolveConfig({ dataDir: data, method: 'natural', epochs: 1, maxSteps: 2, batchSize: 64, valSize: 0, threads: 2, seed: 5, out }), device: 'cuda' };
+  const own = TEST_DEVICE === 'cpu' ? 'cpu' : T.zeros([1], { device: TEST_DEVICE }).device;
+  const quiet = () => undefined;
+  const s = await train(job, { device: own, noEval: true, handleSignals: false, log: quiet, warn: quiet, progress: new (await import('node:stream')).Writable({ write: (_c, _e, cb) => cb() }) });
+  assert.equal(s.sgd_steps, 2);
+  assert.equal(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).device, 'cuda');
 });
 
 let data = '';
