@@ -34,13 +34,25 @@ EXPORT(manualSeed) {
   }
   return info.Env().Undefined();
 }
+// The default generator of a device given as a string (argument `i`): 'cpu' when absent, or a GPU's ('cuda:N';
+// 'cuda': the current one). libtorch keeps one generator per device: what runs on a GPU draws from that GPU's.
+at::Generator generatorOf(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return at::detail::getDefaultCPUGenerator();
+  if (!info[i].IsString()) typeError(info.Env(), "expected a device string such as 'cpu' or 'cuda:0'");
+  c10::Device d(info[i].As<Napi::String>().Utf8Value());
+  if (d.is_cpu()) return at::detail::getDefaultCPUGenerator();
+  if (!d.is_cuda()) throw torchError(info.Env(), "RNG state: no generator for device " + d.str());
+  if (!at::hasCUDA()) throw torchError(info.Env(), "RNG state of " + d.str() + ": this process has no CUDA device");
+  return at::globalContext().defaultGenerator(d);
+}
+// getRngState(device?) -> the generator's state (a CPU uint8 tensor); setRngState(state, device?).
 EXPORT(getRngState) {
-  auto gen = at::detail::getDefaultCPUGenerator();
+  auto gen = generatorOf(info, 0);
   std::lock_guard<std::mutex> lock(gen.mutex());
   return wrap(info.Env(), gen.get_state());
 }
 EXPORT(setRngState) {
-  auto gen = at::detail::getDefaultCPUGenerator();
+  auto gen = generatorOf(info, 1);
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(tensorOf(info[0]));
   return info.Env().Undefined();

@@ -131,6 +131,23 @@ test('losses: CW margin and DLR on hand-made logits', () => {
   });
 });
 
+test(`losses: CW margin and DLR on float16 and bfloat16 logits (what fp16/bf16 autocast gives attacks) equal the float32 ones (${TEST_DEVICE})`, { skip: deviceSkip }, () => {
+  T.scope(() => {
+    // values exact in both low-precision types, so that the float32 losses are the analytic truth
+    const z32 = T.tensor([[3, 1, 0.5, 0], [0, 2, 1, -1], [-4, -8, 0.25, 2]], { device: TEST_DEVICE });
+    const y = T.tensor([0, 0, 3], { dtype: 'int64', device: TEST_DEVICE });
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      const z = z32.to(dtype);
+      const cw = cwLoss(z, y);
+      assert.equal(cw.dtype, dtype);
+      assert.deepEqual(cw.float().toArray(), [-2, 2, -1.75], dtype);
+      const got = dlrLoss(z, y).float().toArray() as number[];
+      const want = dlrLoss(z32, y).toArray() as number[];
+      got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) <= 1e-2 * Math.abs(want[i]!), `${dtype} DLR row ${i}: ${v} vs ${want[i]}`));
+    }
+  });
+});
+
 test('sanity checks flag a model whose outputs are probabilities and a gradient-masked model', async () => {
   class Masked extends Module {
     fc = this.module('fc', new Linear(784, 10));

@@ -1,7 +1,9 @@
 // Devices: `--device cuda` where this process cannot use a GPU is refused before any work, in train, eval and
 // report alike; and, with FREEADV_TEST_DEVICE=cuda on a GPU machine (the addon built against a CUDA PyTorch,
-// FREEADV_ADDON=…), batches reach the GPU as exact floats, training, resume, evaluation and the report run there,
-// and a one-process NCCL group carries the Reducer's gradient averaging. scripts/device.sh runs this file so.
+// FREEADV_ADDON=…), batches reach the GPU as exact floats, validation leaves the GPU's random stream as it was,
+// training (its checkpoint keeping the GPU's generator), resume, evaluation (under fp16 autocast too) and the report
+// run there, and a one-process NCCL group carries the Reducer's gradient averaging. scripts/device.sh runs this
+// file so.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,7 +14,12 @@ import { fileURLToPath } from 'node:url';
 import * as T from '../src/torch/index.js';
 import { run } from '../src/cli/main.js';
 import { toTensors } from '../src/data/tensor.js';
-import { smallFashionMnist } from './helpers/data.js';
+import type { InMemoryDataset } from '../src/data/index.js';
+import { modelFor } from '../src/models/index.js';
+import { Validation } from '../src/train/validation.js';
+import { train, resolveConfig } from '../src/train/index.js';
+import { loadCheckpoint, disposeCheckpoint } from '../src/io/index.js';
+import { smallFashionMnist, pattern } from './helpers/data.js';
 import { TEST_DEVICE, deviceSkip, gpuOnlySkip } from './helpers/device.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -92,6 +99,37 @@ test(`bytes reach ${TEST_DEVICE} as exact floats v/255, both layouts, with int64
   });
 });
 
+test(`validation leaves training's random streams as they were: the CPU's and the training device's generator (${TEST_DEVICE})`, { skip: deviceSkip, timeout: 120_000 }, async () => {
+  // 64 made-up 28×28 images (no data set needed)
+  const train: InMemoryDataset = { kind: 'memory', name: 'fashion-mnist', split: 'train', format: 'idx', dataDir: '', numClasses: 10, mean: [0.5], std: [0.25], images: pattern(64 * 784, 1), labels: Int32Array.from({ length: 64 }, (_, i) => i % 10), n: 64, c: 1, h: 28, w: 28 };
+  const model = modelFor('small-cnn', train, { device: TEST_DEVICE });
+  try {
+    const indices = Int32Array.from({ length: 64 }, (_, i) => i);
+    const validation = new Validation(train, indices, { eps: 0.1, batchSize: 32, seed: 9, device: TEST_DEVICE, dtype: 'float32' });
+    const draws = () => T.scope(() => [T.rand([4]).toArray(), T.rand([4], { device: TEST_DEVICE }).toArray()]);
+    T.manualSeed(3);
+    const want = draws();
+    T.manualSeed(3);
+    const r = await validation.run(model); // seeds its own stream (PGD-10's random starts) on both generators
+    assert.ok(r && r.robust_accuracy <= r.clean_accuracy);
+    assert.deepEqual(draws(), want);
+  } finally {
+    model.dispose();
+  }
+});
+
+test(`a rank's own device is not the run's: config.json keeps the job's --device cuda while the process trains on its GPU (here ${TEST_DEVICE}), so that --resume can start every rank again`, { skip: deviceSkip, timeout: 120_000 }, async () => {
+  const data = await smallFashionMnist(128, 20);
+  const out = join(tmp, 'rank-device');
+  // what a rank of `train --device cuda --nproc N` has: the job's configuration, and its own cuda:LOCAL_RANK
+  const job = { ...resolveConfig({ dataDir: data, method: 'natural', epochs: 1, maxSteps: 2, batchSize: 64, valSize: 0, threads: 2, seed: 5, out }), device: 'cuda' };
+  const own = TEST_DEVICE === 'cpu' ? 'cpu' : T.zeros([1], { device: TEST_DEVICE }).device;
+  const quiet = () => undefined;
+  const s = await train(job, { device: own, noEval: true, handleSignals: false, log: quiet, warn: quiet, progress: new (await import('node:stream')).Writable({ write: (_c, _e, cb) => cb() }) });
+  assert.equal(s.sgd_steps, 2);
+  assert.equal(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).device, 'cuda');
+});
+
 let data = '';
 before(async () => {
   if (!gpuOnlySkip) data = await smallFashionMnist(512, 200);
@@ -102,6 +140,13 @@ test('on the GPU: free training, resuming it (its checkpoint restored on the GPU
   const dir = join(tmp, 'gpu-free');
   let r = await cli(['train', ...common, '--method', 'free', '--replays', '2', '--epochs', '4', '--max-steps', '6', '--out', dir, '--eval-attacks', 'pgd-5']);
   assert.equal(r.code, 0, r.err);
+  // the checkpoint keeps the GPU's generator beside the CPU's (FGSM's and PGD's random starts draw from it)
+  const ck = loadCheckpoint(join(dir, 'latest.safetensors'));
+  try {
+    assert.ok(ck.tensors['rng.cpu'] && ck.tensors['rng.cuda'], `checkpoint tensors: ${Object.keys(ck.tensors)}`);
+  } finally {
+    disposeCheckpoint(ck);
+  }
   const resumed = await cli(['train', '--resume', dir]);
   assert.equal(resumed.code, 0, resumed.err);
   const lines = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
@@ -115,6 +160,12 @@ test('on the GPU: free training, resuming it (its checkpoint restored on the GPU
   const [g, c] = [evals[TEST_DEVICE]!, evals.cpu!];
   assert.ok(Math.abs(g.clean_accuracy - c.clean_accuracy) <= 0.01, `clean ${g.clean_accuracy} vs CPU ${c.clean_accuracy}`);
   for (const a of ['pgd-10', 'apgd-ce']) assert.ok(Math.abs(g.robust_accuracy[a]! - c.robust_accuracy[a]!) <= 0.03, `${a}: ${g.robust_accuracy[a]} vs CPU ${c.robust_accuracy[a]}`);
+  // under fp16 autocast the margin losses (CW, Square's) see float16 logits
+  r = await cli(['eval', '--run', dir, '--checkpoint', 'latest', '--attacks', 'cw-5,square-50', '--attack-amp', 'fp16', '--limit', '50', '--device', TEST_DEVICE, '--json']);
+  assert.equal(r.code, 0, r.err);
+  const amp = JSON.parse(r.out.trim().split('\n').pop()!);
+  assert.equal(amp.amp, 'float16');
+  for (const a of ['cw-5', 'square-50']) assert.ok(amp.robust_accuracy[a] <= amp.clean_accuracy, `${a} under fp16: ${amp.robust_accuracy[a]}`);
   r = await cli(['report', dir, '--device', TEST_DEVICE, '--out', join(tmp, 'gpu.html'), '--images', '2', '--no-cache']);
   assert.equal(r.code, 0, r.err);
   assert.ok(existsSync(join(tmp, 'gpu.html')));

@@ -1,7 +1,10 @@
-// Learning-rate schedules against their formulas, evaluated per SGD step.
+// Learning-rate schedules against their formulas, evaluated per SGD step; SGD's momentum restored from a
+// checkpoint onto its parameters' device and dtype.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { makeSchedule } from '../src/optim/index.js';
+import * as T from '../src/torch/index.js';
+import { makeSchedule, SGD } from '../src/optim/index.js';
+import { TEST_DEVICE, deviceSkip } from './helpers/device.js';
 
 const near = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-12, `${a} vs ${b}`);
 
@@ -36,4 +39,37 @@ test('cosine, cyclic (one cycle), piecewise, constant, warm-up', () => {
   near(w(3), 0.4);
   near(w(50), 0.4);
   assert.throws(() => makeSchedule({ name: 'exp' as never, lr: 1, totalSteps: 1 }), /unknown lr schedule/);
+});
+
+test(`SGD.loadStateDict: momentum read from a checkpoint (CPU tensors) takes its parameter's device and dtype, and the resumed steps equal the uninterrupted ones (${TEST_DEVICE})`, { skip: deviceSkip }, () => {
+  T.scope(() => {
+    const o = { lr: 0.1, momentum: 0.9, weightDecay: 5e-4 };
+    const p0 = T.tensor([[0.5, -1.25], [2, 0.125]], { dtype: 'float64', device: TEST_DEVICE });
+    const grad = (k: number) => T.tensor([[1, -2], [0.5, 3]], { dtype: 'float64', device: TEST_DEVICE }).mul(1 + k / 4);
+    const stepWith = (opt: SGD, p: T.Tensor, k: number) => {
+      p.grad = grad(k);
+      opt.step();
+    };
+    // uninterrupted: 3 steps
+    const a = p0.clone().requiresGrad_();
+    const optA = new SGD([a], o);
+    for (let k = 0; k < 3; k++) stepWith(optA, a, k);
+    // 1 step, then the state as a checkpoint gives it back (on the CPU), into a fresh optimizer, then 2 more
+    const b = p0.clone().requiresGrad_();
+    const optB = new SGD([b], o);
+    stepWith(optB, b, 0);
+    const saved = Object.fromEntries(Object.entries(optB.stateDict()).map(([k, t]) => [k, t.to('cpu', { copy: true })]));
+    const optC = new SGD([b], o);
+    optC.loadStateDict(saved);
+    const buf = optC.stateDict()['momentum_buffer.0']!;
+    assert.equal(buf.device, b.device);
+    assert.equal(buf.dtype, 'float64');
+    for (let k = 1; k < 3; k++) stepWith(optC, b, k);
+    assert.ok(b.equal(a), `resumed ${b.toArray()} vs uninterrupted ${a.toArray()}`);
+    // a float32 state (e.g. a float32 run's checkpoint) into float64 parameters is cast, as torch.optim does
+    const optD = new SGD([b], o);
+    optD.loadStateDict({ 'momentum_buffer.0': saved['momentum_buffer.0']!.to('float32') });
+    assert.equal(optD.stateDict()['momentum_buffer.0']!.dtype, 'float64');
+    for (const opt of [optA, optB, optC, optD]) opt.dispose();
+  });
 });

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as T from '../src/torch/index.js';
+import { TEST_DEVICE, deviceSkip } from './helpers/device.js';
 
 const close = (a: number[], b: number[], tol = 1e-6) => {
   assert.equal(a.length, b.length);
@@ -44,6 +45,24 @@ test('random creation is seeded by manualSeed', () => {
     const n = T.randn([20000]);
     assert.ok(Math.abs(n.mean().item()) < 0.05 && Math.abs(n.std(0).item() - 1) < 0.05);
   });
+});
+
+test(`a device's generator state: saved and restored, it repeats that device's draws and leaves the other generator alone (${TEST_DEVICE})`, { skip: deviceSkip }, () => {
+  T.scope(() => {
+    const dev = TEST_DEVICE === 'cpu' ? 'cpu' : T.zeros([1], { device: TEST_DEVICE }).device; // 'cuda' → 'cuda:0'
+    T.manualSeed(7);
+    const state = T.getRngState(dev);
+    assert.equal(state.dtype, 'uint8');
+    assert.equal(state.device, 'cpu');
+    const a = T.rand([6], { device: dev }).toArray();
+    const cpuNext = T.getRngState();
+    T.setRngState(state, dev);
+    assert.deepEqual(T.rand([6], { device: dev }).toArray(), a, 'the restored generator repeats its draws');
+    if (dev !== 'cpu') assert.ok(T.getRngState().equal(cpuNext), "a GPU generator's state is not the CPU's");
+    assert.ok(T.getRngState('cpu').equal(T.getRngState()), "'cpu' is the default");
+  });
+  if (!T.cuda.isAvailable()) assert.throws(() => T.getRngState('cuda:0'), /getRngState: RNG state of cuda:0: this process has no CUDA device/);
+  assert.throws(() => T.getRngState('meta'), /getRngState: RNG state: no generator for device meta/);
 });
 
 test('views, shapes, memory formats', () => {

@@ -2,7 +2,7 @@
 // minibatch's replays too) and a run stopped inside a minibatch resumes bit for bit; SIGTERM and SIGINT are
 // honoured within a minibatch's replays, during validation and during the final evaluation (inside one long attack on
 // one batch too: the native interrupt flag); a test split that the final evaluation could not use is refused before
-// the first step, naming its file.
+// the first step, naming its file; per SGD step the loop reads nothing back from the device.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -13,6 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../src/cli/main.js';
 import { loadCheckpoint } from '../src/io/index.js';
 import { smallFashionMnist } from './helpers/data.js';
+import { native } from '../src/torch/native.js';
+import { train, resolveConfig } from '../src/train/index.js';
+import { TEST_DEVICE, deviceSkip } from './helpers/device.js';
 
 const BIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'freeadv.js');
 let data = '';
@@ -208,5 +211,36 @@ test('a test split the final evaluation cannot use is refused before the first s
     assert.match(r.err, re);
     assert.ok(!existsSync(out), `${name}: nothing was written`);
     assert.ok(Date.now() - t0 < 10_000, `${name}: refused before training`);
+  }
+});
+
+test(`per SGD step the training loop reads nothing back from the device (each read makes the host wait for a GPU): every method, and under --amp bf16 (${TEST_DEVICE})`, { skip: deviceSkip, timeout: 300_000 }, async () => {
+  // every way a value reaches JavaScript: item(), a copy of the data, an operator that returns a number or a boolean
+  let reads = 0;
+  const spied = ['item', 'toBuffer', 'call'] as const;
+  const saved = spied.map((k) => native[k]);
+  for (const [i, k] of spied.entries()) {
+    const f = saved[i] as (...a: unknown[]) => unknown;
+    (native as unknown as Record<string, unknown>)[k] = (...a: unknown[]) => {
+      const r = f(...a);
+      if (k !== 'call' || typeof r === 'number' || typeof r === 'boolean') reads++;
+      return r;
+    };
+  }
+  try {
+    const readsFor = async (method: string, steps: number, amp: string) => {
+      reads = 0;
+      const cfg = resolveConfig({ dataDir: data, device: TEST_DEVICE, method, replays: 2, attackSteps: 2, epochs: 8, maxSteps: steps, batchSize: 32, valSize: 0, logEvery: 1000, amp, seed: 1, threads: 2, out: join(tmp, `reads-${method}-${amp}-${steps}`) });
+      await train(cfg, { noEval: true, handleSignals: false, log: () => {}, warn: () => {}, progress: new (await import('node:stream')).Writable({ write: (_c, _e, cb) => cb() }) });
+      return reads;
+    };
+    for (const [method, amp] of [['natural', 'none'], ['free', 'none'], ['fgsm', 'none'], ['pgd', 'none'], ['free', 'bf16']] as const) {
+      const few = await readsFor(method, 2, amp);
+      const more = await readsFor(method, 8, amp);
+      assert.ok(few > 0, `${method}: the spy sees the reads of the metrics line and the checkpoint`);
+      assert.equal(more, few, `${method}${amp === 'none' ? '' : ` --amp ${amp}`}: ${more} reads in 8 SGD steps, ${few} in 2`);
+    }
+  } finally {
+    for (const [i, k] of spied.entries()) (native as unknown as Record<string, unknown>)[k] = saved[i];
   }
 });

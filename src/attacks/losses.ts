@@ -10,10 +10,13 @@ export function ceLoss(logits: Tensor, y: Tensor): Tensor {
   return ops.crossEntropy(logits, y, null, 0);
 }
 
-/** Largest logit other than the true class's. */
+/**
+ * Largest logit other than the true class's. The true class is masked with −∞, which every floating type holds
+ * (a finite stand-in such as −1e9 does not fit float16: libtorch refuses the fill, e.g. under fp16 autocast).
+ */
 function maxOther(logits: Tensor, y: Tensor): Tensor {
   const onehot = ops.oneHot(y, logits.size(1)).gt(0);
-  return logits.maskedFill(onehot, -1e9).amax(1);
+  return logits.maskedFill(onehot, -Infinity).amax(1);
 }
 
 /** Carlini–Wagner margin: max_{i≠y} z_i − z_y (positive once misclassified). */

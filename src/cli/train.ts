@@ -124,7 +124,6 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
       process.channel.unref();
     }
     rank = joinJob(rdv, job.distTimeout, cfg.device);
-    cfg.device = rankDevice(cfg.device, rdv.localRank);
   }
   const root = !rank || rank.rank === 0;
   const quiet = () => undefined;
@@ -132,7 +131,7 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
     resume: values.resume !== undefined,
     log: root ? out : quiet,
     ...(!root && { warn: quiet, progress: new Writable({ write: (_c, _e, cb) => cb() }) }),
-    ...(rank && { dist: rank }),
+    ...(rank && { dist: rank, device: rankDevice(cfg.device, rdv!.localRank) }), // config.json keeps cfg.device
   });
   if (rank) {
     dist.barrier();

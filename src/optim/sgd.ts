@@ -71,8 +71,10 @@ export class SGD {
         if (!s) return;
         if (s.shape.join() !== this.params[i]!.shape.join())
           throw new RangeError(`optimizer state momentum_buffer.${i} has shape [${s.shape}], parameter has [${this.params[i]!.shape}]`);
+        // as torch.optim's load_state_dict: the state takes its parameter's device and dtype (a checkpoint is read
+        // onto the CPU; a buffer left there would fail the first step on a GPU)
         if (b) b.copy_(s);
-        else this.buffers[i] = keep(s.clone());
+        else this.buffers[i] = keep(scope(() => s.to(this.params[i]!.device).to(this.params[i]!.dtype, { copy: true })));
       });
     });
   }

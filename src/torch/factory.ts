@@ -51,40 +51,41 @@ export function fromTypedArray(data: ArrayBufferView, shape: number[], dtype?: D
   }
 }
 
-/** A tensor from a number, nested arrays of numbers/booleans, or a typed array (1-D). */
+/**
+ * A tensor from a number, nested arrays of numbers/booleans, or a typed array (1-D). On a GPU the data goes as
+ * fromTypedArray's does (pinned memory, a copy that does not wait for the GPU), and any dtype conversion runs there.
+ */
 export function tensor(data: number | boolean | unknown[] | ArrayBufferView, opts: Options = {}): Tensor {
+  const device = opts.device;
   if (ArrayBuffer.isView(data)) {
     const ta = data as ArrayBufferView & { length: number };
-    const t = fromTypedArray(ta, [ta.length]);
+    const t = fromTypedArray(ta, [ta.length], undefined, device);
     if (opts.dtype && opts.dtype !== t.dtype) {
       const c = t.to(opts.dtype);
       t.dispose();
-      return onDevice(c, opts.device);
+      return c;
     }
-    return onDevice(t, opts.device);
+    return t;
   }
   const shape = typeof data === 'object' ? shapeOfNested(data) : [];
   const flat = typeof data === 'object' ? (data as unknown[]).flat(Infinity) : [data];
   const n = shape.reduce((a, b) => a * b, 1);
   if (flat.length !== n) throw new RangeError(`tensor: ragged nested array (expected ${n} elements, got ${flat.length})`);
   const dtype = opts.dtype ?? (typeof flat[0] === 'boolean' ? 'bool' : 'float32');
-  let t: Tensor;
   switch (dtype) {
-    case 'float64': t = fromTypedArray(Float64Array.from(flat as number[]), shape); break;
-    case 'int64': t = fromTypedArray(BigInt64Array.from(flat as number[], (v) => BigInt(Math.trunc(Number(v)))), shape); break;
-    case 'int32': t = fromTypedArray(Int32Array.from(flat as number[]), shape); break;
-    case 'uint8': t = fromTypedArray(Uint8Array.from(flat as number[]), shape); break;
-    case 'bool': t = fromTypedArray(Uint8Array.from(flat as number[], (v) => (v ? 1 : 0)), shape, 'bool'); break;
+    case 'float64': return fromTypedArray(Float64Array.from(flat as number[]), shape, 'float64', device);
+    case 'int64': return fromTypedArray(BigInt64Array.from(flat as number[], (v) => BigInt(Math.trunc(Number(v)))), shape, 'int64', device);
+    case 'int32': return fromTypedArray(Int32Array.from(flat as number[]), shape, 'int32', device);
+    case 'uint8': return fromTypedArray(Uint8Array.from(flat as number[]), shape, 'uint8', device);
+    case 'bool': return fromTypedArray(Uint8Array.from(flat as number[], (v) => (v ? 1 : 0)), shape, 'bool', device);
     default: {
-      const f = fromTypedArray(Float32Array.from(flat as number[], Number), shape);
-      if (dtype === 'float32') t = f;
-      else {
-        t = f.to(dtype);
-        f.dispose();
-      }
+      const f = fromTypedArray(Float32Array.from(flat as number[], Number), shape, 'float32', device);
+      if (dtype === 'float32') return f;
+      const t = f.to(dtype);
+      f.dispose();
+      return t;
     }
   }
-  return onDevice(t, opts.device);
 }
 
 export const zeros = (shape: number[], o: Options = {}) => ops.zeros(shape, code(o), null, o.device);
@@ -112,13 +113,21 @@ export const where = (cond: Tensor, a: Tensor, b: Tensor) => ops.where(cond, a, 
 export function manualSeed(seed: number): void {
   native.manualSeed(seed);
 }
-/** The CPU generator's state (a uint8 tensor), for checkpoints. */
-export function getRngState(): Tensor {
-  return new Tensor(native.getRngState());
-}
-export function setRngState(state: Tensor): void {
+/**
+ * A generator's state (a uint8 tensor on the CPU), for checkpoints: the CPU's, or with `device` 'cuda:N' that GPU's
+ * (libtorch has one generator per device, and random draws of GPU tensors come from the GPU's).
+ */
+export function getRngState(device = 'cpu'): Tensor {
   try {
-    native.setRngState(state.handle);
+    return new Tensor(device === 'cpu' ? native.getRngState() : native.getRngState(device));
+  } catch (e) {
+    rethrow(e, 'getRngState');
+  }
+}
+export function setRngState(state: Tensor, device = 'cpu'): void {
+  try {
+    if (device === 'cpu') native.setRngState(state.handle);
+    else native.setRngState(state.handle, device);
   } catch (e) {
     rethrow(e, 'setRngState');
   }

@@ -60,8 +60,9 @@ export interface Native {
   autocastEnter(): number;
   autocastExit(): number;
   manualSeed(seed: number): void;
-  getRngState(): Handle;
-  setRngState(h: Handle): void;
+  /** device: 'cpu' (default) or a GPU's ('cuda:N'; 'cuda' the current one): libtorch has a generator per device. */
+  getRngState(device?: string): Handle;
+  setRngState(h: Handle, device?: string): void;
   setNumThreads(n: number): void;
   setOneDnnEnabled(on: boolean): void;
   oneDnnEnabled(): boolean;

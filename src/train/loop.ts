@@ -43,6 +43,12 @@ export interface TrainOptions {
    * cfg.batchSize stays the global batch; each rank trains on batchSize / worldSize of its shard.
    */
   dist?: dist.Rank;
+  /**
+   * The device this process trains on when it is not cfg.device: a rank of a job on `--device cuda` trains on
+   * cuda:LOCAL_RANK, while the run's config.json keeps the job's device (`cuda`), which --resume starts every rank
+   * with again.
+   */
+  device?: string;
 }
 
 /** SGD steps within a minibatch between the ranks' agreements on stopping (see stopRequested). */
@@ -61,9 +67,11 @@ export function precheck(cfg: TrainConfig): void {
 }
 
 /** Trains per cfg into cfg.out (or resumes the run there), then evaluates. */
-export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<Summary> {
+export async function train(job: TrainConfig, opts: TrainOptions = {}): Promise<Summary> {
   const log = opts.log ?? ((s: string) => process.stdout.write(s + '\n'));
   const warn = opts.warn ?? ((s: string) => process.stderr.write(`warning: ${s}\n`));
+  // the run's configuration (written to config.json) and this process's (its device)
+  const cfg = opts.device && opts.device !== job.device ? { ...job, device: opts.device } : job;
   precheck(cfg);
   const group = opts.dist && opts.dist.worldSize > 1 ? opts.dist : undefined;
   const ranks = group?.worldSize ?? 1;
@@ -72,19 +80,19 @@ export async function train(cfg: TrainConfig, opts: TrainOptions = {}): Promise<
   const run = new RunFolder(cfg.out, isRoot(group));
   const option = opts.resume ? 'resume' : 'out';
   run.checkPath(option);
-  if (!opts.resume && !existsSync(join(run.dir, LOCK_FILE))) run.checkNew(cfg); // a foreign folder is refused untouched
+  if (!opts.resume && !existsSync(join(run.dir, LOCK_FILE))) run.checkNew(job); // a foreign folder is refused untouched
   run.lock(option, warn); // one writer per folder (rank 0)
   try {
     if (opts.resume) run.openForResume(group?.rank);
-    else run.checkNew(cfg);
-    return await trainLocked(cfg, opts, run, group, log, warn);
+    else run.checkNew(job);
+    return await trainLocked(cfg, job, opts, run, group, log, warn);
   } finally {
     run.unlock();
   }
 }
 
 /** train() once the run folder is this process's. */
-async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder, group: dist.Rank | undefined, log: (s: string) => void, warn: (s: string) => void): Promise<Summary> {
+async function trainLocked(cfg: TrainConfig, job: TrainConfig, opts: TrainOptions, run: RunFolder, group: dist.Rank | undefined, log: (s: string) => void, warn: (s: string) => void): Promise<Summary> {
   const ranks = group?.worldSize ?? 1;
   setNumThreads(cfg.threads);
   manualSeed(cfg.seed);
@@ -101,7 +109,7 @@ async function trainLocked(cfg: TrainConfig, opts: TrainOptions, run: RunFolder,
   const model = modelFor(cfg.model, trainData, { device: cfg.device, dtype: cfg.dtype });
   if (!opts.resume) initModel(model, cfg, trainData.numClasses, log); // --init, --num-classes (fine-tuning)
   if (cfg.channelsLast) model.channelsLast();
-  if (!opts.resume) run.create(cfg); // the inputs are checked: nothing is written for a run refused before here
+  if (!opts.resume) run.create(job); // the inputs are checked: nothing is written for a run refused before here
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
   const subset = split.val.length ? split.train : undefined;

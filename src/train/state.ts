@@ -1,5 +1,5 @@
 // What a training checkpoint holds: the model, the optimizer's momentum, the method's persistent tensors (free
-// training's δ), the RNG and the loop's position. With several processes the per-row method state is gathered
+// training's δ), the RNG (the CPU's, and on a GPU that GPU's) and the loop's position. With several processes the per-row method state is gathered
 // into the one-process layout, so a run can resume with any number of processes.
 import { Tensor, getRngState, setRngState, scope, noGrad, type dist } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
@@ -46,15 +46,26 @@ export interface TrainingParts {
   scaler?: GradScaler;
 }
 
+/**
+ * The GPU a model is on ('cuda:N'), or undefined on the CPU: random numbers of GPU tensors (FGSM's and PGD's random
+ * starts) come from that GPU's generator, whose state a checkpoint keeps beside the CPU's ('rng.cuda').
+ */
+function gpuOf(model: Module): string | undefined {
+  const p = model.parameters()[0];
+  const device = p?.device;
+  return device?.startsWith('cuda') ? device : undefined;
+}
+
 /** Writes a checkpoint (rank 0; every rank takes part in gathering the method state). */
 export function saveState(path: string, p: TrainingParts): void {
+  const gpu = gpuOf(p.model);
   scope(() => {
     const tensors = p.group ? Object.fromEntries([...p.methodState].map(([k, t]) => [k, gatherRows(t, p.group!)])) : Object.fromEntries(p.methodState);
     if (!isRoot(p.group)) return;
     saveCheckpoint(path, {
       model: p.model.stateDict(),
       optimizer: p.opt.stateDict(),
-      tensors: { ...tensors, 'rng.cpu': getRngState() },
+      tensors: { ...tensors, 'rng.cpu': getRngState(), ...(gpu && { 'rng.cuda': getRngState(gpu) }) },
       state: { ...p.position, ...(p.scaler && { grad_scaler: p.scaler.stateDict() }), format: 1 },
     });
   });
@@ -94,6 +105,8 @@ export function restoreState(path: string, p: TrainingParts, run = 'this run'): 
       noGrad(() => scope(() => t.copy_(p.group && s.ndim > 0 && s.size(0) === p.batchSize ? localRows(s, p.group) : s)));
     }
     if (ck.tensors['rng.cpu']) setRngState(ck.tensors['rng.cpu']);
+    const gpu = gpuOf(p.model);
+    if (gpu && ck.tensors['rng.cuda']) setRngState(ck.tensors['rng.cuda'], gpu);
     const { grad_scaler } = ck.state as { grad_scaler?: GradScalerState };
     if (p.scaler) {
       if (!grad_scaler) throw new TrainingError(`${path}: checkpoint lacks the gradient scaler's state (was the run trained with --amp fp16?)`);

@@ -1,7 +1,8 @@
 // Validation: examples taken out of the training set (seeded, class-balanced; --val-size) and evaluated after
 // every pass, clean and under PGD-10. Their robust accuracy picks best.safetensors (early stopping against robust
 // overfitting, Rice et al. 2020) and stops methods that overfit catastrophically (FGSM). It runs in batches of
-// --eval-batch-size, with its own random stream (training's is left as it was), split over the ranks of a job.
+// --eval-batch-size, with its own random stream (training's, the CPU's and a GPU's, is left as it was), split over
+// the ranks of a job.
 import { Writable } from 'node:stream';
 import { getRngState, setRngState, type DType, type dist } from '../torch/index.js';
 import type { Module } from '../nn/index.js';
@@ -61,7 +62,12 @@ export class Validation {
   /** Clean and PGD-10 accuracy on the validation examples (robust = clean when ε is 0); `signal` stops it between batches. */
   async run(model: Module, signal?: AbortSignal): Promise<ValidationResult | undefined> {
     if (!this.size) return undefined;
+    // training's random streams as they were: the CPU's, and on a GPU that GPU's generator, which draws the GPU
+    // tensors' random numbers (evaluateDataset seeds both)
+    const at = model.parameters()[0]?.device; // 'cuda:N' (the device option may say 'cuda')
+    const gpu = at?.startsWith('cuda') ? at : undefined;
     const rng = getRngState();
+    const gpuRng = gpu ? getRngState(gpu) : undefined;
     try {
       const attacks = this.o.eps > 0 ? [VALIDATION_ATTACK] : [];
       const r = await evaluateDataset(model, this.data, {
@@ -72,6 +78,10 @@ export class Validation {
     } finally {
       setRngState(rng);
       rng.dispose();
+      if (gpuRng) {
+        setRngState(gpuRng, gpu);
+        gpuRng.dispose();
+      }
     }
   }
 }
