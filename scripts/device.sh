@@ -52,6 +52,21 @@ if [ "${1:-}" = --pack ]; then
   tar -chf - --exclude=include/node/openssl -C "$prefix" "${parts[@]}" | xz -T0 -6 > "$PACK/node.tar.xz" \
     || die "packing Node.js failed"
   cp "$src" "$PACK/cifar10-jpg.tar.gz"
+  # the first 1,024 training and 512 test images of Fashion-MNIST, for the device tests (the GPU machine has no
+  # Debian package; the run points FREEADV_FASHION_MNIST at them where no Fashion-MNIST is found)
+  node --input-type=module -e '
+    import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+    import { gunzipSync, gzipSync } from "node:zlib";
+    import { defaultFashionMnistDir } from "./dist/src/data/index.js";
+    const from = defaultFashionMnistDir(), to = process.argv[1];
+    mkdirSync(to, { recursive: true });
+    for (const [prefix, n] of [["train", 1024], ["t10k", 512]])
+      for (const [kind, head, per] of [["images-idx3-ubyte", 16, 784], ["labels-idx1-ubyte", 8, 1]]) {
+        const f = `${prefix}-${kind}`, raw = readFileSync(`${from}/${f}.gz`);
+        const b = Buffer.from(gunzipSync(raw).subarray(0, head + n * per));
+        b.writeUInt32BE(n, 4); // the item count of the IDX header
+        writeFileSync(`${to}/${f}.gz`, gzipSync(b, { level: 9 }));
+      }' "$PACK/fashion-mnist" || die "--pack: Fashion-MNIST (for the device tests) not found: bash scripts/setup.sh installs it"
   ls -l "$PACK" >&2
   du -sh "$PACK" >&2
   say "packed device-pack/ (Node.js $(node --version)): copy it into the checkout on the GPU machine"
@@ -93,6 +108,13 @@ fi
 if { [ ! -d node_modules ] || [ ! -d dist ]; } && [ -f "$PACK/app.tar.xz" ] && command -v xz >/dev/null; then
   [ -d node_modules ] && mv node_modules "$WORK/node_modules.checkout" # one set of packages: device-pack's
   unpack "$PACK/app.tar.xz" "$ROOT" && say "dist/ and node_modules from device-pack/"
+fi
+
+# Fashion-MNIST for the device tests: this machine's (Debian's package), else the slice in device-pack/
+if [ -z "${FREEADV_FASHION_MNIST:-}" ] && [ -d "$PACK/fashion-mnist" ] && [ -d dist ] && command -v node >/dev/null \
+  && ! node --input-type=module -e 'import("./dist/src/data/index.js").then((m) => m.defaultFashionMnistDir())' 2>/dev/null; then
+  export FREEADV_FASHION_MNIST=$PACK/fashion-mnist
+  say "Fashion-MNIST: the slice in device-pack/ (no dataset-fashion-mnist here)"
 fi
 
 # ---- what the machine has (checked before any work) ----

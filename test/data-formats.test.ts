@@ -187,6 +187,29 @@ describe('CIFAR binary', () => {
   });
 });
 
+test('FREEADV_FASHION_MNIST names the default Fashion-MNIST folder (a machine without the Debian package); a folder without the files is refused naming the variable', async () => {
+  const dir = sub('fmnist-env');
+  const images = new Uint8Array(3 * 784).map((_, i) => (i * 7) % 256);
+  writeFileSync(join(dir, 'train-images-idx3-ubyte'), idxImages(3, 28, 28, images));
+  writeFileSync(join(dir, 'train-labels-idx1-ubyte'), idxLabels([4, 0, 9]));
+  const before = process.env.FREEADV_FASHION_MNIST;
+  try {
+    process.env.FREEADV_FASHION_MNIST = dir;
+    assert.equal(defaultFashionMnistDir(), dir);
+    const d = await loadDataset({ name: 'fashion-mnist', split: 'train' });
+    assert.equal(d.kind, 'memory');
+    if (d.kind !== 'memory') return;
+    assert.deepEqual([d.n, d.h, d.w, [...d.labels]], [3, 28, 28, [4, 0, 9]]);
+    assert.deepEqual([...d.images.subarray(0, 4)], [0, 7, 14, 21]);
+    const empty = sub('fmnist-env-empty');
+    process.env.FREEADV_FASHION_MNIST = empty;
+    assert.throws(() => defaultFashionMnistDir(), (e: unknown) => e instanceof DataError && e.message.includes(`FREEADV_FASHION_MNIST=${empty}`));
+  } finally {
+    if (before === undefined) delete process.env.FREEADV_FASHION_MNIST;
+    else process.env.FREEADV_FASHION_MNIST = before;
+  }
+});
+
 describe('real Fashion-MNIST', () => {
   let dir: string | undefined;
   try {

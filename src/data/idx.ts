@@ -72,10 +72,17 @@ export function loadIdx(dir: string, split: 'train' | 'test', numClasses = 10): 
 export const FASHION_MNIST_DEFAULT_DIR = '/usr/share/datasets/fashion-mnist';
 
 /**
- * The folder of Debian's dataset-fashion-mnist package: found with `dpkg -L dataset-fashion-mnist` when dpkg
- * knows the package, else /usr/share/datasets/fashion-mnist. Throws a DataError saying how to install it.
+ * The folder of Fashion-MNIST when no --data-dir is given: FREEADV_FASHION_MNIST where it is set (a machine without
+ * Debian's package), else the folder of Debian's dataset-fashion-mnist package, found with
+ * `dpkg -L dataset-fashion-mnist` when dpkg knows the package, else /usr/share/datasets/fashion-mnist. Throws a
+ * DataError saying how to install it, or naming the variable where it points at no IDX files.
  */
 export function defaultFashionMnistDir(): string {
+  const fromEnv = process.env.FREEADV_FASHION_MNIST;
+  if (fromEnv) {
+    if (['train-images-idx3-ubyte.gz', 'train-images-idx3-ubyte'].some((f) => existsSync(join(fromEnv, f)))) return fromEnv;
+    throw new DataError(`FREEADV_FASHION_MNIST=${fromEnv}: no train-images-idx3-ubyte(.gz) there`, fromEnv);
+  }
   try {
     const out = execFileSync('dpkg', ['-L', 'dataset-fashion-mnist'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
     const hit = out.split('\n').find((l) => /train-images-idx3-ubyte(\.gz)?$/.test(l.trim()));
