@@ -50,7 +50,7 @@ export function channelsLastWins(model: string, device: string, dtype: string, a
 }
 
 export const TRAIN_OPTIONS = {
-  dataset: { type: 'string', arg: 'NAME', group: DATA, choices: DATASET_NAMES, default: 'fashion-mnist', help: "the data set (fashion-mnist: Debian's dataset-fashion-mnist)" },
+  dataset: { type: 'string', arg: 'NAME', group: DATA, choices: DATASET_NAMES, default: 'fashion-mnist', help: "the data set (fashion-mnist: Debian's dataset-fashion-mnist, or $FREEADV_FASHION_MNIST)" },
   dataDir: { type: 'string', arg: 'DIR', group: DATA, optional: true, help: 'data folder (IDX files; CIFAR binaries or train/<class>/*.jpg; image folders)' },
   imageSize: { type: 'int', arg: 'S', group: DATA, optional: true, min: 8, max: 1024, check: imageFolderOnly, help: 'imagefolder: training crop (RandomResizedCrop + flip) and eval centre-crop side (default 224)' },
   skipBad: { type: 'bool', group: DATA, optional: true, check: (v, c) => (v ? imageFolderOnly(v, c) : undefined), help: 'imagefolder: leave out undecodable images (counted and reported) instead of stopping' },
