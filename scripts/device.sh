@@ -12,9 +12,9 @@
 # A GPU machine may have PyTorch and a compiler but no Node.js, no npm packages and no network. `--pack` (on a
 # machine with them) puts into device-pack/ what the run needs beside the checkout, about 55 MB: app.tar.xz (dist/
 # and the runtime packages: sharp for JPEGs, node-addon-api for the build, …), node.tar.xz (this Node.js: its
-# binary, its headers and npm's node-gyp, for a machine without Node.js >= 20 or without them) and the CIFAR-10
-# JPEG archive. Copy device-pack/ into the checkout on the GPU machine; the run unpacks what it needs into its
-# work folder. It needs a C++ compiler and make, python3 with a CUDA build of torch (its libtorch is what the addon
+# binary, its headers and npm's node-gyp, for a machine without Node.js >= 20 or without them), the CIFAR-10
+# JPEG archive, a slice of Fashion-MNIST for the device tests, and GNU make. Copy device-pack/ into the checkout on the GPU machine; the run unpacks what it needs into its
+# work folder. It needs a C++ compiler, python3 with a CUDA build of torch (its libtorch is what the addon
 # is built against: include/, lib/, and the nvidia-* wheels' headers), xz, and libjpeg's headers for the addon's
 # JPEG decoder (Debian: libjpeg62-turbo-dev; without them sharp decodes JPEGs).
 # What is missing is named before any work (exit 2). Environment: BUDGET_S (480), OUT_JSON, PYTHON (python3),
@@ -52,6 +52,8 @@ if [ "${1:-}" = --pack ]; then
   tar -chf - --exclude=include/node/openssl -C "$prefix" "${parts[@]}" | xz -T0 -6 > "$PACK/node.tar.xz" \
     || die "packing Node.js failed"
   cp "$src" "$PACK/cifar10-jpg.tar.gz"
+  # GNU make (node-gyp's builds run it; 240 kB, libc only), for a machine whose image lacks it
+  command -v make >/dev/null && mkdir -p "$PACK/tools" && cp "$(command -v make)" "$PACK/tools/make"
   # the first 1,024 training and 512 test images of Fashion-MNIST, for the device tests (the GPU machine has no
   # Debian package; the run points FREEADV_FASHION_MNIST at them where no Fashion-MNIST is found)
   node --input-type=module -e '
@@ -115,6 +117,11 @@ if [ -z "${FREEADV_FASHION_MNIST:-}" ] && [ -d "$PACK/fashion-mnist" ] && [ -d d
   && ! node --input-type=module -e 'import("./dist/src/data/index.js").then((m) => m.defaultFashionMnistDir())' 2>/dev/null; then
   export FREEADV_FASHION_MNIST=$PACK/fashion-mnist
   say "Fashion-MNIST: the slice in device-pack/ (no dataset-fashion-mnist here)"
+fi
+
+# make: this machine's, else device-pack's (at the end of PATH: any of the machine's own tools come first)
+if [ -n "$NEED_BUILD" ] && ! command -v make >/dev/null && [ -x "$PACK/tools/make" ] && "$PACK/tools/make" --version >/dev/null 2>&1; then
+  export PATH="$PATH:$PACK/tools" && say "make from device-pack/"
 fi
 
 # ---- what the machine has (checked before any work) ----
