@@ -281,7 +281,7 @@ describe('Loader', () => {
     t.diagnostic(`first batch wait ${first.waitMs.toFixed(1)} ms; then 15 batches: wait ${steadyWait.toFixed(1)} ms, produced ${steadyProduced.toFixed(1)} ms`);
     assert.ok(steadyWait < 0.5 * steadyProduced + 20, `wait ${steadyWait.toFixed(1)} ms vs produced ${steadyProduced.toFixed(1)} ms`);
     l.resetStats();
-    assert.deepEqual(l.stats(), { batches: 0, waitMs: 0, producedMs: 0, skipped: 0 });
+    assert.deepEqual(l.stats(), { batches: 0, waitMs: 0, producedMs: 0, skipped: 0, workersStarted: 0 });
   });
 });
 

@@ -21,7 +21,7 @@ export {
   trainPixels, evalPixels, parseImageHeader, readImageHeader, readImageHeaderSync,
   IMAGE_EXTENSIONS, type LazyImageDataset, type ImageFolderOptions, type ImageFolderScan, type CropBox, type Skipped, type RawPixels, type ImageHeader,
 } from './imagefolder.js';
-export { Loader, activeWorkers, type LoaderOptions, type LoaderStats, type LoaderDataset, type EpochOptions } from './loader.js';
+export { Loader, activeWorkers, workersStarted, type LoaderOptions, type LoaderStats, type LoaderDataset, type EpochOptions } from './loader.js';
 export { numBatches, epochOrder, epochLength, shardOf, sampleRng, defaultWorkers, type Batch, type Layout, type LastBatch, type Shard } from './producer.js';
 export { padCropFlip, padCropFlipParams, toFloat, type PadCropFlip } from './augment.js';
 export { Rng, hashSeed, permutation, batchRng } from './prng.js';

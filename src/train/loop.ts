@@ -113,7 +113,9 @@ async function trainLocked(cfg: TrainConfig, job: TrainConfig, opts: TrainOption
   if (group) broadcastModule(model);
   const shard = group ? { rank: group.rank, count: ranks, pad: true } : undefined;
   const subset = split.val.length ? split.train : undefined;
-  const loader = new Loader(trainData, { batchSize: cfg.batchSize / ranks, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3, ...(shard && { shard }), ...(subset && { subset }) });
+  // its worker threads start with the first pass and serve every pass until the loader is closed below (the batches
+  // are those of workers started for each pass; their start-up is paid once, not every pass)
+  const loader = new Loader(trainData, { batchSize: cfg.batchSize / ranks, seed: cfg.seed, augment: cfg.augment, lastBatch: 'keep', prefetch: 3, persistentWorkers: true, ...(shard && { shard }), ...(subset && { subset }) });
   const batchesPerPass = group ? loader.length : numBatches(split.train.length, cfg.batchSize, 'keep');
   const passes = method.passes(cfg);
   const stepsPerBatch = method.stepsPerBatch(cfg);
