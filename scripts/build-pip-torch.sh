@@ -7,7 +7,7 @@
 #   FREEADV_ADDON=$PWD/build-torch-<version>/build/Release/freeadv.node node bin/freeadv.js train --device cuda …
 #
 # A CUDA wheel gives an addon with CUDA (--device cuda) and, where gloo's headers are installed (Debian:
-# libgloo-dev), process groups with NCCL for --device cuda --nproc N. The addon finds libtorch and the nvidia-*
+# libgloo-dev; elsewhere FREEADV_GLOO_INCLUDE=<a folder holding gloo/>), process groups with NCCL for --device cuda --nproc N. The addon finds libtorch and the nvidia-*
 # libraries through an rpath to the wheel's torch/lib (whose own rpath reaches site-packages/nvidia/*/lib): no
 # LD_LIBRARY_PATH. To make it the default addon instead: LIBTORCH=<that torch dir> npm run build:native.
 set -euo pipefail

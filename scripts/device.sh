@@ -13,7 +13,7 @@
 # machine with them) puts into device-pack/ what the run needs beside the checkout, about 55 MB: app.tar.xz (dist/
 # and the runtime packages: sharp for JPEGs, node-addon-api for the build, …), node.tar.xz (this Node.js: its
 # binary, its headers and npm's node-gyp, for a machine without Node.js >= 20 or without them), the CIFAR-10
-# JPEG archive, a slice of Fashion-MNIST for the device tests, and GNU make. Copy device-pack/ into the checkout on the GPU machine; the run unpacks what it needs into its
+# JPEG archive, a slice of Fashion-MNIST for the device tests, gloo's headers and GNU make. Copy device-pack/ into the checkout on the GPU machine; the run unpacks what it needs into its
 # work folder. It needs a C++ compiler, python3 with a CUDA build of torch (its libtorch is what the addon
 # is built against: include/, lib/, and the nvidia-* wheels' headers), xz, and libjpeg's headers for the addon's
 # JPEG decoder (Debian: libjpeg62-turbo-dev; without them sharp decodes JPEGs).
@@ -52,6 +52,10 @@ if [ "${1:-}" = --pack ]; then
   tar -chf - --exclude=include/node/openssl -C "$prefix" "${parts[@]}" | xz -T0 -6 > "$PACK/node.tar.xz" \
     || die "packing Node.js failed"
   cp "$src" "$PACK/cifar10-jpg.tar.gz"
+  # gloo's headers (0.4 MB): the pip wheels of torch lack them, and without them the addon has no process groups,
+  # NCCL's included (libtorch.cjs); the gloo inside libtorch is what runs, these only declare it
+  g=$(node -p 'JSON.parse(require("child_process").execFileSync(process.execPath, ["scripts/libtorch.cjs", "info"], { encoding: "utf8" })).glooInclude ?? ""' 2>/dev/null)
+  [ -n "$g" ] && mkdir -p "$PACK/include" && cp -r "$g/gloo" "$PACK/include/gloo"
   # GNU make (node-gyp's builds run it; 240 kB, libc only), for a machine whose image lacks it
   command -v make >/dev/null && mkdir -p "$PACK/tools" && cp "$(command -v make)" "$PACK/tools/make"
   # the first 1,024 training and 512 test images of Fashion-MNIST, for the device tests (the GPU machine has no
@@ -117,6 +121,11 @@ if [ -z "${FREEADV_FASHION_MNIST:-}" ] && [ -d "$PACK/fashion-mnist" ] && [ -d d
   && ! node --input-type=module -e 'import("./dist/src/data/index.js").then((m) => m.defaultFashionMnistDir())' 2>/dev/null; then
   export FREEADV_FASHION_MNIST=$PACK/fashion-mnist
   say "Fashion-MNIST: the slice in device-pack/ (no dataset-fashion-mnist here)"
+fi
+
+# gloo's headers, for process groups (Gloo and NCCL): this machine's (the pip wheels have none), else device-pack's
+if [ -n "$NEED_BUILD" ] && [ -z "${FREEADV_GLOO_INCLUDE:-}" ] && [ -f "$PACK/include/gloo/context.h" ] && [ ! -f /usr/include/gloo/context.h ]; then
+  export FREEADV_GLOO_INCLUDE=$PACK/include && say "gloo's headers from device-pack/"
 fi
 
 # make: this machine's, else device-pack's (at the end of PATH: any of the machine's own tools come first)

@@ -30,10 +30,17 @@ function cxx11abi(lib) {
   return buf.includes('__cxx11') ? 1 : 0;
 }
 
-// c10d's ProcessGroupGloo header needs gloo's headers (Debian: libgloo-dev); without them the addon is built
-// without process groups and `--nproc` explains what to install.
+// c10d's ProcessGroupGloo header needs gloo's headers, which the pip wheels do not ship (Debian: libgloo-dev;
+// elsewhere FREEADV_GLOO_INCLUDE=<a folder holding gloo/>); without them the addon is built without process
+// groups (Gloo and NCCL alike) and `--nproc` explains what to install.
+function glooInclude(t) {
+  const extra = process.env.FREEADV_GLOO_INCLUDE;
+  if (extra && !fs.existsSync(path.join(extra, 'gloo', 'context.h')))
+    throw new Error(`FREEADV_GLOO_INCLUDE=${extra}: no gloo/context.h there`);
+  return [...(extra ? [extra] : []), '/usr/include', ...t.inc].find((d) => fs.existsSync(path.join(d, 'gloo', 'context.h')));
+}
 function gloo(t) {
-  return ['/usr/include', ...t.inc].some((d) => fs.existsSync(path.join(d, 'gloo', 'context.h'))) &&
+  return glooInclude(t) !== undefined &&
     fs.existsSync(path.join(t.inc[0], 'torch', 'csrc', 'distributed', 'c10d', 'ProcessGroupGloo.hpp'));
 }
 
@@ -103,8 +110,10 @@ function flags(what) {
   const t = locate();
   const { cuda, nccl, inc: cudaInc } = cudaSupport(t);
   switch (what) {
-    case 'include':
-      return [...t.inc, ...(cuda ? cudaInc : [])];
+    case 'include': {
+      const g = glooInclude(t);
+      return [...t.inc, ...(cuda ? cudaInc : []), ...(g && g !== '/usr/include' && !t.inc.includes(g) ? [g] : [])];
+    }
     case 'defines':
       return [
         `_GLIBCXX_USE_CXX11_ABI=${cxx11abi(t.lib)}`, `FREEADV_CUDA=${cuda ? 1 : 0}`, `FREEADV_GLOO=${gloo(t) ? 1 : 0}`,
@@ -122,7 +131,7 @@ function flags(what) {
     case 'cxxstd':
       return [cxxstd(t)];
     case 'info':
-      return [JSON.stringify({ ...t, cuda, nccl: nccl && gloo(t), gloo: gloo(t), cxx11abi: cxx11abi(t.lib), jpeg: jpeg(), version: version(t), cxxstd: cxxstd(t) })];
+      return [JSON.stringify({ ...t, cuda, nccl: nccl && gloo(t), gloo: gloo(t), glooInclude: glooInclude(t) ?? null, cxx11abi: cxx11abi(t.lib), jpeg: jpeg(), version: version(t), cxxstd: cxxstd(t) })];
     default:
       throw new Error(`unknown query ${what}`);
   }

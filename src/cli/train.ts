@@ -97,7 +97,7 @@ export async function cmdTrain(args: string[], out: (s: string) => void): Promis
   if (launching) {
     const world = job.nproc * job.nnodes;
     if (cfg.batchSize % world !== 0) throw new ConfigError('batch-size', `the global batch ${cfg.batchSize} is not divisible by the ${world} processes (each takes batch-size / ${world})`);
-    if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+    if (!dist.available()) throw new ConfigError('nproc', dist.UNAVAILABLE);
     const bad = jobDeviceProblem(cfg.device, job.nproc);
     if (bad) throw new ConfigError(bad.option, bad.why);
     const threads = values.threads !== undefined ? cfg.threads : Math.max(1, Math.floor(cpus().length / job.nproc));

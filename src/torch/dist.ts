@@ -58,6 +58,10 @@ export interface GroupInfo {
 }
 
 /** Whether this build of the addon has c10d process groups (Gloo). */
+/** Why there are no process groups, and what to do: the addon was compiled without gloo's headers. */
+export const UNAVAILABLE =
+  'this build of the native addon has no c10d/Gloo (it was compiled without gloo\'s headers): install libgloo-dev, or set FREEADV_GLOO_INCLUDE to a folder holding gloo/, and run `npm run build:native`';
+
 export function available(): boolean {
   return native.distAvailable();
 }
@@ -79,7 +83,7 @@ function need<K extends keyof typeof native>(k: K): NonNullable<(typeof native)[
   const f = native[k];
   if (!f) {
     if (k.startsWith('distReducer') && native.distAvailable()) throw new DistError('this build of the native addon has no c10d Reducer (it is built against libtorch 1.x only): average gradients after backward with GradAverager');
-    throw new DistError('the native addon was built without c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+    throw new DistError(UNAVAILABLE);
   }
   return f as NonNullable<(typeof native)[K]>;
 }

@@ -30,7 +30,7 @@ export function jobDeviceProblem(device: string, processesPerNode: number): { op
  * Returns this process's rank.
  */
 export function joinJob(rdv: dist.Rendezvous, timeoutS: number, device = 'cpu'): dist.Rank {
-  if (!dist.available()) throw new ConfigError('nproc', 'this build of the native addon has no c10d/Gloo: install libgloo-dev and run `npm run build:native`');
+  if (!dist.available()) throw new ConfigError('nproc', dist.UNAVAILABLE);
   const bad = jobDeviceProblem(device, rdv.localRank + 1);
   if (bad) throw new ConfigError(bad.option, bad.why);
   dist.init({ ...rdv, timeoutMs: timeoutS * 1000, ...(device.startsWith('cuda') && { cudaDevice: rdv.localRank }) });
