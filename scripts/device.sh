@@ -199,7 +199,7 @@ fi
 stage info 60 node bin/freeadv.js info || true
 
 # ---- 2. the device tests ----
-stage tests $([ -n "$SMOKE" ] && echo 300 || echo 150) env FREEADV_TEST_DEVICE="$DEVICE" \
+stage tests $([ -n "$SMOKE" ] && echo 300 || echo 240) env FREEADV_TEST_DEVICE="$DEVICE" \
   node --test --test-concurrency=1 dist/test/device.test.js dist/test/train-free.test.js dist/test/torch-basic.test.js dist/test/optim-schedule.test.js || true
 
 # ---- 3. the step: freeadv vs PyTorch eager on the same device, in this run ----
