@@ -21,6 +21,19 @@ function preActUnit(b: { bn1: Module; conv1: Module; bn2: Module; conv2: Module 
   return y;
 }
 
+/**
+ * The post-activation residual sum (ResNet's basic and bottleneck blocks): relu(h + (shortcut(x) or x)), freeing h,
+ * the shortcut's output and the sum once consumed.
+ */
+function addRelu(h: Tensor, x: Tensor, shortcut?: Module): Tensor {
+  const sc = shortcut ? shortcut.forward(x) : x;
+  const sum = ops.add(h, sc);
+  release(h, sc === x ? undefined : sc);
+  const y = relu(sum);
+  release(sum);
+  return y;
+}
+
 export class PreActBlock extends Module {
   readonly bn1; readonly conv1; readonly bn2; readonly conv2; readonly shortcut?: Sequential;
   constructor(inPlanes: number, planes: number, stride: number) {
@@ -127,12 +140,7 @@ export class BasicBlock extends Module {
   }
   forward(x: Tensor): Tensor {
     const h = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => this.conv2.forward(t), (t) => this.bn2.forward(t));
-    const sc = this.shortcut ? this.shortcut.forward(x) : x;
-    const sum = ops.add(h, sc);
-    release(h, sc === x ? undefined : sc);
-    const y = relu(sum);
-    release(sum);
-    return y;
+    return addRelu(h, x, this.shortcut);
   }
 }
 
@@ -175,12 +183,7 @@ export class Bottleneck extends Module {
   forward(x: Tensor): Tensor {
     const h = chain(x, (t) => this.conv1.forward(t), (t) => this.bn1.forward(t), relu, (t) => this.conv2.forward(t), (t) => this.bn2.forward(t), relu,
       (t) => this.conv3.forward(t), (t) => this.bn3.forward(t));
-    const sc = this.downsample ? this.downsample.forward(x) : x;
-    const sum = ops.add(h, sc);
-    release(h, sc === x ? undefined : sc);
-    const y = relu(sum);
-    release(sum);
-    return y;
+    return addRelu(h, x, this.downsample);
   }
 }
 
