@@ -7,7 +7,13 @@
 #
 #   bash scripts/device.sh                       # on the GPU machine; writes $OUT_JSON (default device-result.json)
 #   SMOKE=1 bash scripts/device.sh               # the same flow on a CPU machine, tiny (minutes): run it first
+#   STRETCH=1 bash scripts/device.sh             # on the GPU machine: the paper's budget instead (below)
 #   bash scripts/device.sh --pack                # here: everything the GPU machine may lack, into device-pack/
+#
+# STRETCH=1 (about 9 minutes: BUDGET_S 540) skips the tests and the fp32 rows, measures the bf16 step of
+# preact-resnet18 only, and trains free-8 with --amp bf16 at the paper's CIFAR-10 budget, --epochs 200 (25 passes
+# of 8 replays), or at the largest multiple of 8 epochs that the measured speed fits in the time left; then it
+# evaluates as the default run does.
 #
 # A GPU machine may have PyTorch and a compiler but no Node.js, no npm packages and no network. `--pack` (on a
 # machine with them) puts into device-pack/ what the run needs beside the checkout, about 55 MB: app.tar.xz (dist/
@@ -80,7 +86,8 @@ if [ "${1:-}" = --pack ]; then
 fi
 
 SMOKE=${SMOKE:-}
-BUDGET_S=${BUDGET_S:-$([ -n "$SMOKE" ] && echo 1800 || echo 480)}
+STRETCH=${STRETCH:-}
+BUDGET_S=${BUDGET_S:-$([ -n "$SMOKE" ] && echo 1800 || { [ -n "$STRETCH" ] && echo 540 || echo 480; })}
 DEVICE=${DEVICE:-$([ -n "$SMOKE" ] && echo cpu || echo cuda)}
 PY=${PYTHON:-python3}
 OUT_JSON=${OUT_JSON:-$ROOT/device-result.json}
@@ -198,14 +205,15 @@ else
 fi
 stage info 60 node bin/freeadv.js info || true
 
-# ---- 2. the device tests ----
-stage tests $([ -n "$SMOKE" ] && echo 300 || echo 240) env FREEADV_TEST_DEVICE="$DEVICE" \
+# ---- 2. the device tests (not with STRETCH) ----
+[ -z "$STRETCH" ] && stage tests $([ -n "$SMOKE" ] && echo 300 || echo 240) env FREEADV_TEST_DEVICE="$DEVICE" \
   node --test --test-concurrency=1 dist/test/device.test.js dist/test/train-free.test.js dist/test/torch-basic.test.js dist/test/optim-schedule.test.js || true
 
 # ---- 3. the step: freeadv vs PyTorch eager on the same device, in this run ----
 BENCH=$WORK/bench.jsonl
 : > "$BENCH"
 if [ -n "$SMOKE" ]; then rows=("resnet-cifar-small 16"); steps=2; else rows=("preact-resnet18 128" "wrn-34-10 128"); steps=20; fi
+[ -n "$STRETCH" ] && { [ -n "$SMOKE" ] || rows=("preact-resnet18 128"); steps=$([ -n "$SMOKE" ] && echo 2 || echo 10); }
 # Mixed precision: each row again with the forward pass and loss under bf16 autocast on the device (--amp bf16)
 AMP_ROWS=(--amp bf16)
 bench_row() { # MODEL BATCH [extra…]: one JSON line {freeadv, pytorch} for the interleaved natural,free step
@@ -220,7 +228,7 @@ export -f bench_row
 export steps DEVICE PY BENCH
 for row in "${rows[@]}"; do
   set -- $row
-  stage "bench-$1" $([ -n "$SMOKE" ] && echo 300 || echo 90) bash -c 'bench_row "$@"' _ "$1" "$2" || true
+  [ -z "$STRETCH" ] && { stage "bench-$1" $([ -n "$SMOKE" ] && echo 300 || echo 90) bash -c 'bench_row "$@"' _ "$1" "$2" || true; }
   if [ ${#AMP_ROWS[@]} -gt 0 ]; then stage "bench-$1-amp" 90 bash -c 'bench_row "$@"' _ "$1" "$2" "${AMP_ROWS[@]}" || true; fi
 done
 
@@ -236,20 +244,34 @@ fi
 MODEL=$([ -n "$SMOKE" ] && echo resnet-cifar-small || echo preact-resnet18)
 EVAL_LIMIT=$([ -n "$SMOKE" ] && echo 50 || echo 1000)
 EVAL_S=$([ -n "$SMOKE" ] && echo 240 || echo 100) # kept for the evaluation
-# steps that fit: the measured free images/s of this model (bench), at 70% for data and validation
+TRAIN_AMP=$([ -n "$STRETCH" ] && echo bf16 || echo none)
+# steps that fit: the measured free images/s of this model (bench) with the training's precision, at 70% for data
+# and validation
 IPS=$(node -e '
   const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean).map(JSON.parse);
-  const r = rows.find((r) => r.freeadv.model === process.argv[2]);
-  console.log(r ? Math.round(r.freeadv.batch * 1000 / r.freeadv.ms_median.free) : 0);' "$BENCH" "$MODEL" 2>/dev/null || echo 0)
+  const r = rows.find((r) => r.freeadv.model === process.argv[2] && (r.freeadv.amp ?? "none") === process.argv[3]);
+  console.log(r ? Math.round(r.freeadv.batch * 1000 / r.freeadv.ms_median.free) : 0);' "$BENCH" "$MODEL" "$TRAIN_AMP" 2>/dev/null || echo 0)
 TRAIN_S=$(( $(left) - EVAL_S - 20 ))
 [ "$TRAIN_S" -lt 30 ] && TRAIN_S=30
+VAL=$([ -n "$SMOKE" ] && echo 20 || echo 500)
+NTRAIN=$(find "$DATA/train" -type f 2>/dev/null | wc -l)
+PER_EPOCH=$(( (NTRAIN - VAL + 127) / 128 ))
+[ "$PER_EPOCH" -lt 1 ] && PER_EPOCH=1
 STEPS=$(( IPS > 0 ? TRAIN_S * IPS * 7 / 10 / 128 : 200 ))
-[ -n "$SMOKE" ] && STEPS=8
+[ -n "$SMOKE" ] && STEPS=$(( 16 * PER_EPOCH )) # two passes of 8 replays over the slice
 [ "$STEPS" -lt 8 ] && STEPS=8
-say "training: ${STEPS} SGD steps in about ${TRAIN_S}s (measured ${IPS} images/s)"
+# The budget in natural epochs (free-8 makes one pass of 8 replays per 8): the largest multiple of 8 that the steps
+# cover, so that the learning-rate schedule runs to its end, and at most the paper's 200 (25 passes); below one
+# pass, one pass cut short at the steps that fit.
+EPOCHS=$(( STEPS / PER_EPOCH / 8 * 8 ))
+[ "$EPOCHS" -gt 200 ] && EPOCHS=200
+if [ "$EPOCHS" -ge 8 ]; then BUDGET=(--epochs "$EPOCHS"); else BUDGET=(--epochs 8 --max-steps "$STEPS"); fi
+say "training: ${BUDGET[*]} (${PER_EPOCH} SGD steps per epoch, ${STEPS} fit in about ${TRAIN_S}s at the measured ${IPS} images/s; amp ${TRAIN_AMP})"
+printf '{"stretch":%s,"amp":"%s","measured_images_per_second":%d,"train_s":%d,"steps_that_fit":%d,"steps_per_epoch":%d,"budget":"%s"}\n' \
+  "$([ -n "$STRETCH" ] && echo true || echo false)" "$TRAIN_AMP" "$IPS" "$TRAIN_S" "$STEPS" "$PER_EPOCH" "${BUDGET[*]}" > "$WORK/plan.json"
 RUN=$WORK/free8
 stage train "$TRAIN_S" node bin/freeadv.js train --dataset cifar10 --data-dir "$DATA" --model "$MODEL" --device "$DEVICE" \
-  --method free --replays 8 --eps 8/255 --batch-size 128 --epochs 200 --max-steps "$STEPS" --val-size "$([ -n "$SMOKE" ] && echo 20 || echo 500)" \
+  --method free --replays 8 --eps 8/255 --batch-size 128 "${BUDGET[@]}" --amp "$TRAIN_AMP" --val-size "$VAL" \
   --eval-limit 10 --eval-attacks pgd-2 --checkpoint-every 50 --out "$RUN" || true
 stage eval $(( $(left) > 30 ? $(left) - 10 : 30 )) node bin/freeadv.js eval --run "$RUN" --checkpoint latest --device "$DEVICE" \
   --attacks pgd-20,apgd-ce --limit "$EVAL_LIMIT" --json || true
@@ -279,7 +301,7 @@ node -e '
   const result = {
     date: new Date().toISOString(), smoke: !!smoke, device, budget_s: +budget, info,
     tests: { pass: count("pass"), fail: count("fail"), skipped: count("skipped"), not_ok: tests.filter((l) => l.startsWith("not ok")) },
-    bench, train: rd("summary.json") ?? null, eval: evalLine ?? null, stages,
+    bench, plan: json(lines(`${work}/plan.json`).join("")) ?? null, train: rd("summary.json") ?? null, eval: evalLine ?? null, stages,
   };
   fs.writeFileSync(out, JSON.stringify(result, null, 2) + "\n");
   console.log(JSON.stringify({ tests: result.tests, bench: bench.map(({ raw, ...r }) => r), eval: evalLine && { clean: evalLine.clean_accuracy, robust: evalLine.robust_accuracy } }, null, 1));
