@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One command for a lent GPU machine (about 8 minutes): builds the addon against that machine's CUDA PyTorch,
+# One command for a lent GPU machine (about 9 minutes): builds the addon against that machine's CUDA PyTorch,
 # runs the device tests on the GPU, measures the free-training step of preact-resnet18 and wrn-34-10 (batch 128)
-# against the same step in PyTorch CUDA eager in the same run, trains preact-resnet18 free-8 (ε = 8/255) on the
+# against the same step in PyTorch CUDA eager in the same run (fp32 and bf16; preact-resnet18 channels-last too),
+# trains preact-resnet18 free-8 (ε = 8/255) on the
 # CIFAR-10 JPEGs for the time left, evaluates it (clean, PGD-20, APGD-CE) and writes everything to one JSON file.
 # Every stage has its own time limit, so one that fails or overruns does not lose the others.
 #
@@ -10,10 +11,10 @@
 #   STRETCH=1 bash scripts/device.sh             # on the GPU machine: the paper's budget instead (below)
 #   bash scripts/device.sh --pack                # here: everything the GPU machine may lack, into device-pack/
 #
-# STRETCH=1 (about 9 minutes: BUDGET_S 540) skips the tests and the fp32 rows, measures the bf16 step of
-# preact-resnet18 only, and trains free-8 with --amp bf16 at the paper's CIFAR-10 budget, --epochs 200 (25 passes
-# of 8 replays), or at the largest multiple of 8 epochs that the measured speed fits in the time left; then it
-# evaluates as the default run does.
+# STRETCH=1 (also about 9 minutes) skips the tests and the fp32 rows, measures the bf16 step of preact-resnet18 only
+# (NCHW and channels-last), and trains free-8 with --amp bf16 in the faster memory format at the paper's CIFAR-10
+# budget, --epochs 200 (25 passes of 8 replays), or at the largest multiple of 8 epochs that the measured speed fits
+# in the time left; then it evaluates as the default run does.
 #
 # A GPU machine may have PyTorch and a compiler but no Node.js, no npm packages and no network. `--pack` (on a
 # machine with them) puts into device-pack/ what the run needs beside the checkout, about 55 MB: app.tar.xz (dist/
@@ -23,7 +24,7 @@
 # work folder. It needs a C++ compiler, python3 with a CUDA build of torch (its libtorch is what the addon
 # is built against: include/, lib/, and the nvidia-* wheels' headers), xz, and libjpeg's headers for the addon's
 # JPEG decoder (Debian: libjpeg62-turbo-dev; without them sharp decodes JPEGs).
-# What is missing is named before any work (exit 2). Environment: BUDGET_S (480), OUT_JSON, PYTHON (python3),
+# What is missing is named before any work (exit 2). Environment: BUDGET_S (540), OUT_JSON, PYTHON (python3),
 # ARCHIVE (the CIFAR-10 JPEG archive; default device-pack/, shared/data or ../shared/data), ADDON (an addon already
 # built: skips the build), BUILD=1 (SMOKE: build the addon as on a GPU machine, against python's torch where it has
 # headers, else the system libtorch), DEVICE (cuda; SMOKE: cpu), WORK (the work folder; default a new one in /tmp).
@@ -87,7 +88,7 @@ fi
 
 SMOKE=${SMOKE:-}
 STRETCH=${STRETCH:-}
-BUDGET_S=${BUDGET_S:-$([ -n "$SMOKE" ] && echo 1800 || { [ -n "$STRETCH" ] && echo 540 || echo 480; })}
+BUDGET_S=${BUDGET_S:-$([ -n "$SMOKE" ] && echo 1800 || echo 540)}
 DEVICE=${DEVICE:-$([ -n "$SMOKE" ] && echo cpu || echo cuda)}
 PY=${PYTHON:-python3}
 OUT_JSON=${OUT_JSON:-$ROOT/device-result.json}
@@ -212,10 +213,16 @@ stage info 60 node bin/freeadv.js info || true
 # ---- 3. the step: freeadv vs PyTorch eager on the same device, in this run ----
 BENCH=$WORK/bench.jsonl
 : > "$BENCH"
-if [ -n "$SMOKE" ]; then rows=("resnet-cifar-small 16"); steps=2; else rows=("preact-resnet18 128" "wrn-34-10 128"); steps=20; fi
-[ -n "$STRETCH" ] && { [ -n "$SMOKE" ] || rows=("preact-resnet18 128"); steps=$([ -n "$SMOKE" ] && echo 2 || echo 10); }
-# Mixed precision: each row again with the forward pass and loss under bf16 autocast on the device (--amp bf16)
-AMP_ROWS=(--amp bf16)
+# Rows: MODEL BATCH, then the variants measured for it, each a stage: fp32 NCHW ("-"), bf16 autocast of the
+# forward pass and loss ("amp": --amp bf16), and for the model trained below channels-last too ("cl": NHWC weights,
+# inputs and δ; freeadv's default on CUDA is NCHW until measured). STRETCH: the bf16 variants of that model only.
+if [ -n "$SMOKE" ]; then rows=("resnet-cifar-small 16 - amp cl cl-amp"); steps=2
+else rows=("preact-resnet18 128 - amp cl cl-amp" "wrn-34-10 128 - amp"); steps=20; fi
+if [ -n "$STRETCH" ]; then
+  rows=("$([ -n "$SMOKE" ] && echo resnet-cifar-small 16 || echo preact-resnet18 128) amp cl-amp")
+  [ -n "$SMOKE" ] || steps=10
+fi
+variant_args() { case $1 in -) ;; amp) echo --amp bf16 ;; cl) echo --channels-last ;; cl-amp) echo --channels-last --amp bf16 ;; esac; }
 bench_row() { # MODEL BATCH [extra…]: one JSON line {freeadv, pytorch} for the interleaved natural,free step
   local m=$1 b=$2; shift 2
   local args=(--model "$m" --batch "$b" --steps "$steps" --warmup 3 --kind natural,free --device "$DEVICE" --threads "$(nproc)" "$@")
@@ -228,8 +235,11 @@ export -f bench_row
 export steps DEVICE PY BENCH
 for row in "${rows[@]}"; do
   set -- $row
-  [ -z "$STRETCH" ] && { stage "bench-$1" $([ -n "$SMOKE" ] && echo 300 || echo 90) bash -c 'bench_row "$@"' _ "$1" "$2" || true; }
-  if [ ${#AMP_ROWS[@]} -gt 0 ]; then stage "bench-$1-amp" 90 bash -c 'bench_row "$@"' _ "$1" "$2" "${AMP_ROWS[@]}" || true; fi
+  m=$1 b=$2; shift 2
+  for v in "$@"; do
+    # shellcheck disable=SC2046 # the variant's flags split on purpose
+    stage "bench-$m$([ "$v" = - ] || echo "-$v")" $([ -n "$SMOKE" ] && echo 300 || echo 90) bash -c 'bench_row "$@"' _ "$m" "$b" $(variant_args "$v") || true
+  done
 done
 
 # ---- 4. train free-8 on CIFAR-10 for the time left, then evaluate ----
@@ -246,11 +256,16 @@ EVAL_LIMIT=$([ -n "$SMOKE" ] && echo 50 || echo 1000)
 EVAL_S=$([ -n "$SMOKE" ] && echo 240 || echo 100) # kept for the evaluation
 TRAIN_AMP=$([ -n "$STRETCH" ] && echo bf16 || echo none)
 # steps that fit: the measured free images/s of this model (bench) with the training's precision, at 70% for data
-# and validation
-IPS=$(node -e '
+# and validation; STRETCH trains in the memory format that measured faster (the default run: freeadv's default)
+read -r IPS TRAIN_CL < <(node -e '
   const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").filter(Boolean).map(JSON.parse);
-  const r = rows.find((r) => r.freeadv.model === process.argv[2] && (r.freeadv.amp ?? "none") === process.argv[3]);
-  console.log(r ? Math.round(r.freeadv.batch * 1000 / r.freeadv.ms_median.free) : 0);' "$BENCH" "$MODEL" "$TRAIN_AMP" 2>/dev/null || echo 0)
+  const [, , model, amp, pick] = process.argv;
+  const ips = (r) => Math.round(r.freeadv.batch * 1000 / r.freeadv.ms_median.free);
+  const mine = rows.filter((r) => r.freeadv.model === model && (r.freeadv.amp ?? "none") === amp && (pick || !r.freeadv.channels_last));
+  const best = mine.sort((a, b) => ips(b) - ips(a))[0];
+  console.log(best ? `${ips(best)} ${best.freeadv.channels_last ? "--channels-last" : "--no-channels-last"}` : "0 -");' \
+  "$BENCH" "$MODEL" "$TRAIN_AMP" "$STRETCH" 2>/dev/null || echo "0 -")
+[ -z "$STRETCH" ] || [ "$TRAIN_CL" = - ] && TRAIN_CL=""
 TRAIN_S=$(( $(left) - EVAL_S - 20 ))
 [ "$TRAIN_S" -lt 30 ] && TRAIN_S=30
 VAL=$([ -n "$SMOKE" ] && echo 20 || echo 500)
@@ -266,12 +281,12 @@ STEPS=$(( IPS > 0 ? TRAIN_S * IPS * 7 / 10 / 128 : 200 ))
 EPOCHS=$(( STEPS / PER_EPOCH / 8 * 8 ))
 [ "$EPOCHS" -gt 200 ] && EPOCHS=200
 if [ "$EPOCHS" -ge 8 ]; then BUDGET=(--epochs "$EPOCHS"); else BUDGET=(--epochs 8 --max-steps "$STEPS"); fi
-say "training: ${BUDGET[*]} (${PER_EPOCH} SGD steps per epoch, ${STEPS} fit in about ${TRAIN_S}s at the measured ${IPS} images/s; amp ${TRAIN_AMP})"
-printf '{"stretch":%s,"amp":"%s","measured_images_per_second":%d,"train_s":%d,"steps_that_fit":%d,"steps_per_epoch":%d,"budget":"%s"}\n' \
-  "$([ -n "$STRETCH" ] && echo true || echo false)" "$TRAIN_AMP" "$IPS" "$TRAIN_S" "$STEPS" "$PER_EPOCH" "${BUDGET[*]}" > "$WORK/plan.json"
+say "training: ${BUDGET[*]} (${PER_EPOCH} SGD steps per epoch, ${STEPS} fit in about ${TRAIN_S}s at the measured ${IPS} images/s; amp ${TRAIN_AMP} ${TRAIN_CL})"
+printf '{"stretch":%s,"amp":"%s","memory_format":"%s","measured_images_per_second":%d,"train_s":%d,"steps_that_fit":%d,"steps_per_epoch":%d,"budget":"%s"}\n' \
+  "$([ -n "$STRETCH" ] && echo true || echo false)" "$TRAIN_AMP" "${TRAIN_CL:-default}" "$IPS" "$TRAIN_S" "$STEPS" "$PER_EPOCH" "${BUDGET[*]}" > "$WORK/plan.json"
 RUN=$WORK/free8
 stage train "$TRAIN_S" node bin/freeadv.js train --dataset cifar10 --data-dir "$DATA" --model "$MODEL" --device "$DEVICE" \
-  --method free --replays 8 --eps 8/255 --batch-size 128 "${BUDGET[@]}" --amp "$TRAIN_AMP" --val-size "$VAL" \
+  --method free --replays 8 --eps 8/255 --batch-size 128 "${BUDGET[@]}" --amp "$TRAIN_AMP" $TRAIN_CL --val-size "$VAL" \
   --eval-limit 10 --eval-attacks pgd-2 --checkpoint-every 50 --out "$RUN" || true
 stage eval $(( $(left) > 30 ? $(left) - 10 : 30 )) node bin/freeadv.js eval --run "$RUN" --checkpoint latest --device "$DEVICE" \
   --attacks pgd-20,apgd-ce --limit "$EVAL_LIMIT" --json || true
@@ -285,7 +300,7 @@ node -e '
   const stages = lines(stagesF).map(json).filter(Boolean);
   for (const s of stages) s.tail = lines(s.log).slice(s.rc ? -40 : -8); // a failed stage: enough to act on
   const bench = lines(benchF).map(json).filter(Boolean).map(({ freeadv: f, pytorch: p }) => ({
-    model: f.model, batch: f.batch, device: f.device, amp: f.amp ?? null,
+    model: f.model, batch: f.batch, device: f.device, amp: f.amp ?? null, channels_last: !!f.channels_last,
     freeadv_free_images_per_second: Math.round(f.batch * 1000 / f.ms_median.free),
     pytorch_free_images_per_second: Math.round(p.batch * 1000 / p.ms_median.free),
     ratio_freeadv_over_pytorch: +(p.ms_median.free / f.ms_median.free).toFixed(3),
