@@ -208,7 +208,8 @@ export async function buildDemo(robustDir: string, naturalDir: string | undefine
     const shape = [...x.shape];
     const n = shape[0]!;
     const labels = Array.from(y.toTypedArray() as BigInt64Array, Number);
-    const clean = scope(() => Uint8Array.from(pngLevels(x).toTypedArray() as Float32Array));
+    const clean8 = pngLevels(x); // the clean images' 8-bit levels, the centre of every ε-ball below
+    const clean = Uint8Array.from(clean8.toTypedArray() as Float32Array);
     const sets: { kind: DemoImage['kind']; against?: DemoModel['id']; px: Uint8Array }[] = [{ kind: 'clean', px: clean }];
     try {
       for (const [i, { model }] of opened.entries()) {
@@ -216,12 +217,13 @@ export async function buildDemo(robustDir: string, naturalDir: string | undefine
         manualSeed(o.seed);
         // every step taken: an example that only just crosses the decision boundary would often cross back when
         // its pixels are rounded to 8 bits for the PNG
-        const adv = scope(() => Uint8Array.from(quantizeInBall(pngLevels(x), makeAttack(o.attack, model, { eps, earlyStop: false }).run(x, y), eps).toTypedArray() as Float32Array));
+        const adv = scope(() => Uint8Array.from(quantizeInBall(clean8, makeAttack(o.attack, model, { eps, earlyStop: false }).run(x, y), eps).toTypedArray() as Float32Array));
         sets.push({ kind: 'adversarial', against: ids[i]!, px: adv });
       }
     } finally {
       x.dispose();
       y.dispose();
+      clean8.dispose();
     }
 
     tmp = mkdtempSync(join(dirname(out), `.${basename(out)}.partial-`));

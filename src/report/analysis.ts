@@ -6,7 +6,7 @@ import { Tensor, scope, noGrad, withGradEnabled, fromTypedArray, cat, where } fr
 import { inEvalMode, type Module } from '../nn/index.js';
 import { PGD, ceLoss, lossInputGrad, perExample } from '../attacks/index.js';
 import { Rng, hashSeed } from '../data/index.js';
-import { pngLevels, epsLevels, quantizeInBall } from './png.js';
+import { pngLevels, perturbationLevels, quantizeInBall } from './png.js';
 
 /** ∇ₓ of the cross-entropy loss, per example (the gradient of the sum, so examples do not mix). Same shape as x. */
 export function inputGradient(model: Module, x: Tensor, y: Tensor): Tensor {
@@ -151,7 +151,7 @@ export function adversarialGallery(model: Module, x: Tensor, y: Tensor, o: { eps
     const wrong = fromTypedArray(BigInt64Array.from(cleanPred, BigInt), [cleanPred.length], 'int64', x.device).ne(y);
     const adv8 = where(perExample(wrong, clean8), clean8, attacked);
     const adv = adv8.div(255);
-    const perturbation = adv8.sub(clean8).div(2 * Math.max(epsLevels(o.eps), 1)).add(0.5);
+    const perturbation = adv8.sub(clean8).div(2 * perturbationLevels(o.eps)).add(0.5);
     return { clean, adv, perturbation, cleanPred, advPred: predict(model, adv) };
   });
 }

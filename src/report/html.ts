@@ -8,7 +8,7 @@ import { formatEps } from '../options/index.js';
 import { methods } from '../train/index.js';
 import type { ReportRun } from './report.js';
 import { html, raw, scriptJson, GENERATOR, type Html } from './markup.js';
-import { epsLevels } from './png.js';
+import { perturbationLevels } from './png.js';
 
 const require = createRequire(import.meta.url);
 
@@ -84,7 +84,7 @@ function gallery(runs: ReportRun[]): Html[] {
   return runs.map((r, i) => {
     const a = r.analyses;
     const name = (k: number) => a.classNames[k] ?? String(k);
-    const e = Math.max(epsLevels(a.eps), 1); // the 8-bit radius of the ball (analysis.ts adversarialGallery)
+    const e = perturbationLevels(a.eps); // what the perturbation image spans (analysis.ts adversarialGallery)
     return html`${runHeading(r, i)}${imageGrid(
       [
         { head: html`clean`, cells: a.images.clean.map((src, k) => ({ src, alt: `clean ${k}`, caption: html`label ${name(a.labels[k]!)}<br>pred ${name(a.cleanPred[k]!)} ${mark(a.cleanPred[k] === a.labels[k])}` })) },

@@ -17,6 +17,11 @@ export function epsLevels(eps: number): number {
   return Math.floor(255 * eps + 1e-6);
 }
 
+/** The levels ± of which a perturbation image spans black to white: ⌊255ε⌋, at least 1 (ε below one level). */
+export function perturbationLevels(eps: number): number {
+  return Math.max(epsLevels(eps), 1);
+}
+
 /**
  * Adversarial images as 8-bit levels inside the ε-ball of the clean image's levels `clean` (pngLevels): each pixel
  * rounded to the nearest level, then clipped to clean ± ⌊255ε⌋ levels. For an adversarial image within ε of the

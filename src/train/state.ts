@@ -50,9 +50,8 @@ export interface TrainingParts {
  * The GPU a model is on ('cuda:N'), or undefined on the CPU: random numbers of GPU tensors (FGSM's and PGD's random
  * starts) come from that GPU's generator, whose state a checkpoint keeps beside the CPU's ('rng.cuda').
  */
-function gpuOf(model: Module): string | undefined {
-  const p = model.parameters()[0];
-  const device = p?.device;
+export function gpuOf(model: Module): string | undefined {
+  const device = model.parameters()[0]?.device; // 'cuda:N' (the device option may say 'cuda')
   return device?.startsWith('cuda') ? device : undefined;
 }
 

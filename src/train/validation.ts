@@ -9,6 +9,7 @@ import type { Module } from '../nn/index.js';
 import { validationSplit, type Dataset, type TrainValSplit } from '../data/index.js';
 import { evaluateDataset } from '../eval/index.js';
 import { ConfigError } from '../options/index.js';
+import { gpuOf } from './state.js';
 
 export const VALIDATION_ATTACK = 'pgd-10';
 
@@ -64,8 +65,7 @@ export class Validation {
     if (!this.size) return undefined;
     // training's random streams as they were: the CPU's, and on a GPU that GPU's generator, which draws the GPU
     // tensors' random numbers (evaluateDataset seeds both)
-    const at = model.parameters()[0]?.device; // 'cuda:N' (the device option may say 'cuda')
-    const gpu = at?.startsWith('cuda') ? at : undefined;
+    const gpu = gpuOf(model);
     const rng = getRngState();
     const gpuRng = gpu ? getRngState(gpu) : undefined;
     try {
