@@ -2,6 +2,7 @@
 // Skips the build when build/Release/freeadv.node is newer than its sources (pass --force to rebuild).
 // --out DIR builds in DIR instead (a copy of the sources, DIR/build/Release/freeadv.node), leaving build/ alone:
 // an addon for another libtorch beside the default one, loaded with FREEADV_ADDON=DIR/build/Release/freeadv.node.
+// --check-tools only says whether this Node.js can build here (exit 0) or what it lacks (exit 1).
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -9,6 +10,23 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
 const pkg = join(dirname(fileURLToPath(import.meta.url)), '..');
+// Use the headers of the running Node (no download: our machines have no internet).
+const nodedir = join(dirname(process.execPath), '..');
+const nodeHeaders = existsSync(join(nodedir, 'include', 'node', 'node_api.h'));
+
+// --check-tools: exits 0 where this Node.js can build the addon (node-gyp found, and its own headers, so that
+// node-gyp need not download them), else names what is missing and exits 1; builds nothing.
+if (process.argv.includes('--check-tools')) {
+  const missing = [];
+  try {
+    nodeGyp();
+  } catch {
+    missing.push('node-gyp (it comes with npm)');
+  }
+  if (!nodeHeaders) missing.push(`Node.js's headers (${join(nodedir, 'include', 'node')})`);
+  for (const m of missing) console.error(`freeadv: cannot build the addon: no ${m}`);
+  process.exit(missing.length ? 1 : 0);
+}
 const outArg = process.argv.indexOf('--out');
 if (outArg >= 0 && !process.argv[outArg + 1]) {
   console.error('freeadv: --out needs a folder');
@@ -49,12 +67,10 @@ function nodeGyp() {
   return require.resolve('node-gyp/bin/node-gyp.js');
 }
 
-// Use the headers of the running Node (no download: our machines have no internet).
-const nodedir = join(dirname(process.execPath), '..');
 // One compiler per core, up to one per source file (each holds libtorch's headers: about 1 GB).
 const jobs = Math.max(1, Math.min((await import('node:os')).availableParallelism(), readdirSync(join(root, 'native')).filter((f) => f.endsWith('.cc')).length));
 const args = [nodeGyp(), 'rebuild', '--release', `--jobs=${jobs}`];
-if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
+if (nodeHeaders) args.push(`--nodedir=${nodedir}`);
 console.log('freeadv: building the native addon (about a minute)...');
 execFileSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 if (root !== pkg) console.log(`freeadv: built ${out}; use it with FREEADV_ADDON=${out}`);

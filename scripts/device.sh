@@ -106,13 +106,8 @@ if [ -z "${ADDON:-}" ] && { [ "$DEVICE" != cpu ] || [ -n "${BUILD:-}" ] || [ ! -
 # device-pack's; dist/ and node_modules: the checkout's, else device-pack's, unpacked into the checkout (the code
 # finds package.json and assets/ beside dist/) ----
 node_usable() {
-  command -v node >/dev/null && node -e '
-    const { existsSync } = require("fs"), { join, dirname } = require("path");
-    const prefix = join(dirname(process.execPath), "..");
-    const gyp = [join(prefix, "lib", "node_modules", "npm"), "/usr/lib/node_modules/npm", "/usr/local/lib/node_modules/npm"]
-      .some((p) => existsSync(join(p, "node_modules", "node-gyp")));
-    const ok = +process.versions.node.split(".")[0] >= 20 && (!process.argv[1] || (gyp && existsSync(join(prefix, "include", "node", "node_api.h"))));
-    process.exit(ok ? 0 : 1);' "$NEED_BUILD" 2>/dev/null
+  command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
+    && { [ -z "$NEED_BUILD" ] || node scripts/build-native.js --check-tools 2>/dev/null; }
 }
 unpack() { xz -dc "$1" | tar -xf - -C "$2"; }
 if ! node_usable && [ -f "$PACK/node.tar.xz" ] && command -v xz >/dev/null; then
